@@ -1,0 +1,59 @@
+"""vitzoo: Vision Transformers for PyTorch with the numerics of the original releases."""
+
+from __future__ import annotations
+
+from . import layers
+from .config import SIZES, ViTConfig
+from .errors import (
+    ConfigError,
+    DuplicateModelError,
+    ImageSizeError,
+    UnknownModelError,
+    UnknownOverrideError,
+    UnknownTagError,
+    VitzooError,
+)
+from .factory import create_model
+from .info import ModelInfo, model_info
+from .io import CheckpointError, CheckpointMismatchError, LoadReport, load_checkpoint
+from .models import DistilledVisionTransformer, VisionTransformer, build_model
+from .registry import (
+    is_model,
+    list_aliases,
+    list_models,
+    list_pretrained,
+    register_alias,
+    register_model,
+)
+
+__version__ = "0.1.0"
+
+__all__ = [
+    "SIZES",
+    "CheckpointError",
+    "CheckpointMismatchError",
+    "ConfigError",
+    "DistilledVisionTransformer",
+    "DuplicateModelError",
+    "ImageSizeError",
+    "LoadReport",
+    "ModelInfo",
+    "UnknownModelError",
+    "UnknownOverrideError",
+    "UnknownTagError",
+    "ViTConfig",
+    "VisionTransformer",
+    "VitzooError",
+    "__version__",
+    "build_model",
+    "create_model",
+    "is_model",
+    "layers",
+    "list_aliases",
+    "list_models",
+    "list_pretrained",
+    "load_checkpoint",
+    "model_info",
+    "register_alias",
+    "register_model",
+]

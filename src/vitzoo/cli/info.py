@@ -1,0 +1,61 @@
+"""``vitzoo info NAME``: architecture, parameters, GFLOPs, tags and aliases."""
+
+from __future__ import annotations
+
+import argparse
+import json
+
+from ..info import ModelInfo, model_info
+
+_POS_EMBEDS = {"learn": "learned", "sincos": "fixed 2-D sin-cos"}
+
+
+def add_parser(commands: argparse._SubParsersAction) -> None:
+    parser = commands.add_parser(
+        "info", help="describe an architecture",
+        description="Show an architecture's configuration, parameter count, GFLOPs at its "
+                    "native size, pretrained tags and aliases. Accepts aliases.",
+    )
+    parser.add_argument("name", help="architecture, alias or arch.tag, e.g. vit_b16")
+    parser.add_argument("--json", action="store_true", help="print the facts as JSON")
+    parser.set_defaults(run=run)
+
+
+def format_info(info: ModelInfo) -> str:
+    cfg = info.config
+    token = "class token" + (" + distillation token" if cfg.distilled else "")
+    pool = {"token": token, "avg": "mean of patch tokens"}[cfg.global_pool]
+    if cfg.global_pool == "avg":
+        pool += " (norm after pooling)" if cfg.fc_norm else " (final norm, then mean)"
+    gelu = "exact (erf)" if cfg.gelu_approximate == "none" else "tanh approximation"
+    lines = [
+        f"{info.name}  ({info.model_class})",
+        f"  input          {cfg.in_chans}x{cfg.img_size[0]}x{cfg.img_size[1]}, "
+        f"patch {cfg.patch_size[0]}x{cfg.patch_size[1]}, "
+        f"grid {cfg.grid_size[0]}x{cfg.grid_size[1]} = {cfg.num_patches} tokens",
+        f"  width / depth  {cfg.embed_dim} / {cfg.depth} blocks, {cfg.num_heads} heads, "
+        f"MLP {cfg.mlp_hidden_dim}",
+        f"  pooling        {pool}",
+        f"  head           {cfg.num_classes} classes"
+        + (f", representation layer {cfg.representation_size}"
+           if cfg.representation_size else ""),
+        f"  numerics       GELU {gelu}, LayerNorm eps {cfg.norm_eps:g}, "
+        f"position embeddings {_POS_EMBEDS[cfg.pos_embed]}",
+        f"  parameters     {info.num_params:,}",
+        f"  GFLOPs         {info.gflops:.2f} (multiply-adds at {cfg.img_size[0]}x"
+        f"{cfg.img_size[1]}, the papers' convention)",
+    ]
+    if info.tags:
+        tags = [f"{t} (default)" if t == info.default_tag else t for t in info.tags]
+        lines.append(f"  tags           {', '.join(tags)}")
+    else:
+        lines.append("  tags           none (no pretrained weights)")
+    if info.aliases:
+        lines.append(f"  aliases        {', '.join(info.aliases)}")
+    return "\n".join(lines)
+
+
+def run(args: argparse.Namespace) -> int:
+    info = model_info(args.name)
+    print(json.dumps(info.to_dict(), indent=2) if args.json else format_info(info))
+    return 0

@@ -1,0 +1,43 @@
+"""``vitzoo``: the entry point; each subcommand lives in a module of its own."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from collections.abc import Sequence
+
+from .. import __version__
+from ..errors import VitzooError
+from . import info, list_models
+
+_COMMANDS = (list_models, info)
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="vitzoo",
+        description="Vision Transformer model zoo: list, inspect and build ViT/DeiT models.",
+    )
+    parser.add_argument("--version", action="version", version=f"vitzoo {__version__}")
+    commands = parser.add_subparsers(dest="command", metavar="COMMAND")
+    commands.required = True
+    for command in _COMMANDS:
+        command.add_parser(commands)
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Run the command line; returns the exit status (2 for a user error)."""
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    try:
+        return int(args.run(args) or 0)
+    except VitzooError as err:
+        print(f"vitzoo: error: {err}", file=sys.stderr)
+        return 2
+    except BrokenPipeError:  # `vitzoo list | head`
+        return 0
+
+
+if __name__ == "__main__":  # pragma: no cover
+    sys.exit(main())

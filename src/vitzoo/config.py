@@ -1,0 +1,215 @@
+"""The frozen model configuration and the size table of the ViT paper.
+
+Sizes follow Dosovitskiy et al., "An Image is Worth 16x16 Words" (ICLR 2021), Table 1, with
+Ti and S from Touvron et al., "Training data-efficient image transformers" (ICML 2021).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+from ._names import suggestion
+from .errors import ConfigError, UnknownOverrideError
+
+__all__ = ["SIZES", "ViTConfig"]
+
+GLOBAL_POOLS = ("token", "avg")
+POS_EMBEDS = ("learn", "sincos")
+GELU_APPROXIMATIONS = ("none", "tanh")
+WEIGHT_INITS = ("timm", "jax")
+ATTN_IMPLS = ("sdpa", "math")
+
+
+def _pair(value: int | Sequence[int], name: str) -> tuple[int, int]:
+    if isinstance(value, bool):
+        raise ConfigError(f"{name} must be an int or a (height, width) pair, got {value!r}")
+    if isinstance(value, int):
+        pair = (value, value)
+    elif isinstance(value, Sequence) and len(value) == 2 and all(
+        isinstance(v, int) and not isinstance(v, bool) for v in value
+    ):
+        pair = (int(value[0]), int(value[1]))
+    else:
+        raise ConfigError(f"{name} must be an int or a (height, width) pair, got {value!r}")
+    if min(pair) < 1:
+        raise ConfigError(f"{name} must be positive, got {value!r}")
+    return pair
+
+
+def _choice(value: str, name: str, allowed: tuple[str, ...]) -> None:
+    if value not in allowed:
+        raise ConfigError(f"{name}={value!r} is not one of {', '.join(map(repr, allowed))}")
+
+
+@dataclass(frozen=True)
+class ViTConfig:
+    """Everything that defines a Vision Transformer's architecture and numerics.
+
+    ``img_size`` and ``patch_size`` accept an int or a ``(height, width)`` pair and are stored as
+    pairs. Build variants with :meth:`replace`, which rejects unknown field names.
+
+    Numerics fields record the framework the weights come from: Google's JAX checkpoints use
+    ``gelu_approximate="tanh"`` and ``norm_eps=1e-6``; PyTorch-trained weights (DeiT, timm)
+    use the exact erf GELU (``"none"``).
+    """
+
+    img_size: tuple[int, int] = (224, 224)
+    patch_size: tuple[int, int] = (16, 16)
+    in_chans: int = 3
+    num_classes: int = 1000
+    embed_dim: int = 768
+    depth: int = 12
+    num_heads: int = 12
+    mlp_dim: int | None = None
+    """Hidden width of the MLP; ``None`` means ``4 * embed_dim``."""
+    qkv_bias: bool = True
+    class_token: bool = True
+    distilled: bool = False
+    """DeiT's distillation token and second head (``dist_token``, ``head_dist``)."""
+    global_pool: str = "token"
+    """``"token"`` (class token) or ``"avg"`` (mean of the patch tokens)."""
+    fc_norm: bool = False
+    """False: final norm on all tokens, then pool (Google). True: pool, then ``fc_norm`` (timm)."""
+    representation_size: int | None = None
+    """Width of the ``pre_logits`` Linear + tanh layer of Google's 21k checkpoints."""
+    pos_embed: str = "learn"
+    """``"learn"`` (a parameter) or ``"sincos"`` (big_vision's fixed 2-D table, not stored)."""
+    init_values: float | None = None
+    """LayerScale initial value; ``None`` means no LayerScale."""
+    gelu_approximate: str = "none"
+    """``"none"`` (exact erf, PyTorch) or ``"tanh"`` (JAX's default)."""
+    norm_eps: float = 1e-6
+    drop_rate: float = 0.0
+    """Dropout before the classifier head."""
+    pos_drop_rate: float = 0.0
+    proj_drop_rate: float = 0.0
+    attn_drop_rate: float = 0.0
+    drop_path_rate: float = 0.0
+    """Stochastic depth of the last block; block i gets ``rate * i / (depth - 1)``."""
+    weight_init: str = "timm"
+    """``"timm"`` (trunc-normal 0.02) or ``"jax"`` (Google's initialisers, zero head)."""
+    attn_impl: str = "sdpa"
+    """``"sdpa"`` (``F.scaled_dot_product_attention``) or ``"math"`` (explicit softmax)."""
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "img_size", _pair(self.img_size, "img_size"))
+        object.__setattr__(self, "patch_size", _pair(self.patch_size, "patch_size"))
+        for name in ("in_chans", "embed_dim", "depth", "num_heads"):
+            value = getattr(self, name)
+            if not isinstance(value, int) or isinstance(value, bool) or value < 1:
+                raise ConfigError(f"{name} must be a positive int, got {value!r}")
+        if not isinstance(self.num_classes, int) or self.num_classes < 0:
+            raise ConfigError(
+                f"num_classes must be an int >= 0 (0 removes the head), got {self.num_classes!r}"
+            )
+        if self.embed_dim % self.num_heads:
+            raise ConfigError(
+                f"embed_dim={self.embed_dim} is not divisible by num_heads={self.num_heads}"
+            )
+        for name in ("mlp_dim", "representation_size"):
+            value = getattr(self, name)
+            if value is not None and (not isinstance(value, int) or value < 1):
+                raise ConfigError(f"{name} must be a positive int or None, got {value!r}")
+        if any(i < p for i, p in zip(self.img_size, self.patch_size, strict=True)):
+            raise ConfigError(
+                f"img_size={self.img_size} is smaller than patch_size={self.patch_size}"
+            )
+        _choice(self.global_pool, "global_pool", GLOBAL_POOLS)
+        _choice(self.pos_embed, "pos_embed", POS_EMBEDS)
+        _choice(self.gelu_approximate, "gelu_approximate", GELU_APPROXIMATIONS)
+        _choice(self.weight_init, "weight_init", WEIGHT_INITS)
+        _choice(self.attn_impl, "attn_impl", ATTN_IMPLS)
+        if self.global_pool == "token" and not self.class_token:
+            raise ConfigError(
+                "global_pool='token' needs class_token=True; use global_pool='avg' without one"
+            )
+        if self.distilled and not (self.class_token and self.global_pool == "token"):
+            raise ConfigError("distilled=True needs class_token=True and global_pool='token'")
+        if self.distilled and (self.fc_norm or self.representation_size):
+            raise ConfigError("distilled=True does not support fc_norm or representation_size")
+        if self.pos_embed == "sincos" and (self.embed_dim % 4 or self.embed_dim < 8):
+            raise ConfigError(
+                f"pos_embed='sincos' needs embed_dim divisible by 4 and >= 8, got {self.embed_dim}"
+            )
+        for name in ("drop_rate", "pos_drop_rate", "proj_drop_rate", "attn_drop_rate",
+                     "drop_path_rate"):
+            value = getattr(self, name)
+            if not 0.0 <= value < 1.0:
+                raise ConfigError(f"{name} must be in [0, 1), got {value!r}")
+        if not self.norm_eps > 0:
+            raise ConfigError(f"norm_eps must be positive, got {self.norm_eps!r}")
+
+    # -- derived sizes ---------------------------------------------------------------------
+    @property
+    def mlp_hidden_dim(self) -> int:
+        """The MLP's hidden width: ``mlp_dim`` or ``4 * embed_dim``."""
+        return self.mlp_dim if self.mlp_dim is not None else 4 * self.embed_dim
+
+    @property
+    def grid_size(self) -> tuple[int, int]:
+        """Patch grid ``(gh, gw)``; rows and columns left over by the patch are dropped."""
+        return (self.img_size[0] // self.patch_size[0], self.img_size[1] // self.patch_size[1])
+
+    @property
+    def num_patches(self) -> int:
+        gh, gw = self.grid_size
+        return gh * gw
+
+    @property
+    def num_prefix_tokens(self) -> int:
+        """Class and distillation tokens in front of the patch tokens."""
+        return int(self.class_token) + int(self.distilled)
+
+    # -- variants and serialisation ----------------------------------------------------------
+    @classmethod
+    def field_names(cls) -> list[str]:
+        return [f.name for f in dataclasses.fields(cls)]
+
+    def replace(self, **overrides: Any) -> ViTConfig:
+        """A copy with ``overrides`` applied; an unknown field name raises at once."""
+        check_field_names(overrides)
+        return dataclasses.replace(self, **overrides)
+
+    def to_dict(self) -> dict[str, Any]:
+        """A JSON-ready dict (pairs become lists)."""
+        data = dataclasses.asdict(self)
+        data["img_size"] = list(self.img_size)
+        data["patch_size"] = list(self.patch_size)
+        return data
+
+    def to_json(self) -> str:
+        return json.dumps(self.to_dict(), sort_keys=True)
+
+    @classmethod
+    def from_dict(cls, data: Mapping[str, Any]) -> ViTConfig:
+        """Rebuild a config written by :meth:`to_dict`; unknown keys raise."""
+        check_field_names(data)
+        return cls(**dict(data))
+
+
+def check_field_names(names: Mapping[str, Any] | Sequence[str]) -> None:
+    """Raise :class:`UnknownOverrideError` naming every key that is not a config field."""
+    valid = ViTConfig.field_names()
+    unknown = [name for name in names if name not in valid]
+    if not unknown:
+        return
+    hints = "".join(suggestion(name, valid) for name in unknown)
+    raise UnknownOverrideError(
+        f"unknown config field(s) {', '.join(map(repr, unknown))}.{hints} "
+        f"Valid fields: {', '.join(valid)}."
+    )
+
+
+# The paper's sizes (Table 1 of the ViT paper; Ti and S from DeiT). Builders pick one and set
+# the patch and image size.
+SIZES: dict[str, ViTConfig] = {
+    "Ti": ViTConfig(embed_dim=192, depth=12, num_heads=3, mlp_dim=768),
+    "S": ViTConfig(embed_dim=384, depth=12, num_heads=6, mlp_dim=1536),
+    "B": ViTConfig(embed_dim=768, depth=12, num_heads=12, mlp_dim=3072),
+    "L": ViTConfig(embed_dim=1024, depth=24, num_heads=16, mlp_dim=4096),
+    "H": ViTConfig(embed_dim=1280, depth=32, num_heads=16, mlp_dim=5120),
+}

@@ -1,0 +1,86 @@
+"""``model_info``: what an architecture is, without allocating its weights."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any
+
+import torch
+from torch import nn
+from torch.utils.flop_counter import FlopCounterMode
+
+from .config import ViTConfig
+from .pretrained import tags_for
+from .registry import get_builder, list_aliases, resolve_name
+
+__all__ = ["ModelInfo", "count_flops", "count_params", "model_info"]
+
+
+@dataclass(frozen=True)
+class ModelInfo:
+    """Facts about a registered architecture at its native input size."""
+
+    name: str
+    config: ViTConfig
+    num_params: int
+    """Parameters with the architecture's default head (1000 classes unless said otherwise)."""
+    gflops: float
+    """Multiply-adds per image in billions (the convention of the ViT/DeiT papers and timm)."""
+    model_class: str
+    tags: list[str] = field(default_factory=list)
+    """Pretrained tags, the default first."""
+    aliases: list[str] = field(default_factory=list)
+
+    @property
+    def default_tag(self) -> str | None:
+        return self.tags[0] if self.tags else None
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "name": self.name,
+            "model_class": self.model_class,
+            "num_params": self.num_params,
+            "gflops": self.gflops,
+            "default_tag": self.default_tag,
+            "tags": list(self.tags),
+            "aliases": list(self.aliases),
+            "config": self.config.to_dict(),
+        }
+
+
+def count_params(model: nn.Module) -> int:
+    """Number of parameters (works on the meta device)."""
+    return sum(p.numel() for p in model.parameters())
+
+
+def count_flops(model: nn.Module, input_size: tuple[int, int, int]) -> int:
+    """Multiply-adds of one forward pass on a single ``(C, H, W)`` image.
+
+    Matmuls, convolutions and attention are counted; norms, activations and softmax are not
+    (the fvcore/timm convention). Runs on the meta device when the model is there.
+    """
+    device = next(model.parameters()).device
+    x = torch.empty(1, *input_size, device=device)
+    with FlopCounterMode(display=False) as counter, torch.no_grad():
+        model(x)
+    return counter.get_total_flops() // 2  # the counter counts a multiply-add as two
+
+
+def model_info(name: str) -> ModelInfo:
+    """Configuration, parameter count, GFLOPs, tags and aliases of an architecture.
+
+    The model is built on the meta device, so no weights are allocated.
+    """
+    arch, _ = resolve_name(name)
+    with torch.device("meta"):
+        model = get_builder(arch)()
+    cfg = model.cfg
+    return ModelInfo(
+        name=arch,
+        config=cfg,
+        num_params=count_params(model),
+        gflops=count_flops(model, (cfg.in_chans, *cfg.img_size)) / 1e9,
+        model_class=type(model).__name__,
+        tags=tags_for(arch),
+        aliases=list(list_aliases(arch)),
+    )

@@ -1,0 +1,168 @@
+"""Reading state dicts from disk and loading them into models with a readable report."""
+
+from __future__ import annotations
+
+import pickle
+import re
+from collections import Counter
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import torch
+from torch import nn
+
+from .errors import VitzooError
+
+__all__ = ["CheckpointError", "CheckpointMismatchError", "LoadReport", "load_checkpoint",
+           "load_state_dict"]
+
+# Training checkpoints keep the weights under one of these keys (timm, DeiT, EMA variants).
+_WRAPPER_KEYS = ("model", "state_dict", "model_ema", "state_dict_ema")
+# Wrappers that DDP and torch.compile put in front of every key.
+_KEY_PREFIXES = ("module.", "_orig_mod.")
+
+
+class CheckpointError(VitzooError, ValueError):
+    """A checkpoint file is missing, unreadable, corrupt or not a state dict."""
+
+
+class CheckpointMismatchError(CheckpointError):
+    """A checkpoint's keys or shapes do not fit the model."""
+
+
+@dataclass
+class LoadReport:
+    """What happened when a state dict was loaded into a model."""
+
+    missing: list[str] = field(default_factory=list)
+    unexpected: list[str] = field(default_factory=list)
+    mismatched: dict[str, tuple[tuple[int, ...], tuple[int, ...]]] = field(default_factory=dict)
+    """key -> (shape in the checkpoint, shape in the model)."""
+
+    @property
+    def ok(self) -> bool:
+        return not (self.missing or self.unexpected or self.mismatched)
+
+    def describe(self) -> str:
+        """A grouped, human-readable account of every difference."""
+        if self.ok:
+            return "all keys matched"
+        lines = []
+        if self.missing:
+            lines.append(f"missing from the checkpoint ({len(self.missing)}): "
+                         + _group_keys(self.missing))
+        if self.unexpected:
+            lines.append(f"in the checkpoint but not in the model ({len(self.unexpected)}): "
+                         + _group_keys(self.unexpected))
+        if self.mismatched:
+            shapes = [f"{k} {tuple(a)} in the file vs {tuple(b)} in the model"
+                      for k, (a, b) in self.mismatched.items()]
+            lines.append(f"different shapes ({len(self.mismatched)}): " + "; ".join(shapes[:8])
+                         + (" ..." if len(shapes) > 8 else ""))
+        return "\n".join(lines)
+
+
+def _group_keys(keys: Iterable[str]) -> str:
+    """``blocks.0.attn.qkv.bias, blocks.1.attn.qkv.bias`` -> ``blocks.*.attn.qkv.bias (x2)``."""
+    counts = Counter(re.sub(r"\.\d+\.", ".*.", k) for k in keys)
+    return ", ".join(k if n == 1 else f"{k} (x{n})" for k, n in counts.items())
+
+
+def load_state_dict(path: str | Path) -> dict[str, torch.Tensor]:
+    """Read a state dict from ``.safetensors`` or a PyTorch pickle (``weights_only=True``).
+
+    Training wrappers (``model``, ``state_dict``, ``model_ema``, ``state_dict_ema``) and the
+    ``module.`` / ``_orig_mod.`` key prefixes are removed.
+
+    Raises:
+        CheckpointError: the file is missing, unreadable, refused or not a state dict.
+    """
+    path = Path(path)
+    if not path.is_file():
+        raise CheckpointError(f"checkpoint {str(path)!r} does not exist or is not a file")
+    try:
+        if path.suffix == ".safetensors":
+            from safetensors.torch import load_file
+
+            data: object = load_file(str(path))
+        else:
+            data = torch.load(path, map_location="cpu", weights_only=True)
+    except pickle.UnpicklingError as err:
+        # torch names the blocked callable ("GLOBAL posix.system"); anything else is damage.
+        if "GLOBAL" not in str(err):
+            raise CheckpointError(f"cannot read checkpoint {path}: {err}") from err
+        raise CheckpointError(
+            f"{path} was refused: it needs more than tensors to unpickle (arbitrary code); "
+            "vitzoo only reads weights_only pickles. Re-save it with "
+            "torch.save(model.state_dict(), path) or convert it to safetensors"
+        ) from err
+    except Exception as err:  # noqa: BLE001 - any reader failure means a bad file
+        raise CheckpointError(f"cannot read checkpoint {path}: {err}") from err
+    if isinstance(data, Mapping):
+        for key in _WRAPPER_KEYS:
+            if isinstance(data.get(key), Mapping):
+                data = data[key]
+                break
+    if not isinstance(data, Mapping) or not all(isinstance(v, torch.Tensor)
+                                                 for v in data.values()):
+        raise CheckpointError(f"{path} does not hold a state dict of tensors")
+    state = {}
+    for key, value in data.items():
+        state[_strip_prefixes(key)] = value
+    return state
+
+
+def _strip_prefixes(key: str) -> str:
+    stripped = True
+    while stripped:
+        stripped = False
+        for prefix in _KEY_PREFIXES:
+            if key.startswith(prefix):
+                key, stripped = key[len(prefix):], True
+    return key
+
+
+def compare_state_dict(model: nn.Module, state: Mapping[str, torch.Tensor]) -> LoadReport:
+    """The differences between a model's state dict and ``state``, without loading anything."""
+    own = model.state_dict()
+    report = LoadReport(
+        missing=[k for k in own if k not in state],
+        unexpected=[k for k in state if k not in own],
+    )
+    for key, value in state.items():
+        if key in own and tuple(own[key].shape) != tuple(value.shape):
+            report.mismatched[key] = (tuple(value.shape), tuple(own[key].shape))
+    return report
+
+
+def load_checkpoint(model: nn.Module, path: str | Path | Mapping[str, torch.Tensor], *,
+                    strict: bool = True) -> LoadReport:
+    """Load a vitzoo/timm-layout state dict (a file or a dict) into ``model``.
+
+    Args:
+        model: the model to load into (changed in place).
+        path: a ``.safetensors`` / ``.pth`` / ``.bin`` file, or a state dict.
+        strict: raise when any key is missing, unexpected or of a different shape; with
+            ``strict=False`` the keys that fit are loaded and the rest reported.
+
+    Returns:
+        The :class:`LoadReport`.
+
+    Raises:
+        CheckpointMismatchError: with ``strict=True``, when the checkpoint does not fit; the
+            model is left unchanged.
+    """
+    state = path if isinstance(path, Mapping) else load_state_dict(path)
+    report = compare_state_dict(model, state)
+    if strict and not report.ok:
+        name = "the state dict" if isinstance(path, Mapping) else str(path)
+        raise CheckpointMismatchError(
+            f"{name} does not fit {type(model).__name__}:\n{report.describe()}\n"
+            "Create the architecture the checkpoint was saved from, or pass strict=False "
+            "to load the keys that fit."
+        )
+    fitting = {k: v for k, v in state.items() if k not in report.mismatched
+               and k not in report.unexpected}
+    model.load_state_dict(fitting, strict=False)
+    return report

@@ -1,0 +1,65 @@
+"""The pre-norm transformer encoder block.
+
+Dosovitskiy et al., "An Image is Worth 16x16 Words" (ICLR 2021), eqs. 2-3.
+"""
+
+from __future__ import annotations
+
+import torch
+from torch import nn
+
+from .attention import Attention
+from .drop_path import DropPath
+from .layer_scale import LayerScale
+from .mlp import Mlp
+
+__all__ = ["Block"]
+
+
+class Block(nn.Module):
+    """``x + MSA(LN(x))`` then ``x + MLP(LN(x))``, with optional LayerScale and DropPath.
+
+    Args:
+        dim: token width D.
+        num_heads: attention heads.
+        mlp_dim: MLP hidden width (default ``4 * dim``).
+        qkv_bias: whether the q/k/v projection has a bias.
+        proj_drop: dropout after the attention projection and in the MLP.
+        attn_drop: dropout on the attention probabilities.
+        drop_path: stochastic-depth rate of this block.
+        init_values: LayerScale initial value, or ``None`` for no LayerScale.
+        gelu_approximate: ``"none"`` (exact erf) or ``"tanh"``.
+        norm_eps: LayerNorm epsilon.
+        attn_impl: ``"sdpa"`` or ``"math"``.
+    """
+
+    def __init__(self, dim: int, *, num_heads: int, mlp_dim: int | None = None,
+                 qkv_bias: bool = True, proj_drop: float = 0.0, attn_drop: float = 0.0,
+                 drop_path: float = 0.0, init_values: float | None = None,
+                 gelu_approximate: str = "none", norm_eps: float = 1e-6,
+                 attn_impl: str = "sdpa") -> None:
+        super().__init__()
+        self.norm1 = nn.LayerNorm(dim, eps=norm_eps)
+        self.attn = Attention(dim, num_heads=num_heads, qkv_bias=qkv_bias,
+                              attn_drop=attn_drop, proj_drop=proj_drop, attn_impl=attn_impl)
+        self.ls1 = (LayerScale(dim, init_values=init_values) if init_values is not None
+                    else nn.Identity())
+        self.drop_path1 = DropPath(drop_path) if drop_path > 0.0 else nn.Identity()
+        self.norm2 = nn.LayerNorm(dim, eps=norm_eps)
+        self.mlp = Mlp(dim, hidden_features=mlp_dim, gelu_approximate=gelu_approximate,
+                       drop=proj_drop)
+        self.ls2 = (LayerScale(dim, init_values=init_values) if init_values is not None
+                    else nn.Identity())
+        self.drop_path2 = DropPath(drop_path) if drop_path > 0.0 else nn.Identity()
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        x = x + self.drop_path1(self.ls1(self.attn(self.norm1(x))))
+        x = x + self.drop_path2(self.ls2(self.mlp(self.norm2(x))))
+        return x
+
+    def forward_with_attn(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """Like :meth:`forward`, also returning the attention probabilities ``(B, H, N, N)``."""
+        y, probs = self.attn.forward_with_attn(self.norm1(x))
+        x = x + self.drop_path1(self.ls1(y))
+        x = x + self.drop_path2(self.ls2(self.mlp(self.norm2(x))))
+        return x, probs

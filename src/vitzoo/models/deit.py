@@ -1,0 +1,55 @@
+"""DeiT with the distillation token.
+
+Touvron et al., "Training data-efficient image transformers & distillation through
+attention" (ICML 2021).
+"""
+
+from __future__ import annotations
+
+import torch
+from torch import nn
+
+from ..config import ViTConfig
+from ..errors import ConfigError
+from .vision_transformer import VisionTransformer
+
+__all__ = ["DistilledVisionTransformer"]
+
+
+class DistilledVisionTransformer(VisionTransformer):
+    """A ViT with a distillation token after the class token and a second head ``head_dist``.
+
+    :meth:`forward` returns the mean of the two heads' logits (DeiT's inference rule) in
+    training and evaluation alike; :meth:`forward_distill` returns both, for the distillation
+    loss.
+
+    Args:
+        cfg: the architecture, with ``distilled=True``.
+    """
+
+    def __init__(self, cfg: ViTConfig) -> None:
+        if not cfg.distilled:
+            raise ConfigError("DistilledVisionTransformer needs a config with distilled=True")
+        super().__init__(cfg)
+
+    def _replace_heads(self, num_classes: int) -> None:
+        self.head = self._new_head(num_classes)
+        self.head_dist = self._new_head(num_classes)
+
+    def _heads(self) -> list[nn.Linear]:
+        heads = super()._heads()
+        head_dist = getattr(self, "head_dist", None)
+        return heads + ([head_dist] if isinstance(head_dist, nn.Linear) else [])
+
+    def forward_head(self, x: torch.Tensor, pre_logits: bool = False) -> torch.Tensor:
+        """Mean of the class-token and distillation-token logits (or of their features)."""
+        x_cls, x_dist = self.head_drop(x[:, 0]), self.head_drop(x[:, 1])
+        if pre_logits:
+            return (x_cls + x_dist) / 2
+        return (self.head(x_cls) + self.head_dist(x_dist)) / 2
+
+    def forward_distill(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """Both logits ``(class_logits, distill_logits)`` for images ``x``, for training."""
+        x = self.forward_features(x)
+        x_cls, x_dist = self.head_drop(x[:, 0]), self.head_drop(x[:, 1])
+        return self.head(x_cls), self.head_dist(x_dist)

@@ -1,0 +1,343 @@
+"""The Vision Transformer.
+
+Dosovitskiy et al., "An Image is Worth 16x16 Words: Transformers for Image Recognition at
+Scale" (ICLR 2021). Parameter names follow timm, so timm state dicts load unchanged.
+"""
+
+from __future__ import annotations
+
+import math
+from collections import OrderedDict
+from collections.abc import Sequence
+from typing import Any
+
+import torch
+from torch import nn
+from torch.utils.checkpoint import checkpoint
+
+from ..config import ViTConfig
+from ..errors import ConfigError
+from ..layers import Attention, Block, LayerScale, PatchEmbed, sincos_2d_pos_embed
+
+__all__ = ["VisionTransformer"]
+
+
+def _lecun_normal_(tensor: torch.Tensor) -> None:
+    # flax's lecun_normal: variance 1/fan_in, truncated at two standard deviations; the divisor
+    # is the std of a unit normal truncated to [-2, 2].
+    fan_in = tensor[0].numel()
+    std = math.sqrt(1.0 / fan_in) / 0.87962566103423978
+    nn.init.trunc_normal_(tensor, std=std, a=-2.0 * std, b=2.0 * std)
+
+
+def _drop_path_rates(rate: float, depth: int) -> list[float]:
+    """The linear stochastic-depth rule: block i drops with ``rate * i / (depth - 1)``."""
+    if depth == 1:
+        return [0.0]
+    return [rate * i / (depth - 1) for i in range(depth)]
+
+
+class VisionTransformer(nn.Module):
+    """ViT: patch embedding, class token, position embeddings, pre-norm blocks and a head.
+
+    Args:
+        cfg: the architecture; see :class:`vitzoo.ViTConfig`.
+
+    Attributes:
+        num_features: width of the tokens :meth:`forward_features` returns (D).
+        head_hidden_size: width of the head's input (the representation size when there is
+            a ``pre_logits`` layer, else D).
+        num_prefix_tokens: class/distillation tokens before the patch tokens.
+        pretrained_cfg: preprocessing and provenance of the weights (set by ``create_model``).
+    """
+
+    def __init__(self, cfg: ViTConfig | None = None) -> None:
+        super().__init__()
+        cfg = cfg if cfg is not None else ViTConfig()
+        if not isinstance(cfg, ViTConfig):
+            raise ConfigError(
+                f"VisionTransformer takes a ViTConfig, got {type(cfg).__name__}; "
+                "build one with vitzoo.ViTConfig(...) or use vitzoo.create_model(name)"
+            )
+        self.cfg = cfg
+        D = cfg.embed_dim
+        self.num_classes = cfg.num_classes
+        self.global_pool = cfg.global_pool
+        self.num_features = self.embed_dim = D
+        self.head_hidden_size = cfg.representation_size or D
+        self.num_prefix_tokens = cfg.num_prefix_tokens
+        self.grad_checkpointing = False
+        self.pretrained_cfg: dict[str, Any] = {}
+
+        self.patch_embed = PatchEmbed(img_size=cfg.img_size, patch_size=cfg.patch_size,
+                                      in_chans=cfg.in_chans, embed_dim=D)
+        self.cls_token = nn.Parameter(torch.zeros(1, 1, D)) if cfg.class_token else None
+        num_tokens = self.num_prefix_tokens + self.patch_embed.num_patches
+        if cfg.pos_embed == "learn":
+            self.pos_embed = nn.Parameter(torch.zeros(1, num_tokens, D))
+        else:
+            # Prefix tokens get a zero row: the same function as big_vision, which adds the
+            # table to the patch tokens only.
+            table = sincos_2d_pos_embed(self.patch_embed.grid_size, D)
+            prefix = table.new_zeros(1, self.num_prefix_tokens, D)
+            self.register_buffer("pos_embed", torch.cat([prefix, table], dim=1),
+                                 persistent=False)
+        self.dist_token = nn.Parameter(torch.zeros(1, 1, D)) if cfg.distilled else None
+        self.pos_drop = nn.Dropout(cfg.pos_drop_rate)
+
+        self.blocks = nn.Sequential(*[
+            Block(D, num_heads=cfg.num_heads, mlp_dim=cfg.mlp_hidden_dim, qkv_bias=cfg.qkv_bias,
+                  proj_drop=cfg.proj_drop_rate, attn_drop=cfg.attn_drop_rate, drop_path=rate,
+                  init_values=cfg.init_values, gelu_approximate=cfg.gelu_approximate,
+                  norm_eps=cfg.norm_eps, attn_impl=cfg.attn_impl)
+            for rate in _drop_path_rates(cfg.drop_path_rate, cfg.depth)
+        ])
+        # Google: final norm over all tokens, then pool. timm's fc_norm: pool, then norm.
+        self.norm = nn.Identity() if cfg.fc_norm else nn.LayerNorm(D, eps=cfg.norm_eps)
+        self.fc_norm = nn.LayerNorm(D, eps=cfg.norm_eps) if cfg.fc_norm else nn.Identity()
+        if cfg.representation_size:
+            self.pre_logits = nn.Sequential(OrderedDict([
+                ("fc", nn.Linear(D, cfg.representation_size)),
+                ("act", nn.Tanh()),
+            ]))
+        else:
+            self.pre_logits = nn.Identity()
+        self.head_drop = nn.Dropout(cfg.drop_rate)
+        self._replace_heads(cfg.num_classes)
+        self.init_weights(cfg.weight_init)
+
+    # -- initialisation ----------------------------------------------------------------------
+    def _new_head(self, num_classes: int) -> nn.Module:
+        if num_classes == 0:
+            return nn.Identity()
+        head = nn.Linear(self.head_hidden_size, num_classes)
+        self._init_head(head)
+        return head
+
+    def _init_head(self, head: nn.Linear) -> None:
+        if self.cfg.weight_init == "jax":
+            nn.init.zeros_(head.weight)  # Google fine-tunes from a zero head
+        else:
+            nn.init.trunc_normal_(head.weight, std=0.02)
+        nn.init.zeros_(head.bias)
+
+    @torch.no_grad()
+    def init_weights(self, mode: str = "timm") -> None:
+        """Re-initialise every parameter.
+
+        Args:
+            mode: ``"timm"``: trunc-normal(0.02) Linears and position embeddings, class token
+                N(0, 1e-6), PyTorch's default patch conv. ``"jax"``: Google's initialisers:
+                Xavier-uniform q, k, v, out and MLP kernels, N(0, 1e-6) MLP biases, LeCun-normal
+                patch and representation kernels, N(0, 0.02) position embeddings, zero class
+                token and a zero head.
+        """
+        if mode not in ("timm", "jax"):
+            raise ConfigError(f"weight_init mode {mode!r} is not 'timm' or 'jax'")
+        heads = {id(m) for m in self._heads()}
+        for module in self.modules():
+            if isinstance(module, (nn.LayerNorm, LayerScale)):
+                module.reset_parameters()
+            elif isinstance(module, nn.Linear) and id(module) not in heads and mode == "timm":
+                nn.init.trunc_normal_(module.weight, std=0.02)
+                if module.bias is not None:
+                    nn.init.zeros_(module.bias)
+        if mode == "timm":
+            self.patch_embed.proj.reset_parameters()
+            if isinstance(self.pos_embed, nn.Parameter):
+                nn.init.trunc_normal_(self.pos_embed, std=0.02)
+            if self.cls_token is not None:
+                nn.init.normal_(self.cls_token, std=1e-6)
+            if self.dist_token is not None:
+                nn.init.trunc_normal_(self.dist_token, std=0.02)
+        else:
+            self._init_weights_jax()
+        for head in self._heads():
+            self._init_head(head)
+
+    def _init_weights_jax(self) -> None:
+        _lecun_normal_(self.patch_embed.proj.weight)
+        nn.init.zeros_(self.patch_embed.proj.bias)
+        if isinstance(self.pos_embed, nn.Parameter):
+            nn.init.normal_(self.pos_embed, std=0.02)
+        for token in (self.cls_token, self.dist_token):
+            if token is not None:
+                nn.init.zeros_(token)
+        for module in self.modules():
+            if isinstance(module, Attention):
+                # q, k and v are separate (D, D) kernels in flax, each Xavier-initialised.
+                for part in module.qkv.weight.chunk(3, dim=0):
+                    nn.init.xavier_uniform_(part)
+                nn.init.xavier_uniform_(module.proj.weight)
+                for linear in (module.qkv, module.proj):
+                    if linear.bias is not None:
+                        nn.init.zeros_(linear.bias)
+            elif isinstance(module, Block):
+                for linear in (module.mlp.fc1, module.mlp.fc2):
+                    nn.init.xavier_uniform_(linear.weight)
+                    nn.init.normal_(linear.bias, std=1e-6)
+        if isinstance(self.pre_logits, nn.Sequential):
+            _lecun_normal_(self.pre_logits.fc.weight)
+            nn.init.zeros_(self.pre_logits.fc.bias)
+
+    def _heads(self) -> list[nn.Linear]:
+        return [self.head] if isinstance(self.head, nn.Linear) else []
+
+    # -- the backbone contract ---------------------------------------------------------------
+    def _prefix_tokens(self, batch: int) -> list[torch.Tensor]:
+        tokens = [t for t in (self.cls_token, self.dist_token) if t is not None]
+        return [t.expand(batch, -1, -1) for t in tokens]  # each (B, 1, D)
+
+    def _embed(self, x: torch.Tensor) -> torch.Tensor:
+        x = self.patch_embed(x)  # (B, N, D)
+        x = torch.cat([*self._prefix_tokens(x.shape[0]), x], dim=1)  # (B, P + N, D)
+        return self.pos_drop(x + self.pos_embed)
+
+    def _run_block(self, block: nn.Module, x: torch.Tensor) -> torch.Tensor:
+        if self.grad_checkpointing and torch.is_grad_enabled():
+            return checkpoint(block, x, use_reentrant=False)
+        return block(x)
+
+    def forward_features(self, x: torch.Tensor) -> torch.Tensor:
+        """All tokens after the final norm: ``(B, C, H, W) -> (B, P + N, D)``."""
+        x = self._embed(x)
+        for block in self.blocks:
+            x = self._run_block(block, x)
+        return self.norm(x)
+
+    def _pool(self, x: torch.Tensor) -> torch.Tensor:
+        if self.global_pool == "avg":
+            return x[:, self.num_prefix_tokens:].mean(dim=1)  # (B, D), patch tokens only
+        return x[:, 0]  # (B, D), the class token
+
+    def forward_head(self, x: torch.Tensor, pre_logits: bool = False) -> torch.Tensor:
+        """Pool the tokens of :meth:`forward_features` and classify them.
+
+        Args:
+            x: ``(B, P + N, D)`` tokens from :meth:`forward_features`.
+            pre_logits: return the head's input ``(B, head_hidden_size)`` instead of logits.
+        """
+        x = self.fc_norm(self._pool(x))
+        x = self.head_drop(self.pre_logits(x))
+        return x if pre_logits else self.head(x)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        """Logits ``(B, num_classes)``, or pooled features when ``num_classes == 0``."""
+        return self.forward_head(self.forward_features(x))
+
+    def _block_indices(self, indices: int | Sequence[int] | None) -> list[int]:
+        depth = len(self.blocks)
+        if indices is None:
+            return list(range(depth))
+        if isinstance(indices, int):
+            if not 0 < indices <= depth:
+                raise ConfigError(f"indices={indices} must be in 1..{depth} (the last n blocks)")
+            return list(range(depth - indices, depth))
+        chosen = []
+        for i in indices:
+            if not -depth <= i < depth:
+                raise ConfigError(f"block index {i} is out of range for depth {depth}")
+            chosen.append(i % depth)
+        return sorted(set(chosen))
+
+    def forward_intermediates(
+        self, x: torch.Tensor, indices: int | Sequence[int] | None = None, norm: bool = False,
+        output_fmt: str = "NCHW", intermediates_only: bool = False,
+    ) -> list[torch.Tensor] | tuple[torch.Tensor, list[torch.Tensor]]:
+        """Outputs of chosen blocks, for dense-prediction and feature-pyramid users.
+
+        Args:
+            x: images ``(B, C, H, W)``.
+            indices: ``None`` for every block, an int n for the last n blocks, or a sequence of
+                block indices (negative counts from the end).
+            norm: apply the final norm to each intermediate.
+            output_fmt: ``"NCHW"`` gives patch tokens as ``(B, D, gh, gw)`` maps, ``"NLC"`` as
+                ``(B, N, D)`` sequences. Prefix tokens are dropped in both.
+            intermediates_only: return only the list (and stop after the last chosen block).
+
+        Returns:
+            ``intermediates_only=True``: the list of intermediates, in block order.
+            Otherwise ``(features, intermediates)``, ``features`` being
+            :meth:`forward_features`'s output.
+        """
+        if output_fmt not in ("NCHW", "NLC"):
+            raise ConfigError(f"output_fmt={output_fmt!r} is not 'NCHW' or 'NLC'")
+        take = self._block_indices(indices)
+        last = take[-1] if intermediates_only else len(self.blocks) - 1
+        gh, gw = self.patch_embed.grid_size
+        intermediates = []
+        x = self._embed(x)
+        for i, block in enumerate(self.blocks):
+            if i > last:
+                break
+            x = self._run_block(block, x)
+            if i in take:
+                y = self.norm(x) if norm else x
+                y = y[:, self.num_prefix_tokens:]  # (B, N, D)
+                if output_fmt == "NCHW":
+                    y = y.reshape(y.shape[0], gh, gw, -1).permute(0, 3, 1, 2)  # (B, D, gh, gw)
+                intermediates.append(y)
+        if intermediates_only:
+            return intermediates
+        return self.norm(x), intermediates
+
+    def attention_maps(self, x: torch.Tensor,
+                       indices: int | Sequence[int] | None = None) -> list[torch.Tensor]:
+        """Attention probabilities ``(B, H, P + N, P + N)`` of the chosen blocks.
+
+        Args:
+            x: images ``(B, C, H, W)``.
+            indices: as in :meth:`forward_intermediates`.
+        """
+        take = self._block_indices(indices)
+        maps = []
+        x = self._embed(x)
+        for i, block in enumerate(self.blocks):
+            if i > take[-1]:
+                break
+            x, probs = block.forward_with_attn(x)
+            if i in take:
+                maps.append(probs)
+        return maps
+
+    # -- training helpers ----------------------------------------------------------------------
+    def reset_classifier(self, num_classes: int, global_pool: str | None = None) -> None:
+        """Replace the head (initialised as ``cfg.weight_init`` says) and optionally the pooling."""
+        changes: dict[str, Any] = {"num_classes": num_classes}
+        if global_pool is not None:
+            changes["global_pool"] = global_pool
+        self.cfg = self.cfg.replace(**changes)
+        self.num_classes = num_classes
+        self.global_pool = self.cfg.global_pool
+        reference = self.patch_embed.proj.weight
+        self._replace_heads(num_classes)
+        self.to(device=reference.device, dtype=reference.dtype)
+
+    def _replace_heads(self, num_classes: int) -> None:
+        self.head = self._new_head(num_classes)
+
+    def set_attn_impl(self, impl: str) -> None:
+        """Use ``"sdpa"`` or ``"math"`` attention in every block from now on."""
+        self.cfg = self.cfg.replace(attn_impl=impl)
+        for module in self.modules():
+            if isinstance(module, Attention):
+                module.attn_impl = impl
+
+    def set_grad_checkpointing(self, enable: bool = True) -> None:
+        """Recompute block activations in the backward pass to save memory."""
+        self.grad_checkpointing = enable
+
+    def no_weight_decay(self) -> set[str]:
+        """Parameter names conventionally excluded from weight decay."""
+        names = {"pos_embed", "cls_token", "dist_token"}
+        return {name for name, _ in self.named_parameters() if name in names}
+
+    def group_matcher(self, coarse: bool = False) -> dict[str, Any]:
+        """Regexes grouping parameters by depth (timm's format, for layer-wise lr decay)."""
+        return {
+            "stem": r"^cls_token|^dist_token|^pos_embed|^patch_embed",
+            "blocks": r"^blocks\.(\d+)" if coarse else [
+                (r"^blocks\.(\d+)", None),
+                (r"^norm", (99999,)),
+            ],
+        }

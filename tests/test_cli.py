@@ -1,0 +1,68 @@
+"""The installed ``vitzoo`` command: list and info."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from importlib.metadata import entry_points
+
+import pytest
+
+from vitzoo.cli import main
+
+
+def test_list_prints_matching_architectures(capsys):
+    assert main(["list", "deit_base*"]) == 0
+    assert capsys.readouterr().out.split() == [
+        "deit_base_distilled_patch16_224", "deit_base_distilled_patch16_384",
+        "deit_base_patch16_224", "deit_base_patch16_384"]
+
+
+def test_list_pretrained_and_aliases(capsys):
+    main(["list", "--pretrained", "vit_tiny_patch16_224"])
+    assert capsys.readouterr().out.split() == [
+        "vit_tiny_patch16_224.augreg_in21k_ft_in1k", "vit_tiny_patch16_224.augreg_in21k"]
+    main(["list", "--aliases", "vit_huge*"])
+    rows = [line.split() for line in capsys.readouterr().out.splitlines()]
+    assert rows == [["ViT-H_14", "vit_huge_patch14_224"], ["vit_h14", "vit_huge_patch14_224"]]
+
+
+def test_info_shows_architecture_params_gflops_and_tags(capsys):
+    assert main(["info", "vit_b16"]) == 0
+    out = capsys.readouterr().out
+    assert out.startswith("vit_base_patch16_224  (VisionTransformer)")
+    assert "768 / 12 blocks, 12 heads, MLP 3072" in out
+    assert "parameters     86,567,656" in out
+    assert "GFLOPs         17.56" in out
+    assert "augreg2_in21k_ft_in1k (default)" in out
+    assert "GELU exact (erf), LayerNorm eps 1e-06" in out
+
+
+def test_info_json(capsys):
+    main(["info", "deit_tiny_distilled_patch16_224", "--json"])
+    data = json.loads(capsys.readouterr().out)
+    assert data["num_params"] == 5_910_800
+    assert data["config"]["distilled"] is True
+    assert data["tags"] == ["fb_in1k"]
+
+
+def test_unknown_model_is_a_clear_error_with_exit_status_2(capsys):
+    assert main(["info", "vit_bsae_patch16_224"]) == 2
+    err = capsys.readouterr().err
+    assert err.startswith("vitzoo: error: unknown model 'vit_bsae_patch16_224'. Did you mean "
+                          "'vit_base_patch16_224'")
+
+
+def test_no_subcommand_prints_usage():
+    with pytest.raises(SystemExit) as exit_info:
+        main([])
+    assert exit_info.value.code == 2
+
+
+def test_the_console_script_is_installed_and_runs():
+    scripts = {ep.name: ep.value for ep in entry_points(group="console_scripts")}
+    assert scripts.get("vitzoo") == "vitzoo.cli:main"
+    result = subprocess.run([sys.executable, "-m", "vitzoo", "list", "vit_h*"],
+                            capture_output=True, text=True, check=True)
+    assert result.stdout.split() == ["vit_huge_patch14_224"]

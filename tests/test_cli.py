@@ -19,6 +19,13 @@ def test_list_prints_matching_architectures(capsys):
         "deit_base_patch16_224", "deit_base_patch16_384"]
 
 
+def test_list_with_no_match_says_so_and_exits_1(capsys):
+    assert main(["list", "resnet*"]) == 1
+    captured = capsys.readouterr()
+    assert captured.out == ""
+    assert "nothing matches resnet*" in captured.err
+
+
 def test_list_pretrained_and_aliases(capsys):
     main(["list", "--pretrained", "vit_tiny_patch16_224"])
     assert capsys.readouterr().out.split() == [

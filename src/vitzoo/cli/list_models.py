@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import sys
 
 from ..registry import list_aliases, list_models, list_pretrained
 
@@ -31,6 +32,10 @@ def run(args: argparse.Namespace) -> int:
                  if arch in archs]
     else:
         names = list_models(args.patterns)
+    if not names:
+        print(f"vitzoo: nothing matches {' '.join(args.patterns)}; try `vitzoo list` "
+              "to see every architecture", file=sys.stderr)
+        return 1
     for name in names:
         print(name)
     return 0

@@ -37,9 +37,7 @@ class DistilledVisionTransformer(VisionTransformer):
         self.head_dist = self._new_head(num_classes)
 
     def _heads(self) -> list[nn.Linear]:
-        heads = super()._heads()
-        head_dist = getattr(self, "head_dist", None)
-        return heads + ([head_dist] if isinstance(head_dist, nn.Linear) else [])
+        return [h for h in (self.head, self.head_dist) if isinstance(h, nn.Linear)]
 
     def forward_head(self, x: torch.Tensor, pre_logits: bool = False) -> torch.Tensor:
         """Mean of the class-token and distillation-token logits (or of their features)."""

@@ -53,11 +53,12 @@ def pretrained_cfg(arch: str, tag: str | None, *, img_size: tuple[int, int],
     """The preprocessing and provenance dict attached to a model as ``pretrained_cfg``.
 
     Google-trained weights normalise pixels to [-1, 1] (mean = std = 0.5); DeiT, DINO and MAE
-    weights use the ImageNet statistics. Evaluation resizes by ``1 / crop_pct`` and centre-crops
-    (bicubic); crop_pct is 0.9 for Google weights at 224, 0.875 for the others, 1.0 at 384.
+    weights, and architectures without recorded weights, use the ImageNet statistics.
+    Evaluation resizes by ``1 / crop_pct`` and centre-crops (bicubic); crop_pct is 0.9 for
+    Google weights at 224, 0.875 for the others, 1.0 at 384.
     """
     family = _tag_info(arch, tag)[1] if tag is not None else None
-    google = family == "google" or (family is None and arch.startswith("vit_"))
+    google = family == "google"
     mean, std = (GOOGLE_MEAN, GOOGLE_STD) if google else (IMAGENET_MEAN, IMAGENET_STD)
     if min(img_size) >= 384:
         crop_pct = 1.0

@@ -202,6 +202,12 @@ def test_reset_classifier_replaces_the_head_and_updates_the_config(images):
     zero = build_model(tiny_cfg(weight_init="jax"))
     zero.reset_classifier(3)
     assert torch.all(zero.head.weight == 0)
+    zero.init_weights("timm")
+    assert zero.head.weight.abs().max() > 0
+    zero.init_weights("jax")
+    assert torch.all(zero.head.weight == 0)
+    with pytest.raises(ConfigError, match="weight_init mode 'xavier'"):
+        zero.init_weights("xavier")
     with pytest.raises(ConfigError):
         build_model(tiny_cfg(class_token=False, global_pool="avg")).reset_classifier(
             3, global_pool="token")

@@ -135,7 +135,10 @@ def list_models(pattern: str | Iterable[str] = "*", *, pretrained: bool = False)
 
 
 def list_pretrained(pattern: str | Iterable[str] = "*") -> list[str]:
-    """Every ``arch.tag`` matching the pattern(s), default tag of each architecture first."""
+    """Every ``arch.tag`` whose full name or architecture matches the pattern(s).
+
+    Sorted by architecture, each architecture's default tag first.
+    """
     patterns = [pattern] if isinstance(pattern, str) else list(pattern)
     found = []
     for arch in sorted(_BUILDERS):

@@ -111,27 +111,30 @@ class VisionTransformer(nn.Module):
         if num_classes == 0:
             return nn.Identity()
         head = nn.Linear(self.head_hidden_size, num_classes)
-        self._init_head(head)
+        self._init_head(head, self.cfg.weight_init)
         return head
 
-    def _init_head(self, head: nn.Linear) -> None:
-        if self.cfg.weight_init == "jax":
+    @staticmethod
+    def _init_head(head: nn.Linear, mode: str) -> None:
+        if mode == "jax":
             nn.init.zeros_(head.weight)  # Google fine-tunes from a zero head
         else:
             nn.init.trunc_normal_(head.weight, std=0.02)
         nn.init.zeros_(head.bias)
 
     @torch.no_grad()
-    def init_weights(self, mode: str = "timm") -> None:
+    def init_weights(self, mode: str | None = None) -> None:
         """Re-initialise every parameter.
 
         Args:
-            mode: ``"timm"``: trunc-normal(0.02) Linears and position embeddings, class token
-                N(0, 1e-6), PyTorch's default patch conv. ``"jax"``: Google's initialisers:
-                Xavier-uniform q, k, v, out and MLP kernels, N(0, 1e-6) MLP biases, LeCun-normal
-                patch and representation kernels, N(0, 0.02) position embeddings, zero class
-                token and a zero head.
+            mode: ``None`` for the config's ``weight_init``, or one of
+                ``"timm"``: trunc-normal(0.02) Linears and position embeddings, class token
+                N(0, 1e-6), PyTorch's default patch conv;
+                ``"jax"``: Google's initialisers: Xavier-uniform q, k, v, out and MLP
+                kernels, N(0, 1e-6) MLP biases, LeCun-normal patch and representation
+                kernels, N(0, 0.02) position embeddings, zero class token and a zero head.
         """
+        mode = self.cfg.weight_init if mode is None else mode
         if mode not in ("timm", "jax"):
             raise ConfigError(f"weight_init mode {mode!r} is not 'timm' or 'jax'")
         heads = {id(m) for m in self._heads()}
@@ -153,7 +156,7 @@ class VisionTransformer(nn.Module):
         else:
             self._init_weights_jax()
         for head in self._heads():
-            self._init_head(head)
+            self._init_head(head, mode)
 
     def _init_weights_jax(self) -> None:
         _lecun_normal_(self.patch_embed.proj.weight)

@@ -35,6 +35,12 @@ PARAMS = {
     "deit_small_distilled_patch16_224": 22_436_432,
     "deit_base_distilled_patch16_224": 87_338_192,
     "deit_base_distilled_patch16_384": 87_630_032,
+    "vit_tiny_r_s16_p8_224": 6_337_704,
+    "vit_tiny_r_s16_p8_384": 6_355_944,
+    "vit_small_r26_s32_224": 36_431_912,
+    "vit_small_r26_s32_384": 36_468_392,
+    "vit_base_r50_s16_224": 98_659_112,
+    "vit_base_r50_s16_384": 98_950_952,
 }
 
 

@@ -17,6 +17,10 @@ VIT_ARCHS = [
     "vit_small_patch16_384", "vit_small_patch32_224", "vit_small_patch32_384",
     "vit_small_patch8_224", "vit_tiny_patch16_224", "vit_tiny_patch16_384",
 ]
+HYBRID_ARCHS = [
+    "vit_base_r50_s16_224", "vit_base_r50_s16_384", "vit_small_r26_s32_224",
+    "vit_small_r26_s32_384", "vit_tiny_r_s16_p8_224", "vit_tiny_r_s16_p8_384",
+]
 DEIT_ARCHS = [
     "deit_base_distilled_patch16_224", "deit_base_distilled_patch16_384",
     "deit_base_patch16_224", "deit_base_patch16_384", "deit_small_distilled_patch16_224",
@@ -24,12 +28,13 @@ DEIT_ARCHS = [
 ]
 
 
-def test_every_vit_and_deit_architecture_is_registered_once():
-    assert vitzoo.list_models() == sorted(DEIT_ARCHS + VIT_ARCHS)
+def test_every_vit_deit_and_hybrid_architecture_is_registered_once():
+    assert vitzoo.list_models() == sorted(DEIT_ARCHS + VIT_ARCHS + HYBRID_ARCHS)
 
 
 def test_wildcards_and_several_patterns():
     assert vitzoo.list_models("deit_*distilled*") == [a for a in DEIT_ARCHS if "distilled" in a]
+    assert vitzoo.list_models("vit_*_r*") == sorted(HYBRID_ARCHS)
     assert vitzoo.list_models(["vit_huge*", "vit_large_patch14*"]) == [
         "vit_huge_patch14_224", "vit_large_patch14_224"]
     assert vitzoo.list_models("resnet*") == []
@@ -46,6 +51,8 @@ def test_wildcards_and_several_patterns():
     ("ViT-L_16", "vit_large_patch16_224"), ("ViT-L_32", "vit_large_patch32_224"),
     ("ViT-H_14", "vit_huge_patch14_224"), ("ViT-Ti_16", "vit_tiny_patch16_224"),
     ("vit-b_16", "vit_base_patch16_224"), ("VIT_B16", "vit_base_patch16_224"),
+    ("R50-ViT-B_16", "vit_base_r50_s16_224"), ("R50+ViT-B_16", "vit_base_r50_s16_224"),
+    ("R26+ViT-S_32", "vit_small_r26_s32_224"), ("R+ViT-Ti_16", "vit_tiny_r_s16_p8_224"),
 ])
 def test_aliases_resolve_to_architectures(alias, arch):
     assert resolve_name(alias) == (arch, None)

@@ -19,8 +19,11 @@ import vitzoo
 DATA = Path(__file__).parent / "data"
 
 
-@pytest.mark.parametrize("arch", ["vit_tiny_patch16_224", "deit_tiny_distilled_patch16_224",
-                                  "vit_base_patch32_384"])
+KEY_ARCHS = ["vit_tiny_patch16_224", "deit_tiny_distilled_patch16_224", "vit_base_patch32_384",
+             "vit_tiny_r_s16_p8_224", "vit_small_r26_s32_224", "vit_base_r50_s16_224"]
+
+
+@pytest.mark.parametrize("arch", KEY_ARCHS)
 def test_state_dict_keys_and_shapes_equal_timms_list(arch):
     expected = [(k, tuple(shape)) for k, shape in
                 json.loads((DATA / "timm_keys" / f"{arch}.json").read_text())]
@@ -29,8 +32,7 @@ def test_state_dict_keys_and_shapes_equal_timms_list(arch):
     assert [(k, tuple(v.shape)) for k, v in model.state_dict().items()] == expected
 
 
-@pytest.mark.parametrize("arch", ["vit_tiny_patch16_224", "deit_tiny_distilled_patch16_224",
-                                  "vit_base_patch32_384"])
+@pytest.mark.parametrize("arch", KEY_ARCHS)
 def test_a_timm_layout_state_dict_loads_strictly(arch):
     rows = json.loads((DATA / "timm_keys" / f"{arch}.json").read_text())
     with torch.device("meta"):

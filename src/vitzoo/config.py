@@ -94,6 +94,11 @@ class ViTConfig:
     """``"timm"`` (trunc-normal 0.02) or ``"jax"`` (Google's initialisers, zero head)."""
     attn_impl: str = "sdpa"
     """``"sdpa"`` (``F.scaled_dot_product_attention``) or ``"math"`` (explicit softmax)."""
+    backbone_layers: tuple[int, ...] | None = None
+    """Hybrid ResNet stages, e.g. ``(3, 4, 9)`` for R50; ``()`` is the stem only; ``None``: no
+    hybrid (plain patch embedding)."""
+    backbone_width: int = 64
+    """Channels of the hybrid's stem (64 times Google's width factor)."""
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "img_size", _pair(self.img_size, "img_size"))
@@ -114,7 +119,9 @@ class ViTConfig:
             value = getattr(self, name)
             if value is not None and (not isinstance(value, int) or value < 1):
                 raise ConfigError(f"{name} must be a positive int or None, got {value!r}")
-        if any(i < p for i, p in zip(self.img_size, self.patch_size, strict=True)):
+        if self.backbone_layers is None and any(
+            i < p for i, p in zip(self.img_size, self.patch_size, strict=True)
+        ):
             raise ConfigError(
                 f"img_size={self.img_size} is smaller than patch_size={self.patch_size}"
             )
@@ -140,6 +147,25 @@ class ViTConfig:
             value = getattr(self, name)
             if not 0.0 <= value < 1.0:
                 raise ConfigError(f"{name} must be in [0, 1), got {value!r}")
+        if self.backbone_layers is not None:
+            layers = self.backbone_layers
+            if isinstance(layers, (str, bytes)) or not isinstance(layers, Sequence) or not all(
+                isinstance(n, int) and not isinstance(n, bool) and n > 0 for n in layers
+            ):
+                raise ConfigError(
+                    f"backbone_layers must be a sequence of positive ints, got {layers!r}"
+                )
+            object.__setattr__(self, "backbone_layers", tuple(layers))
+            if self.backbone_width < 32 or self.backbone_width % 32:
+                raise ConfigError(
+                    f"backbone_width must be a positive multiple of 32 (GroupNorm uses 32 "
+                    f"groups), got {self.backbone_width}"
+                )
+            if any(f < p for f, p in zip(self.feature_size, self.patch_size, strict=True)):
+                raise ConfigError(
+                    f"img_size={self.img_size} gives a {self.feature_size} feature map, smaller "
+                    f"than patch_size={self.patch_size}"
+                )
         if not self.norm_eps > 0:
             raise ConfigError(f"norm_eps must be positive, got {self.norm_eps!r}")
 
@@ -150,9 +176,25 @@ class ViTConfig:
         return self.mlp_dim if self.mlp_dim is not None else 4 * self.embed_dim
 
     @property
+    def feature_size(self) -> tuple[int, int]:
+        """The map the patches are cut from: the image, or the hybrid backbone's output.
+
+        Every stride-2 layer of the hybrid uses TF "SAME" padding: ``out = ceil(in / 2)``; the
+        stem has two (conv and max-pool), every stage after the first one more.
+        """
+        if self.backbone_layers is None:
+            return self.img_size
+        halvings = 2 + max(len(self.backbone_layers) - 1, 0)
+        size = list(self.img_size)
+        for _ in range(halvings):
+            size = [-(-s // 2) for s in size]
+        return (size[0], size[1])
+
+    @property
     def grid_size(self) -> tuple[int, int]:
         """Patch grid ``(gh, gw)``; rows and columns left over by the patch are dropped."""
-        return (self.img_size[0] // self.patch_size[0], self.img_size[1] // self.patch_size[1])
+        fh, fw = self.feature_size
+        return (fh // self.patch_size[0], fw // self.patch_size[1])
 
     @property
     def num_patches(self) -> int:
@@ -179,6 +221,8 @@ class ViTConfig:
         data = dataclasses.asdict(self)
         data["img_size"] = list(self.img_size)
         data["patch_size"] = list(self.patch_size)
+        if self.backbone_layers is not None:
+            data["backbone_layers"] = list(self.backbone_layers)
         return data
 
     def to_json(self) -> str:

@@ -10,8 +10,28 @@ from torch import nn
 
 from ..config import _pair
 from ..errors import ImageSizeError
+from .weight_init import lecun_normal_
 
-__all__ = ["PatchEmbed"]
+__all__ = ["PatchEmbed", "check_image"]
+
+
+def check_image(x: torch.Tensor, img_size: tuple[int, int], in_chans: int) -> None:
+    """Raise :class:`ImageSizeError` unless ``x`` is ``(B, in_chans, *img_size)``."""
+    if x.ndim != 4:
+        raise ImageSizeError(
+            f"expected a (batch, channels, height, width) tensor, got shape {tuple(x.shape)}"
+        )
+    _, c, h, w = x.shape
+    if c != in_chans:
+        raise ImageSizeError(
+            f"the model takes {in_chans}-channel images, got {c} channels; "
+            f"create the model with in_chans={c} or convert the images"
+        )
+    if (h, w) != img_size:
+        raise ImageSizeError(
+            f"the model takes {img_size[0]}x{img_size[1]} images, got {h}x{w}; "
+            f"resize the input or create the model with img_size=({h}, {w})"
+        )
 
 
 class PatchEmbed(nn.Module):
@@ -46,21 +66,17 @@ class PatchEmbed(nn.Module):
         self.proj = nn.Conv2d(in_chans, embed_dim, kernel_size=self.patch_size,
                               stride=self.patch_size, bias=bias)
 
+    @torch.no_grad()
+    def init_weights(self, mode: str) -> None:
+        """``"timm"``: PyTorch's default conv init; ``"jax"``: LeCun-normal kernel, zero bias."""
+        if mode == "jax":
+            lecun_normal_(self.proj.weight)
+            if self.proj.bias is not None:
+                nn.init.zeros_(self.proj.bias)
+        else:
+            self.proj.reset_parameters()
+
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        if x.ndim != 4:
-            raise ImageSizeError(
-                f"expected a (batch, channels, height, width) tensor, got shape {tuple(x.shape)}"
-            )
-        _, c, h, w = x.shape
-        if c != self.in_chans:
-            raise ImageSizeError(
-                f"the model takes {self.in_chans}-channel images, got {c} channels; "
-                f"create the model with in_chans={c} or convert the images"
-            )
-        if (h, w) != self.img_size:
-            raise ImageSizeError(
-                f"the model takes {self.img_size[0]}x{self.img_size[1]} images, got {h}x{w}; "
-                f"resize the input or create the model with img_size=({h}, {w})"
-            )
+        check_image(x, self.img_size, self.in_chans)
         x = self.proj(x)  # (B, D, gh, gw)
         return x.flatten(2).transpose(1, 2)  # (B, N, D), row-major over the grid

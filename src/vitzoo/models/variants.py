@@ -47,6 +47,24 @@ DEIT_ARCHS: tuple[tuple[str, str, int, bool], ...] = (
     ("deit_base_distilled_patch16_384", "B", 384, True),
 )
 
+# (name, size, backbone stages, patch on the feature map, image): Google's R+ViT hybrids.
+HYBRID_ARCHS: tuple[tuple[str, str, tuple[int, ...], int, int], ...] = (
+    ("vit_tiny_r_s16_p8_224", "Ti", (), 8, 224),
+    ("vit_tiny_r_s16_p8_384", "Ti", (), 8, 384),
+    ("vit_small_r26_s32_224", "S", (2, 2, 2, 2), 1, 224),
+    ("vit_small_r26_s32_384", "S", (2, 2, 2, 2), 1, 384),
+    ("vit_base_r50_s16_224", "B", (3, 4, 9), 1, 224),
+    ("vit_base_r50_s16_384", "B", (3, 4, 9), 1, 384),
+)
+
+# Google's config names of the hybrids (vit_jax/configs/models.py).
+HYBRID_ORIGINAL_NAMES = {
+    "R50-ViT-B_16": "vit_base_r50_s16_224",
+    "R50+ViT-B_16": "vit_base_r50_s16_224",
+    "R26+ViT-S_32": "vit_small_r26_s32_224",
+    "R+ViT-Ti_16": "vit_tiny_r_s16_p8_224",
+}
+
 _SHORT = {"Ti": "ti", "S": "s", "B": "b", "L": "l", "H": "h"}
 
 
@@ -78,3 +96,11 @@ for _name, _size, _img, _distilled in DEIT_ARCHS:
     _dist = "_distilled" if _distilled else ""
     _suffix = "" if _img == 224 else f"_{_img}"
     register_alias(f"deit_{_SHORT[_size]}16{_dist}{_suffix}", _name)
+
+for _name, _size, _layers, _patch, _img in HYBRID_ARCHS:
+    _stem = "stem only" if not _layers else f"ResNet stages {_layers}"
+    _define(_name, _size, {"patch_size": _patch, "img_size": _img, "backbone_layers": _layers},
+            f"R+ViT-{_size} hybrid ({_stem}, patch {_patch}) at {_img}x{_img} "
+            "(Dosovitskiy et al., 2021).")
+for _alias, _name in HYBRID_ORIGINAL_NAMES.items():
+    register_alias(_alias, _name)

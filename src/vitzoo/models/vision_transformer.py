@@ -6,7 +6,6 @@ Scale" (ICLR 2021). Parameter names follow timm, so timm state dicts load unchan
 
 from __future__ import annotations
 
-import math
 from collections import OrderedDict
 from collections.abc import Sequence
 from typing import Any
@@ -18,16 +17,22 @@ from torch.utils.checkpoint import checkpoint
 from ..config import ViTConfig
 from ..errors import ConfigError
 from ..layers import Attention, Block, LayerScale, PatchEmbed, sincos_2d_pos_embed
+from ..layers.hybrid_embed import HybridEmbed
+from ..layers.weight_init import lecun_normal_
+from .hybrid import build_resnet_backbone
 
 __all__ = ["VisionTransformer"]
 
 
-def _lecun_normal_(tensor: torch.Tensor) -> None:
-    # flax's lecun_normal: variance 1/fan_in, truncated at two standard deviations; the divisor
-    # is the std of a unit normal truncated to [-2, 2].
-    fan_in = tensor[0].numel()
-    std = math.sqrt(1.0 / fan_in) / 0.87962566103423978
-    nn.init.trunc_normal_(tensor, std=std, a=-2.0 * std, b=2.0 * std)
+def _patch_embed(cfg: ViTConfig) -> PatchEmbed | HybridEmbed:
+    if cfg.backbone_layers is None:
+        return PatchEmbed(img_size=cfg.img_size, patch_size=cfg.patch_size,
+                          in_chans=cfg.in_chans, embed_dim=cfg.embed_dim)
+    backbone, channels = build_resnet_backbone(cfg.backbone_layers, width=cfg.backbone_width,
+                                               in_chans=cfg.in_chans)
+    return HybridEmbed(backbone, img_size=cfg.img_size, feature_size=cfg.feature_size,
+                       feature_dim=channels, patch_size=cfg.patch_size, in_chans=cfg.in_chans,
+                       embed_dim=cfg.embed_dim)
 
 
 def _drop_path_rates(rate: float, depth: int) -> list[float]:
@@ -69,8 +74,7 @@ class VisionTransformer(nn.Module):
         self.grad_checkpointing = False
         self.pretrained_cfg: dict[str, Any] = {}
 
-        self.patch_embed = PatchEmbed(img_size=cfg.img_size, patch_size=cfg.patch_size,
-                                      in_chans=cfg.in_chans, embed_dim=D)
+        self.patch_embed = _patch_embed(cfg)
         self.cls_token = nn.Parameter(torch.zeros(1, 1, D)) if cfg.class_token else None
         num_tokens = self.num_prefix_tokens + self.patch_embed.num_patches
         if cfg.pos_embed == "learn":
@@ -145,8 +149,8 @@ class VisionTransformer(nn.Module):
                 nn.init.trunc_normal_(module.weight, std=0.02)
                 if module.bias is not None:
                     nn.init.zeros_(module.bias)
+        self.patch_embed.init_weights(mode)
         if mode == "timm":
-            self.patch_embed.proj.reset_parameters()
             if isinstance(self.pos_embed, nn.Parameter):
                 nn.init.trunc_normal_(self.pos_embed, std=0.02)
             if self.cls_token is not None:
@@ -159,8 +163,6 @@ class VisionTransformer(nn.Module):
             self._init_head(head, mode)
 
     def _init_weights_jax(self) -> None:
-        _lecun_normal_(self.patch_embed.proj.weight)
-        nn.init.zeros_(self.patch_embed.proj.bias)
         if isinstance(self.pos_embed, nn.Parameter):
             nn.init.normal_(self.pos_embed, std=0.02)
         for token in (self.cls_token, self.dist_token):
@@ -180,7 +182,7 @@ class VisionTransformer(nn.Module):
                     nn.init.xavier_uniform_(linear.weight)
                     nn.init.normal_(linear.bias, std=1e-6)
         if isinstance(self.pre_logits, nn.Sequential):
-            _lecun_normal_(self.pre_logits.fc.weight)
+            lecun_normal_(self.pre_logits.fc.weight)
             nn.init.zeros_(self.pre_logits.fc.bias)
 
     def _heads(self) -> list[nn.Linear]:

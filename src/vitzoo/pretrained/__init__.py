@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from . import deit, vit
+from . import deit, hybrid, vit
 
 __all__ = ["IMAGENET_MEAN", "IMAGENET_STD", "default_tag", "pretrained_cfg", "tags_for"]
 
@@ -17,7 +17,7 @@ IMAGENET_STD = (0.229, 0.224, 0.225)
 GOOGLE_MEAN = (0.5, 0.5, 0.5)
 GOOGLE_STD = (0.5, 0.5, 0.5)
 
-_FAMILIES = (vit, deit)
+_FAMILIES = (vit, deit, hybrid)
 
 
 def tags_for(arch: str) -> list[str]:

@@ -61,7 +61,7 @@ def _config_for(timm_kwargs: dict) -> vitzoo.ViTConfig:
     )
 
 
-CASES = ["token", "avg_fc_norm", "avg_no_class_token", "layer_scale", "distilled"]
+CASES = ["token", "avg_fc_norm", "avg_no_class_token", "layer_scale", "distilled", "map"]
 
 
 @pytest.fixture(params=CASES)

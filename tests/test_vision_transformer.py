@@ -109,6 +109,7 @@ def test_sincos_position_embeddings_are_fixed_and_not_saved(images):
     dict(representation_size=16, init_values=0.1),
     dict(distilled=True),
     dict(qkv_bias=False, pos_embed="sincos"),
+    dict(global_pool="map", class_token=False),
 ])
 def test_gradients_reach_every_parameter(images, overrides):
     model = build_model(tiny_cfg(**overrides)).train()
@@ -328,3 +329,33 @@ def test_sdpa_and_math_attention_agree_at_base_and_large_width(dim, heads):
         sdpa = attn(x)
         attn.attn_impl = "math"
         torch.testing.assert_close(attn(x), sdpa, atol=1e-6, rtol=0)
+
+
+def test_map_pooling_is_one_query_attention_then_a_residual_mlp(images):
+    model = _randomise(build_model(tiny_cfg(global_pool="map", class_token=False))).eval()
+    pool = model.attn_pool
+    tokens = model.forward_features(images)  # (B, 16, D), after the final norm
+    q = pool.q(pool.latent).reshape(1, 4, 8).transpose(0, 1)  # (H, 1, hd)
+    k, v = pool.kv(tokens).reshape(2, 16, 2, 4, 8).permute(2, 0, 3, 1, 4)  # 2 x (B, H, N, hd)
+    probs = (q @ k.transpose(-2, -1) / math.sqrt(8)).softmax(-1)  # (B, H, 1, N)
+    x = pool.proj((probs @ v).transpose(1, 2).reshape(2, 32))
+    x = x + pool.mlp(pool.norm(x))
+    torch.testing.assert_close(model.forward_head(tokens, pre_logits=True), x, atol=1e-5, rtol=0)
+    torch.testing.assert_close(model(images), model.head(x), atol=1e-5, rtol=0)
+    sdpa = model(images)
+    model.set_attn_impl("math")
+    assert pool.attn_impl == "math"
+    torch.testing.assert_close(model(images), sdpa, atol=1e-6, rtol=0)
+
+
+def test_map_config_rules_and_init():
+    with pytest.raises(ConfigError, match="does not use fc_norm"):
+        tiny_cfg(global_pool="map", class_token=False, fc_norm=True)
+    model = build_model(tiny_cfg(global_pool="map", class_token=False, weight_init="jax"))
+    assert model.attn_pool.latent.abs().max() > 0
+    assert torch.all(model.attn_pool.q.bias == 0)
+    assert {k for k in model.state_dict() if k.startswith("attn_pool.")} == {
+        "attn_pool.latent", "attn_pool.q.weight", "attn_pool.q.bias", "attn_pool.kv.weight",
+        "attn_pool.kv.bias", "attn_pool.proj.weight", "attn_pool.proj.bias",
+        "attn_pool.norm.weight", "attn_pool.norm.bias", "attn_pool.mlp.fc1.weight",
+        "attn_pool.mlp.fc1.bias", "attn_pool.mlp.fc2.weight", "attn_pool.mlp.fc2.bias"}

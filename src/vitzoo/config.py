@@ -17,7 +17,7 @@ from .errors import ConfigError, UnknownOverrideError
 
 __all__ = ["SIZES", "ViTConfig"]
 
-GLOBAL_POOLS = ("token", "avg")
+GLOBAL_POOLS = ("token", "avg", "map")
 POS_EMBEDS = ("learn", "sincos")
 GELU_APPROXIMATIONS = ("none", "tanh")
 WEIGHT_INITS = ("timm", "jax")
@@ -71,7 +71,8 @@ class ViTConfig:
     distilled: bool = False
     """DeiT's distillation token and second head (``dist_token``, ``head_dist``)."""
     global_pool: str = "token"
-    """``"token"`` (class token) or ``"avg"`` (mean of the patch tokens)."""
+    """``"token"`` (class token), ``"avg"`` (mean of the patch tokens) or ``"map"`` (attention
+    pooling with one learned query over all tokens, big_vision's MAP head)."""
     fc_norm: bool = False
     """False: final norm on all tokens, then pool (Google). True: pool, then ``fc_norm`` (timm)."""
     representation_size: int | None = None
@@ -136,6 +137,8 @@ class ViTConfig:
             )
         if self.distilled and not (self.class_token and self.global_pool == "token"):
             raise ConfigError("distilled=True needs class_token=True and global_pool='token'")
+        if self.global_pool == "map" and self.fc_norm:
+            raise ConfigError("global_pool='map' does not use fc_norm; leave fc_norm=False")
         if self.distilled and (self.fc_norm or self.representation_size):
             raise ConfigError("distilled=True does not support fc_norm or representation_size")
         if self.pos_embed == "sincos" and (self.embed_dim % 4 or self.embed_dim < 8):

@@ -17,6 +17,7 @@ from torch.utils.checkpoint import checkpoint
 from ..config import ViTConfig
 from ..errors import ConfigError
 from ..layers import Attention, Block, LayerScale, PatchEmbed, sincos_2d_pos_embed
+from ..layers.attention_pool import AttentionPool
 from ..layers.hybrid_embed import HybridEmbed
 from ..layers.weight_init import lecun_normal_
 from .hybrid import build_resnet_backbone
@@ -98,6 +99,13 @@ class VisionTransformer(nn.Module):
         ])
         # Google: final norm over all tokens, then pool. timm's fc_norm: pool, then norm.
         self.norm = nn.Identity() if cfg.fc_norm else nn.LayerNorm(D, eps=cfg.norm_eps)
+        if cfg.global_pool == "map":
+            self.attn_pool = AttentionPool(D, num_heads=cfg.num_heads, mlp_dim=cfg.mlp_hidden_dim,
+                                           qkv_bias=cfg.qkv_bias,
+                                           gelu_approximate=cfg.gelu_approximate,
+                                           norm_eps=cfg.norm_eps, attn_impl=cfg.attn_impl)
+        else:
+            self.attn_pool = None
         self.fc_norm = nn.LayerNorm(D, eps=cfg.norm_eps) if cfg.fc_norm else nn.Identity()
         if cfg.representation_size:
             self.pre_logits = nn.Sequential(OrderedDict([
@@ -155,6 +163,8 @@ class VisionTransformer(nn.Module):
                 nn.init.trunc_normal_(self.pos_embed, std=0.02)
             if self.cls_token is not None:
                 nn.init.normal_(self.cls_token, std=1e-6)
+            if self.attn_pool is not None:
+                nn.init.trunc_normal_(self.attn_pool.latent, std=self.embed_dim ** -0.5)
             if self.dist_token is not None:
                 nn.init.trunc_normal_(self.dist_token, std=0.02)
         else:
@@ -181,6 +191,17 @@ class VisionTransformer(nn.Module):
                 for linear in (module.mlp.fc1, module.mlp.fc2):
                     nn.init.xavier_uniform_(linear.weight)
                     nn.init.normal_(linear.bias, std=1e-6)
+        if self.attn_pool is not None:
+            pool = self.attn_pool
+            nn.init.xavier_uniform_(pool.latent.view(1, -1))  # big_vision's probe init
+            for part in (pool.q.weight, *pool.kv.weight.chunk(2, dim=0), pool.proj.weight):
+                nn.init.xavier_uniform_(part)
+            for linear in (pool.q, pool.kv, pool.proj):
+                if linear.bias is not None:
+                    nn.init.zeros_(linear.bias)
+            for linear in (pool.mlp.fc1, pool.mlp.fc2):
+                nn.init.xavier_uniform_(linear.weight)
+                nn.init.normal_(linear.bias, std=1e-6)
         if isinstance(self.pre_logits, nn.Sequential):
             lecun_normal_(self.pre_logits.fc.weight)
             nn.init.zeros_(self.pre_logits.fc.bias)
@@ -211,6 +232,8 @@ class VisionTransformer(nn.Module):
         return self.norm(x)
 
     def _pool(self, x: torch.Tensor) -> torch.Tensor:
+        if self.attn_pool is not None:
+            return self.attn_pool(x)  # (B, D), attending to every token
         if self.global_pool == "avg":
             return x[:, self.num_prefix_tokens:].mean(dim=1)  # (B, D), patch tokens only
         return x[:, 0]  # (B, D), the class token
@@ -325,7 +348,7 @@ class VisionTransformer(nn.Module):
         """Use ``"sdpa"`` or ``"math"`` attention in every block from now on."""
         self.cfg = self.cfg.replace(attn_impl=impl)
         for module in self.modules():
-            if isinstance(module, Attention):
+            if isinstance(module, (Attention, AttentionPool)):
                 module.attn_impl = impl
 
     def set_grad_checkpointing(self, enable: bool = True) -> None:

@@ -38,3 +38,21 @@ def clean_registry() -> Iterator[None]:
     registry._BUILDERS.update(builders)
     registry._ALIASES.clear()
     registry._ALIASES.update(aliases)
+
+
+def random_weights(model: torch.nn.Module, scale: float = 0.2, seed: int = 0) -> torch.nn.Module:
+    """Every parameter random (norm scales around 1), so each one shows in the outputs."""
+    g = torch.Generator().manual_seed(seed)
+    with torch.no_grad():
+        for name, p in model.named_parameters():
+            noise = torch.randn(p.shape, generator=g) * scale
+            is_scale = name.endswith(("norm.weight", "norm1.weight", "norm2.weight",
+                                      "norm3.weight"))
+            p.copy_(noise + (1.0 if is_scale else 0.0))
+    return model
+
+
+def jax_model(**overrides) -> vitzoo.VisionTransformer:
+    """A tiny model with Google's numerics (tanh GELU) and random weights, in eval mode."""
+    cfg = tiny_cfg(gelu_approximate="tanh", weight_init="jax", **overrides)
+    return random_weights(vitzoo.build_model(cfg)).eval()

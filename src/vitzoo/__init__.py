@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from . import layers
+from .checkpoints import convert_checkpoint
 from .config import SIZES, ViTConfig
 from .errors import (
     ConfigError,
@@ -13,9 +14,9 @@ from .errors import (
     UnknownTagError,
     VitzooError,
 )
-from .factory import create_model
+from .factory import ZeroHeadWarning, create_model, load_model
 from .info import ModelInfo, model_info
-from .io import CheckpointError, CheckpointMismatchError, LoadReport, load_checkpoint
+from .io import CheckpointError, CheckpointMismatchError, LoadReport, load_checkpoint, save_model
 from .models import DistilledVisionTransformer, VisionTransformer, build_model
 from .registry import (
     is_model,
@@ -42,10 +43,12 @@ __all__ = [
     "UnknownOverrideError",
     "UnknownTagError",
     "ViTConfig",
+    "ZeroHeadWarning",
     "VisionTransformer",
     "VitzooError",
     "__version__",
     "build_model",
+    "convert_checkpoint",
     "create_model",
     "is_model",
     "layers",
@@ -53,7 +56,9 @@ __all__ = [
     "list_models",
     "list_pretrained",
     "load_checkpoint",
+    "load_model",
     "model_info",
     "register_alias",
     "register_model",
+    "save_model",
 ]

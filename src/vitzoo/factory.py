@@ -2,17 +2,28 @@
 
 from __future__ import annotations
 
+import logging
+import warnings
 from pathlib import Path
 from typing import Any
 
-from .config import check_field_names
+from .checkpoints import fit_state, read_source
+from .config import ViTConfig, check_field_names
 from .errors import VitzooError
-from .io import load_checkpoint
+from .io import LoadReport, load_checkpoint
+from .layers.pos_embed import RESAMPLE_MODES
+from .models import build_model
 from .models.vision_transformer import VisionTransformer
 from .pretrained import default_tag, pretrained_cfg, tag_num_classes
 from .registry import get_builder, resolve_name
 
-__all__ = ["create_model"]
+__all__ = ["create_model", "load_model"]
+
+logger = logging.getLogger(__name__)
+
+
+class ZeroHeadWarning(UserWarning):
+    """A checkpoint's classifier is all zeros, so its logits carry no information."""
 
 
 def create_model(name: str, *, pretrained: bool = False, num_classes: int | None = None,
@@ -62,3 +73,63 @@ def create_model(name: str, *, pretrained: bool = False, num_classes: int | None
     if checkpoint_path is not None:
         load_checkpoint(model, checkpoint_path, strict=True)
     return model
+
+
+def load_model(path: str | Path, *, source_format: str = "auto", resample: str | None = None,
+               **overrides: Any) -> VisionTransformer:
+    """Build and load a model from a self-describing checkpoint, without naming the architecture.
+
+    Accepts a Google ``.npz`` (published, Linen or big_vision layout; the architecture is read
+    off the array shapes and runs with JAX's numerics: tanh GELU, LayerNorm eps 1e-6), a vitzoo
+    ``.safetensors`` (config in the metadata) or a hub-layout directory.
+
+    Args:
+        path: the checkpoint.
+        source_format: ``"auto"``, ``"jax_npz"``, ``"vitzoo"`` or ``"hub_dir"``.
+        resample: how to resize position embeddings for another ``img_size``: ``"scipy"``
+            (Google's ``ndimage.zoom(order=1)``; the default for JAX-origin weights),
+            ``"bilinear"`` or ``"bicubic"`` (the default otherwise).
+        **overrides: ViTConfig fields applied on top of the file's: ``num_classes`` (a
+            different count replaces the head with a zero-initialised one for JAX weights),
+            ``img_size`` (position embeddings resampled; required for sin-cos files),
+            drop rates, ``attn_impl`` ...
+
+    Returns:
+        The model in eval mode; ``model.load_report`` says what was dropped or resampled.
+
+    Raises:
+        CheckpointError: unreadable, corrupt or unsupported file.
+        UnknownOverrideError: an override is not a config field.
+    """
+    check_field_names(overrides)
+    if resample is not None and resample not in RESAMPLE_MODES:
+        raise VitzooError(f"resample={resample!r} is not one of {', '.join(RESAMPLE_MODES)}")
+    img_size = overrides.get("img_size")
+    if isinstance(img_size, int):
+        img_size = (img_size, img_size)
+    source = read_source(path, source_format=source_format, img_size=img_size)
+    native = ViTConfig.from_dict(source.config)
+    cfg = native.replace(**overrides)
+    model = build_model(cfg)
+    report = LoadReport()
+    mode = resample or ("scipy" if source.origin == "jax" else "bicubic")
+    state = fit_state(source.state, native, cfg, own_state=model.state_dict(), resample=mode,
+                      report=report)
+    loaded = load_checkpoint(model, state, strict=True)
+    report.missing, report.unexpected = loaded.missing, loaded.unexpected
+    if report.dropped or report.resampled:
+        logger.info("loaded %s: %s", path, report.describe())
+    if source.zero_head and cfg.num_classes == native.num_classes:
+        warnings.warn(
+            f"the classifier in {path} is all zeros (Google zeroed the heads of some "
+            "ImageNet-21k releases), so its logits carry no information: pass num_classes=0 "
+            "for features, or num_classes=N to fine-tune a new head",
+            ZeroHeadWarning, stacklevel=2)
+    model.pretrained_cfg = {
+        **source.pretrained_cfg,
+        "input_size": (cfg.in_chans, *cfg.img_size),
+        "num_classes": cfg.num_classes,
+        "source": str(path),
+    }
+    model.load_report = report
+    return model.eval()

@@ -15,7 +15,9 @@ from torch import nn
 from .errors import VitzooError
 
 __all__ = ["CheckpointError", "CheckpointMismatchError", "LoadReport", "load_checkpoint",
-           "load_state_dict"]
+           "load_state_dict", "read_model_file", "save_model"]
+
+FORMAT_NAME = "vitzoo"
 
 # Training checkpoints keep the weights under one of these keys (timm, DeiT, EMA variants).
 _WRAPPER_KEYS = ("model", "state_dict", "model_ema", "state_dict_ema")
@@ -39,14 +41,19 @@ class LoadReport:
     unexpected: list[str] = field(default_factory=list)
     mismatched: dict[str, tuple[tuple[int, ...], tuple[int, ...]]] = field(default_factory=dict)
     """key -> (shape in the checkpoint, shape in the model)."""
+    dropped: list[str] = field(default_factory=list)
+    """Keys of the file left out on purpose (a head replaced for another class count)."""
+    resampled: dict[str, str] = field(default_factory=dict)
+    """key -> how it was resized (position embeddings for another image size)."""
 
     @property
     def ok(self) -> bool:
+        """No key missing, unexpected or of another shape (dropped/resampled keys are fine)."""
         return not (self.missing or self.unexpected or self.mismatched)
 
     def describe(self) -> str:
         """A grouped, human-readable account of every difference."""
-        if self.ok:
+        if self.ok and not (self.dropped or self.resampled):
             return "all keys matched"
         lines = []
         if self.missing:
@@ -55,6 +62,12 @@ class LoadReport:
         if self.unexpected:
             lines.append(f"in the checkpoint but not in the model ({len(self.unexpected)}): "
                          + _group_keys(self.unexpected))
+        if self.dropped:
+            lines.append(f"left out on purpose ({len(self.dropped)}): "
+                         + _group_keys(self.dropped))
+        if self.resampled:
+            lines.append("resampled: " + "; ".join(f"{k} ({how})"
+                                                  for k, how in self.resampled.items()))
         if self.mismatched:
             shapes = [f"{k} {tuple(a)} in the file vs {tuple(b)} in the model"
                       for k, (a, b) in self.mismatched.items()]
@@ -166,3 +179,53 @@ def load_checkpoint(model: nn.Module, path: str | Path | Mapping[str, torch.Tens
                and k not in report.unexpected}
     model.load_state_dict(fitting, strict=False)
     return report
+
+
+def save_model(model: nn.Module, path: str | Path) -> Path:
+    """Write ``model`` as one self-describing ``.safetensors`` file (atomically).
+
+    The metadata holds the full config (``vitzoo_config``) and ``pretrained_cfg``, so
+    :func:`vitzoo.load_model` rebuilds the exact architecture.
+    """
+    import json
+
+    from . import __version__
+    from ._atomic import atomic_path
+    from .safetensors_stream import write_safetensors
+
+    path = Path(path)
+    cfg = getattr(model, "cfg", None)
+    if cfg is None:
+        raise CheckpointError(f"{type(model).__name__} has no vitzoo config to save")
+    metadata = {
+        "format": FORMAT_NAME,
+        "vitzoo_version": __version__,
+        "vitzoo_config": cfg.to_json(),
+        "pretrained_cfg": json.dumps(getattr(model, "pretrained_cfg", {}), default=list),
+    }
+    tensors = ((k, v.detach().cpu().contiguous().numpy()) for k, v in model.state_dict().items())
+    with atomic_path(path) as tmp:
+        write_safetensors(tmp, tensors, metadata)
+    return path
+
+
+def read_model_file(path: str | Path) -> tuple[dict[str, torch.Tensor], dict[str, str]]:
+    """Tensors and metadata of a ``.safetensors`` file.
+
+    Raises:
+        CheckpointError: missing, truncated or not safetensors.
+    """
+    from safetensors import safe_open
+
+    path = Path(path)
+    if not path.is_file():
+        raise CheckpointError(f"checkpoint {str(path)!r} does not exist or is not a file")
+    try:
+        with safe_open(str(path), framework="pt") as f:
+            metadata = dict(f.metadata() or {})
+            tensors = {k: f.get_tensor(k) for k in f.keys()}  # noqa: SIM118
+    except Exception as err:  # noqa: BLE001 - the reader's errors all mean a bad file
+        raise CheckpointError(
+            f"cannot read {path}: {err} (is it a complete .safetensors file?)"
+        ) from err
+    return tensors, metadata

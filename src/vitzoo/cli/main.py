@@ -8,15 +8,15 @@ from collections.abc import Sequence
 
 from .. import __version__
 from ..errors import VitzooError
-from . import info, list_models
+from . import convert, info, list_models
 
-_COMMANDS = (list_models, info)
+_COMMANDS = (list_models, info, convert)
 
 
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="vitzoo",
-        description="Vision Transformer model zoo: list, inspect and build ViT/DeiT models.",
+        description="Vision Transformer model zoo: list, inspect and convert ViT/DeiT models.",
     )
     parser.add_argument("--version", action="version", version=f"vitzoo {__version__}")
     commands = parser.add_subparsers(dest="command", metavar="COMMAND")

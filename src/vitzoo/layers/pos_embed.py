@@ -1,4 +1,4 @@
-"""Fixed 2-D sin-cos position embeddings, computed exactly as big_vision does.
+"""Position embeddings: big_vision's fixed 2-D sin-cos table and resampling of learned ones.
 
 Beyer et al., "Better plain ViT baselines for ImageNet-1k" (2022); big_vision's
 ``posemb_sincos_2d``.
@@ -6,9 +6,12 @@ Beyer et al., "Better plain ViT baselines for ImageNet-1k" (2022); big_vision's
 
 from __future__ import annotations
 
-import torch
+import math
 
-__all__ = ["sincos_2d_pos_embed"]
+import torch
+import torch.nn.functional as F
+
+__all__ = ["RESAMPLE_MODES", "resample_pos_embed", "sincos_2d_pos_embed"]
 
 
 def sincos_2d_pos_embed(grid_size: tuple[int, int], dim: int, *,
@@ -36,3 +39,54 @@ def sincos_2d_pos_embed(grid_size: tuple[int, int], dim: int, *,
     y = rows.reshape(-1, 1) * omega  # (N, D/4): row coordinate
     table = torch.cat([x.sin(), x.cos(), y.sin(), y.cos()], dim=1)  # (N, D)
     return table.unsqueeze(0)  # (1, N, D)
+
+
+RESAMPLE_MODES = ("scipy", "bilinear", "bicubic")
+
+
+def resample_pos_embed(pos_embed: torch.Tensor, new_grid: tuple[int, int], *,
+                       old_grid: tuple[int, int] | None = None, num_prefix_tokens: int = 1,
+                       mode: str = "bicubic", antialias: bool = False) -> torch.Tensor:
+    """Resize a learned ``(1, P + gh * gw, D)`` table to a new grid, keeping the P prefix rows.
+
+    Args:
+        pos_embed: the table, prefix (class/distillation) rows first.
+        new_grid: target ``(gh, gw)``; rectangular grids are fine.
+        old_grid: source ``(gh, gw)``; default: the square grid the row count implies.
+        num_prefix_tokens: rows that are not on the grid (copied unchanged).
+        mode: ``"scipy"``: ``scipy.ndimage.zoom(grid, (nh / oh, nw / ow, 1), order=1)``, Google's
+            rule for fine-tuning (computed in the table's own precision, float32 for float32);
+            ``"bilinear"`` / ``"bicubic"``: ``F.interpolate`` with ``align_corners=False``.
+        antialias: ``F.interpolate``'s antialias when shrinking (bilinear/bicubic only).
+
+    Raises:
+        ValueError: unknown mode, or a row count that does not fit the grid.
+    """
+    if mode not in RESAMPLE_MODES:
+        raise ValueError(f"resample mode {mode!r} is not one of {', '.join(RESAMPLE_MODES)}")
+    prefix, grid = pos_embed[:, :num_prefix_tokens], pos_embed[:, num_prefix_tokens:]
+    n, dim = grid.shape[1], grid.shape[2]
+    if old_grid is None:
+        side = math.isqrt(n)
+        if side * side != n:
+            raise ValueError(f"{n} grid rows are not a square grid: pass old_grid=(gh, gw)")
+        old_grid = (side, side)
+    if old_grid[0] * old_grid[1] != n:
+        raise ValueError(f"old_grid={old_grid} does not match the table's {n} grid rows")
+    if tuple(old_grid) == tuple(new_grid):
+        return pos_embed
+    if mode == "scipy":
+        from scipy import ndimage
+
+        table = grid[0].detach().cpu().numpy().reshape(*old_grid, dim)  # (oh, ow, D)
+        factors = (new_grid[0] / old_grid[0], new_grid[1] / old_grid[1], 1)
+        zoomed = ndimage.zoom(table, factors, order=1)
+        if zoomed.shape[:2] != tuple(new_grid):
+            raise ValueError(f"scipy zoom gave a {zoomed.shape[:2]} grid, not {new_grid}")
+        resized = torch.from_numpy(zoomed.reshape(1, -1, dim)).to(pos_embed)  # (1, N', D)
+    else:
+        table = grid.reshape(1, *old_grid, dim).permute(0, 3, 1, 2)  # (1, D, oh, ow)
+        table = F.interpolate(table.float(), size=tuple(new_grid), mode=mode,
+                              align_corners=False, antialias=antialias)
+        resized = table.permute(0, 2, 3, 1).reshape(1, -1, dim).to(pos_embed)  # (1, N', D)
+    return torch.cat([prefix, resized], dim=1)

@@ -1,0 +1,499 @@
+"""Google's JAX ``.npz`` checkpoints <-> vitzoo state dicts.
+
+Layouts (../shared/reference/jax-npz-format.md, big-vision-format.md): the published
+vision_transformer files (pre-Linen names, GroupNorm ``(1, 1, 1, C)``), the Linen layout, and
+big_vision's (``params/`` or ``params/img/`` prefixes, ``opt/`` state beside them, a top-level
+``pos_embedding`` without a class row, no table for sin-cos models, scanned
+``encoderblock`` arrays, the MAP head, bfloat16 storage). Everything is first brought to one
+canonical form (Linen names, one key per block, the position table under
+``Transformer/posembed_input/pos_embedding`` in vitzoo's row order), which the rename table
+maps to vitzoo's keys. The reverse direction writes the published layout that Google's
+``checkpoint.load`` reads (or big_vision's, for what only big_vision can express).
+
+Pure functions: arrays in, arrays out; nothing here builds or touches a model.
+"""
+
+from __future__ import annotations
+
+import math
+import re
+from collections import defaultdict
+from collections.abc import Callable, Iterable, Iterator, Mapping
+from typing import Any
+
+import numpy as np
+
+# -- the rename table -----------------------------------------------------------------------------
+# (canonical JAX key, vitzoo key, transform, part). ``part = (i, n)``: the array is the i-th of
+# n row blocks of the vitzoo tensor (q, k, v in the fused qkv; k, v in the MAP head's kv).
+_BLOCK = "Transformer/encoderblock_{i}/"
+_MHA = _BLOCK + "MultiHeadDotProductAttention_0/"
+_MAP_MHA = "MAPHead_0/MultiHeadDotProductAttention_0/"
+_UNIT = "block{s1}/unit{u1}/"
+_STAGE = "patch_embed.backbone.stages.{s}.blocks.{u}."
+
+RENAMES: tuple[tuple[str, str, str, tuple[int, int] | None], ...] = (
+    ("embedding/kernel", "patch_embed.proj.weight", "conv", None),
+    ("embedding/bias", "patch_embed.proj.bias", "copy", None),
+    ("cls", "cls_token", "copy", None),
+    ("Transformer/posembed_input/pos_embedding", "pos_embed", "copy", None),
+    (_BLOCK + "LayerNorm_0/scale", "blocks.{i}.norm1.weight", "copy", None),
+    (_BLOCK + "LayerNorm_0/bias", "blocks.{i}.norm1.bias", "copy", None),
+    (_MHA + "query/kernel", "blocks.{i}.attn.qkv.weight", "heads_in", (0, 3)),
+    (_MHA + "key/kernel", "blocks.{i}.attn.qkv.weight", "heads_in", (1, 3)),
+    (_MHA + "value/kernel", "blocks.{i}.attn.qkv.weight", "heads_in", (2, 3)),
+    (_MHA + "query/bias", "blocks.{i}.attn.qkv.bias", "heads_bias", (0, 3)),
+    (_MHA + "key/bias", "blocks.{i}.attn.qkv.bias", "heads_bias", (1, 3)),
+    (_MHA + "value/bias", "blocks.{i}.attn.qkv.bias", "heads_bias", (2, 3)),
+    (_MHA + "out/kernel", "blocks.{i}.attn.proj.weight", "heads_out", None),
+    (_MHA + "out/bias", "blocks.{i}.attn.proj.bias", "copy", None),
+    (_BLOCK + "LayerNorm_1/scale", "blocks.{i}.norm2.weight", "copy", None),
+    (_BLOCK + "LayerNorm_1/bias", "blocks.{i}.norm2.bias", "copy", None),
+    (_BLOCK + "MlpBlock_0/Dense_0/kernel", "blocks.{i}.mlp.fc1.weight", "dense", None),
+    (_BLOCK + "MlpBlock_0/Dense_0/bias", "blocks.{i}.mlp.fc1.bias", "copy", None),
+    (_BLOCK + "MlpBlock_0/Dense_1/kernel", "blocks.{i}.mlp.fc2.weight", "dense", None),
+    (_BLOCK + "MlpBlock_0/Dense_1/bias", "blocks.{i}.mlp.fc2.bias", "copy", None),
+    ("Transformer/encoder_norm/scale", "norm.weight", "copy", None),
+    ("Transformer/encoder_norm/bias", "norm.bias", "copy", None),
+    ("MAPHead_0/probe", "attn_pool.latent", "copy", None),
+    (_MAP_MHA + "query/kernel", "attn_pool.q.weight", "heads_in", None),
+    (_MAP_MHA + "query/bias", "attn_pool.q.bias", "heads_bias", None),
+    (_MAP_MHA + "key/kernel", "attn_pool.kv.weight", "heads_in", (0, 2)),
+    (_MAP_MHA + "value/kernel", "attn_pool.kv.weight", "heads_in", (1, 2)),
+    (_MAP_MHA + "key/bias", "attn_pool.kv.bias", "heads_bias", (0, 2)),
+    (_MAP_MHA + "value/bias", "attn_pool.kv.bias", "heads_bias", (1, 2)),
+    (_MAP_MHA + "out/kernel", "attn_pool.proj.weight", "heads_out", None),
+    (_MAP_MHA + "out/bias", "attn_pool.proj.bias", "copy", None),
+    ("MAPHead_0/LayerNorm_0/scale", "attn_pool.norm.weight", "copy", None),
+    ("MAPHead_0/LayerNorm_0/bias", "attn_pool.norm.bias", "copy", None),
+    ("MAPHead_0/MlpBlock_0/Dense_0/kernel", "attn_pool.mlp.fc1.weight", "dense", None),
+    ("MAPHead_0/MlpBlock_0/Dense_0/bias", "attn_pool.mlp.fc1.bias", "copy", None),
+    ("MAPHead_0/MlpBlock_0/Dense_1/kernel", "attn_pool.mlp.fc2.weight", "dense", None),
+    ("MAPHead_0/MlpBlock_0/Dense_1/bias", "attn_pool.mlp.fc2.bias", "copy", None),
+    ("pre_logits/kernel", "pre_logits.fc.weight", "dense", None),
+    ("pre_logits/bias", "pre_logits.fc.bias", "copy", None),
+    ("head/kernel", "head.weight", "dense", None),
+    ("head/bias", "head.bias", "copy", None),
+    # the hybrid's ResNet (stages and units are 1-based in Google's names, 0-based in timm's)
+    ("conv_root/kernel", "{stem}conv.weight", "conv", None),
+    ("gn_root/scale", "{stem}norm.weight", "group_norm", None),
+    ("gn_root/bias", "{stem}norm.bias", "group_norm", None),
+    (_UNIT + "conv{c}/kernel", _STAGE + "conv{c}.weight", "conv", None),
+    (_UNIT + "gn{c}/scale", _STAGE + "norm{c}.weight", "group_norm", None),
+    (_UNIT + "gn{c}/bias", _STAGE + "norm{c}.bias", "group_norm", None),
+    (_UNIT + "conv_proj/kernel", _STAGE + "downsample.conv.weight", "conv", None),
+    (_UNIT + "gn_proj/scale", _STAGE + "downsample.norm.weight", "group_norm", None),
+    (_UNIT + "gn_proj/bias", _STAGE + "downsample.norm.bias", "group_norm", None),
+)
+
+
+def _pattern(template: str) -> re.Pattern[str]:
+    escaped = re.escape(template)
+    for name in ("i", "s1", "u1", "c", "s", "u"):
+        escaped = escaped.replace(re.escape("{" + name + "}"), f"(?P<{name}>\\d+)")
+    escaped = escaped.replace(re.escape("{stem}"), r"(?P<stem>patch_embed\.backbone\.(?:stem\.)?)")
+    return re.compile(escaped + "$")
+
+
+_TO_VITZOO = [(_pattern(j), v, t, p) for j, v, t, p in RENAMES]
+_TO_JAX = [(_pattern(v), j, t, p) for j, v, t, p in RENAMES]
+
+
+# -- array transforms (each tested on its own) ----------------------------------------------------
+def conv_kernel_to_torch(k: np.ndarray) -> np.ndarray:
+    """HWIO -> OIHW."""
+    return np.ascontiguousarray(k.transpose(3, 2, 0, 1))
+
+
+def conv_kernel_to_jax(w: np.ndarray) -> np.ndarray:
+    """OIHW -> HWIO."""
+    return np.ascontiguousarray(w.transpose(2, 3, 1, 0))
+
+
+def dense_to_torch(k: np.ndarray) -> np.ndarray:
+    """``(in, out)`` kernel -> ``(out, in)`` Linear weight."""
+    return np.ascontiguousarray(k.T)
+
+
+def heads_in_to_torch(k: np.ndarray) -> np.ndarray:
+    """``(D, H, hd)`` query/key/value kernel -> ``(H*hd, D)``, rows head-major."""
+    return np.ascontiguousarray(k.reshape(k.shape[0], -1).T)
+
+
+def heads_in_to_jax(w: np.ndarray, num_heads: int) -> np.ndarray:
+    """``(H*hd, D)`` Linear weight -> ``(D, H, hd)``."""
+    return np.ascontiguousarray(w.T.reshape(w.shape[1], num_heads, -1))
+
+
+def heads_out_to_torch(k: np.ndarray) -> np.ndarray:
+    """``(H, hd, D)`` output kernel -> ``(D, H*hd)``."""
+    return np.ascontiguousarray(k.reshape(-1, k.shape[-1]).T)
+
+
+def heads_out_to_jax(w: np.ndarray, num_heads: int) -> np.ndarray:
+    """``(D, H*hd)`` Linear weight -> ``(H, hd, D)``."""
+    return np.ascontiguousarray(w.T.reshape(num_heads, -1, w.shape[0]))
+
+
+def fuse_parts(parts: Mapping[int, np.ndarray], count: int) -> np.ndarray:
+    """Stack q, k, v (or k, v) row blocks in order into one fused tensor."""
+    return np.concatenate([parts[i] for i in range(count)], axis=0)
+
+
+def bfloat16_to_float32(a: np.ndarray) -> np.ndarray:
+    """Decode bfloat16 saved by ``np.savez`` (dtype ``V2``): the upper half of a float32."""
+    return (a.view(np.uint16).astype(np.uint32) << 16).view(np.float32)
+
+
+# -- canonical form -------------------------------------------------------------------------------
+def select_params(arrays: Mapping[str, np.ndarray]) -> dict[str, np.ndarray]:
+    """The model's parameters from a file's arrays, without their container prefix.
+
+    ``params/`` is preferred to ``opt/target/`` (big_vision's rule); optimizer state and other
+    top-level entries are ignored. A ``params/img/`` tower (SigLIP, PaliGemma) is selected when
+    the file has no image model at the top of ``params/``.
+    """
+    def subtree(prefix: str) -> dict[str, np.ndarray]:
+        return {k[len(prefix):]: v for k, v in arrays.items() if k.startswith(prefix)}
+
+    tree = dict(arrays)
+    for prefix in ("params/", "opt/target/"):
+        if any(k.startswith(prefix) for k in arrays):
+            tree = subtree(prefix)
+            break
+    if "embedding/kernel" not in tree and any(k.startswith("img/") for k in tree):
+        tree = {k[len("img/"):]: v for k, v in tree.items() if k.startswith("img/")}
+    return tree
+
+
+def _natural_key(name: str) -> list[Any]:
+    return [int(t) if t.isdigit() else t for t in re.split(r"(\d+)", name)]
+
+
+def renumber_pre_linen(keys: Iterable[str]) -> dict[str, str]:
+    """flax's ``convert_pre_linen``: at every level, renumber ``<Name>_<n>`` siblings per name
+    from 0 in natural order (``LayerNorm_0, LayerNorm_2 -> LayerNorm_0, LayerNorm_1``).
+
+    Returns old key -> new key.
+    """
+    children: dict[str, set[str]] = defaultdict(set)
+    keys = list(keys)
+    for key in keys:
+        parts = key.split("/")
+        for depth in range(len(parts)):
+            children["/".join(parts[:depth])].add(parts[depth])
+    rename: dict[tuple[str, str], str] = {}
+    for parent, names in children.items():
+        groups: dict[str, list[str]] = defaultdict(list)
+        for name in names:
+            match = re.fullmatch(r"(.*)_(\d+)", name)
+            if match:
+                groups[match.group(1)].append(name)
+        for base, members in groups.items():
+            for new_index, old in enumerate(sorted(members, key=_natural_key)):
+                rename[(parent, old)] = f"{base}_{new_index}"
+    mapping = {}
+    for key in keys:
+        parts = key.split("/")
+        new_parts = [rename.get(("/".join(parts[:d]), p), p) for d, p in enumerate(parts)]
+        mapping[key] = "/".join(new_parts)
+    return mapping
+
+
+def canonicalize(arrays: Mapping[str, np.ndarray]) -> tuple[dict[str, np.ndarray], dict[str, Any]]:
+    """Bring any supported layout to the canonical one.
+
+    Returns the canonical arrays (float32, GroupNorm vectors flat, one key per block, the
+    position table in vitzoo's row order: class row first when there is a class token) and
+    notes about the source: ``layout`` (``"vision_transformer"`` or ``"big_vision"``),
+    ``pos_embed`` (``"learn"`` or ``"sincos"``), ``scanned``, ``dtypes``.
+    """
+    params = select_params(arrays)
+    notes: dict[str, Any] = {"layout": "vision_transformer", "scanned": False,
+                             "dtypes": sorted({str(v.dtype) for v in params.values()})}
+    decoded = {}
+    for key, value in params.items():
+        value = np.asarray(value)
+        if value.dtype.kind == "V" and value.dtype.itemsize == 2:
+            value = bfloat16_to_float32(value)
+        decoded[key] = value.astype(np.float32, copy=False)
+    mapping = renumber_pre_linen(decoded)
+    tree = {mapping[k]: v for k, v in decoded.items()}
+
+    stacked = [k for k in tree if k.startswith("Transformer/encoderblock/")]
+    if stacked:
+        notes["scanned"] = True
+        for key in stacked:
+            value = tree.pop(key)
+            rest = key[len("Transformer/encoderblock/"):]
+            for i in range(value.shape[0]):
+                tree[f"Transformer/encoderblock_{i}/{rest}"] = value[i]
+
+    for key in list(tree):
+        if re.search(r"(^|/)gn(\d+|_root|_proj)/(scale|bias)$", key):
+            tree[key] = tree[key].reshape(-1)
+
+    if "Transformer/posembed_input/pos_embedding" in tree:
+        notes["pos_embed"] = "learn"
+    else:
+        table = tree.pop("pos_embedding", None)
+        if table is None:
+            table = tree.pop("Transformer/pos_embedding", None)
+        if table is None:
+            notes["pos_embed"] = "sincos"
+        else:
+            notes["pos_embed"] = "learn"
+            notes["layout"] = "big_vision"
+            rows = table.shape[1]
+            old_style = math.isqrt(rows - 1) ** 2 == rows - 1 and math.isqrt(rows) ** 2 != rows
+            if "cls" in tree and old_style:
+                pass  # an old table moved out of posembed_input: its class row is already first
+            elif "cls" in tree:
+                # big_vision adds the table to the patches before the class token is
+                # prepended, so the class token's row is zero in vitzoo's (N + 1)-row table.
+                zero = np.zeros_like(table[:, :1])
+                table = np.concatenate([zero, table], axis=1)
+            tree["Transformer/posembed_input/pos_embedding"] = table
+    if "MAPHead_0/probe" in tree or notes["pos_embed"] == "sincos":
+        notes["layout"] = "big_vision"
+    return tree, notes
+
+
+# -- conversion -----------------------------------------------------------------------------------
+def _hybrid_stem_prefix(tree: Mapping[str, np.ndarray]) -> str:
+    has_stages = any(re.match(r"block\d+/", k) for k in tree)
+    return "patch_embed.backbone.stem." if has_stages else "patch_embed.backbone."
+
+
+def iter_vitzoo(tree: dict[str, np.ndarray],
+                progress: Callable[[int, int], None] | None = None,
+                ) -> Iterator[tuple[str, np.ndarray]]:
+    """Canonical JAX arrays -> vitzoo ``(key, array)`` pairs, one at a time.
+
+    Entries are removed from ``tree`` as they are converted, so a caller that streams the
+    output keeps about one copy of the checkpoint in memory.
+
+    Raises:
+        KeyError: an array has no place in vitzoo (the message names it).
+    """
+    stem = _hybrid_stem_prefix(tree)
+    parts: dict[str, dict[int, np.ndarray]] = defaultdict(dict)
+    total = len(tree)
+    for done, key in enumerate(sorted(tree), start=1):
+        value = tree.pop(key)
+        for pattern, target, transform, part in _TO_VITZOO:
+            match = pattern.match(key)
+            if match is None:
+                continue
+            fields = match.groupdict()
+            if "s1" in fields:
+                fields["s"], fields["u"] = int(fields["s1"]) - 1, int(fields["u1"]) - 1
+            name = target.format(stem=stem, **fields)
+            converted = _forward(value, transform)
+            if part is None:
+                yield name, converted
+            else:
+                parts[name][part[0]] = converted
+                if len(parts[name]) == part[1]:
+                    yield name, fuse_parts(parts.pop(name), part[1])
+            break
+        else:
+            raise KeyError(f"array {key!r} {tuple(value.shape)} has no place in a vitzoo model")
+        if progress is not None:
+            progress(done, total)
+    if parts:
+        missing = ", ".join(sorted(parts))
+        raise KeyError(f"incomplete attention projections (q, k, v) for {missing}")
+
+
+def to_vitzoo(tree: Mapping[str, np.ndarray]) -> dict[str, np.ndarray]:
+    """Canonical JAX arrays -> a vitzoo state dict (numpy, float32); ``tree`` is not changed."""
+    return dict(iter_vitzoo(dict(tree)))
+
+
+def _forward(value: np.ndarray, transform: str) -> np.ndarray:
+    if transform == "conv":
+        return conv_kernel_to_torch(value)
+    if transform == "dense":
+        return dense_to_torch(value)
+    if transform == "heads_in":
+        return heads_in_to_torch(value)
+    if transform == "heads_out":
+        return heads_out_to_torch(value)
+    if transform in ("heads_bias", "group_norm"):
+        return value.reshape(-1)
+    return value
+
+
+def from_vitzoo(state: Mapping[str, np.ndarray], *, num_heads: int,
+                layout: str = "vision_transformer") -> dict[str, np.ndarray]:
+    """vitzoo state dict -> Google arrays.
+
+    ``layout="vision_transformer"`` writes the published names (``MultiHeadDotProductAttention_1``,
+    ``LayerNorm_2``, ``MlpBlock_3``, GroupNorm ``(1, 1, 1, C)``) that
+    ``vit_jax.checkpoint.load`` reads; ``"big_vision"`` writes Linen names with a top-level
+    ``pos_embedding`` without the class row (folded into ``cls``, which is exact).
+    """
+    if layout not in ("vision_transformer", "big_vision"):
+        raise ValueError(f"layout={layout!r} is not 'vision_transformer' or 'big_vision'")
+    out: dict[str, np.ndarray] = {}
+    for key, value in state.items():
+        matched = False
+        # a fused tensor (qkv, kv) matches one table row per part; anything else matches one
+        for pattern, target, transform, part in _TO_JAX:
+            match = pattern.match(key)
+            if match is None:
+                continue
+            matched = True
+            fields = {k: v for k, v in match.groupdict().items() if k != "stem"}
+            if "s" in fields:
+                fields["s1"], fields["u1"] = int(fields["s"]) + 1, int(fields["u"]) + 1
+            chunk = value if part is None else np.split(value, part[1], axis=0)[part[0]]
+            out[target.format(**fields)] = _backward(chunk, transform, num_heads)
+        if not matched:
+            raise KeyError(f"{key!r} {tuple(value.shape)} has no Google equivalent")
+    if layout == "vision_transformer":
+        return _published_names(out)
+    return _big_vision_positions(out)
+
+
+def _backward(value: np.ndarray, transform: str, num_heads: int) -> np.ndarray:
+    if transform == "conv":
+        return conv_kernel_to_jax(value)
+    if transform == "dense":
+        return dense_to_torch(value)  # the transpose is its own inverse
+    if transform == "heads_in":
+        return heads_in_to_jax(value, num_heads)
+    if transform == "heads_bias":
+        return np.ascontiguousarray(value.reshape(num_heads, -1))
+    if transform == "heads_out":
+        return heads_out_to_jax(value, num_heads)
+    return np.ascontiguousarray(value)
+
+
+_PUBLISHED = {
+    "MultiHeadDotProductAttention_0": "MultiHeadDotProductAttention_1",
+    "LayerNorm_1": "LayerNorm_2",
+    "MlpBlock_0": "MlpBlock_3",
+}
+
+
+def _published_names(tree: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
+    out = {}
+    for key, value in tree.items():
+        if key.startswith("Transformer/encoderblock_"):
+            parts = key.split("/")
+            parts[2] = _PUBLISHED.get(parts[2], parts[2])
+            key = "/".join(parts)
+        if re.search(r"(^|/)gn(\d+|_root|_proj)/(scale|bias)$", key):
+            value = value.reshape(1, 1, 1, -1)  # flax < 0.3.6 stored GroupNorm params 4-D
+        out[key] = value
+    return out
+
+
+def scan_blocks(tree: Mapping[str, np.ndarray]) -> dict[str, np.ndarray]:
+    """Stack ``Transformer/encoderblock_{i}/...`` into big_vision's scanned
+    ``Transformer/encoderblock/...`` arrays (leading depth axis)."""
+    out: dict[str, np.ndarray] = {}
+    per_child: dict[str, dict[int, np.ndarray]] = defaultdict(dict)
+    for key, value in tree.items():
+        match = re.match(r"Transformer/encoderblock_(\d+)/(.*)$", key)
+        if match:
+            per_child[match.group(2)][int(match.group(1))] = value
+        else:
+            out[key] = value
+    for child, blocks in per_child.items():
+        out[f"Transformer/encoderblock/{child}"] = np.stack([blocks[i] for i in sorted(blocks)])
+    return out
+
+
+def float32_to_bfloat16(a: np.ndarray) -> np.ndarray:
+    """Store float32 as bfloat16 the way ``np.savez`` does (dtype ``V2``), by truncation.
+
+    Exact for values that came from bfloat16.
+    """
+    bits = np.ascontiguousarray(a, dtype=np.float32).view(np.uint32) >> 16
+    return bits.astype(np.uint16).view("V2")
+
+
+def _big_vision_positions(tree: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
+    table = tree.pop("Transformer/posembed_input/pos_embedding", None)
+    if table is not None:
+        if "cls" in tree:
+            tree["cls"] = tree["cls"] + table[:, :1]
+            table = table[:, 1:]
+        tree["pos_embedding"] = table
+    return tree
+
+
+# -- architecture from shapes ---------------------------------------------------------------------
+def infer_config(tree: Mapping[str, np.ndarray], notes: Mapping[str, Any],
+                 img_size: tuple[int, int] | None = None) -> dict[str, Any]:
+    """ViTConfig fields read off canonical arrays (with Google's numerics).
+
+    Width, depth, heads, MLP size, patch, class token / gap / MAP, representation layer,
+    classes and hybrid stages come from the shapes. The image size comes from the square
+    position table; ``img_size`` is used only where the file cannot say (sin-cos models have
+    no table, a non-square table needs it).
+
+    Raises:
+        ValueError: the arrays are not a ViT, or the image size cannot be determined.
+    """
+    if "embedding/kernel" not in tree:
+        raise ValueError("no 'embedding/kernel' array: this is not a Google ViT checkpoint")
+    ph, pw, cin, dim = tree["embedding/kernel"].shape
+    depth = len({m.group(1) for k in tree
+                 if (m := re.match(r"Transformer/encoderblock_(\d+)/", k))})
+    if depth == 0:
+        raise ValueError("no Transformer/encoderblock_* arrays: this is not a ViT checkpoint")
+    query = tree.get("Transformer/encoderblock_0/MultiHeadDotProductAttention_0/query/kernel")
+    fc1 = tree.get("Transformer/encoderblock_0/MlpBlock_0/Dense_0/kernel")
+    if query is None or fc1 is None:
+        raise ValueError("encoder block 0 has no attention query kernel or MLP: not a ViT")
+    cfg: dict[str, Any] = {
+        "embed_dim": int(dim), "depth": depth, "num_heads": int(query.shape[1]),
+        "mlp_dim": int(fc1.shape[1]), "patch_size": (int(ph), int(pw)),
+        "qkv_bias": True, "class_token": "cls" in tree,
+        "global_pool": "token" if "cls" in tree else ("map" if "MAPHead_0/probe" in tree
+                                                      else "avg"),
+        "fc_norm": False, "pos_embed": notes["pos_embed"],
+        "gelu_approximate": "tanh", "norm_eps": 1e-6, "weight_init": "jax",
+        "num_classes": int(tree["head/kernel"].shape[1]) if "head/kernel" in tree else 0,
+    }
+    if "pre_logits/kernel" in tree:
+        cfg["representation_size"] = int(tree["pre_logits/kernel"].shape[1])
+    halvings = 0
+    if "conv_root/kernel" in tree:
+        stages = defaultdict(set)
+        for key in tree:
+            if m := re.match(r"block(\d+)/unit(\d+)/", key):
+                stages[int(m.group(1))].add(int(m.group(2)))
+        cfg["backbone_layers"] = tuple(len(stages[s]) for s in sorted(stages))
+        cfg["backbone_width"] = int(tree["conv_root/kernel"].shape[-1])
+        cin = tree["conv_root/kernel"].shape[2]
+        halvings = 2 + max(len(stages) - 1, 0)
+    cfg["in_chans"] = int(cin)
+    table = tree.get("Transformer/posembed_input/pos_embedding")
+    if table is not None:
+        patches = table.shape[1] - int(cfg["class_token"])
+        side = math.isqrt(patches)
+        if side * side == patches:
+            scale = 2 ** halvings
+            img_size = (side * int(ph) * scale, side * int(pw) * scale)
+        elif img_size is None:
+            raise ValueError(
+                f"the position table has {patches} patch rows, not a square grid: pass img_size"
+            )
+    elif img_size is None:
+        raise ValueError(
+            "this checkpoint has no position table (2-D sin-cos embeddings), so its image "
+            "size is not in the file: pass img_size"
+        )
+    cfg["img_size"] = tuple(img_size)
+    return cfg
+
+
+def head_is_zero(tree: Mapping[str, np.ndarray]) -> bool:
+    """Whether the file's classifier is all zeros (Google zeroed some 21k heads on purpose)."""
+    kernel = tree.get("head/kernel")
+    return kernel is not None and not np.any(kernel) and not np.any(tree.get("head/bias", 0))

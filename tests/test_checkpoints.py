@@ -277,6 +277,19 @@ def test_other_image_size_resamples_with_scipy_zoom_by_default(tmp_path):
     torch.testing.assert_close(rect.pos_embed[:, 1:], expected, atol=1e-6, rtol=0)
     with pytest.raises(vitzoo.VitzooError, match="resample='nearest'"):
         vitzoo.load_model(path, resample="nearest")
+    small = vitzoo.load_model(path, img_size=64, resample="bilinear", antialias=True)
+    expected = torch.nn.functional.interpolate(
+        model.pos_embed[:, 1:].reshape(1, 14, 14, 32).permute(0, 3, 1, 2), size=(8, 8),
+        mode="bilinear", align_corners=False, antialias=True).permute(0, 2, 3, 1)
+    torch.testing.assert_close(small.pos_embed[:, 1:], expected.reshape(1, -1, 32), atol=1e-6,
+                               rtol=0)
+    assert small.load_report.resampled["pos_embed"].endswith("bilinear with antialias")
+
+
+def test_create_model_points_npz_files_to_load_model(tmp_path):
+    path = _save(tmp_path / "m.npz", J.from_vitzoo(_state(jax_model()), num_heads=4))
+    with pytest.raises(CheckpointError, match="use vitzoo.load_model"):
+        vitzoo.create_model("vit_ti16", checkpoint_path=path)
 
 
 def test_a_zeroed_21k_head_is_reported(tmp_path):

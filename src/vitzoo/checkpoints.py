@@ -289,7 +289,7 @@ def _model_from(source: Source) -> torch.nn.Module:
 
 
 def fit_state(state: Mapping[str, torch.Tensor], native: ViTConfig, cfg: ViTConfig, *,
-              own_state: Mapping[str, torch.Tensor], resample: str,
+              own_state: Mapping[str, torch.Tensor], resample: str, antialias: bool = False,
               report: LoadReport) -> dict[str, torch.Tensor]:
     """Adapt a checkpoint saved for ``native`` to a model built with ``cfg``.
 
@@ -318,8 +318,9 @@ def fit_state(state: Mapping[str, torch.Tensor], native: ViTConfig, cfg: ViTConf
 
         state["pos_embed"] = resample_pos_embed(
             state["pos_embed"], cfg.grid_size, old_grid=native.grid_size,
-            num_prefix_tokens=native.num_prefix_tokens, mode=resample)
+            num_prefix_tokens=native.num_prefix_tokens, mode=resample, antialias=antialias)
         report.resampled["pos_embed"] = (
             f"{native.grid_size[0]}x{native.grid_size[1]} -> "
-            f"{cfg.grid_size[0]}x{cfg.grid_size[1]}, {resample}")
+            f"{cfg.grid_size[0]}x{cfg.grid_size[1]}, {resample}"
+            + (" with antialias" if antialias and resample != "scipy" else ""))
     return state

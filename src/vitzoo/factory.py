@@ -76,7 +76,7 @@ def create_model(name: str, *, pretrained: bool = False, num_classes: int | None
 
 
 def load_model(path: str | Path, *, source_format: str = "auto", resample: str | None = None,
-               **overrides: Any) -> VisionTransformer:
+               antialias: bool = False, **overrides: Any) -> VisionTransformer:
     """Build and load a model from a self-describing checkpoint, without naming the architecture.
 
     Accepts a Google ``.npz`` (published, Linen or big_vision layout; the architecture is read
@@ -89,6 +89,7 @@ def load_model(path: str | Path, *, source_format: str = "auto", resample: str |
         resample: how to resize position embeddings for another ``img_size``: ``"scipy"``
             (Google's ``ndimage.zoom(order=1)``; the default for JAX-origin weights),
             ``"bilinear"`` or ``"bicubic"`` (the default otherwise).
+        antialias: antialias bilinear/bicubic resampling when the grid shrinks.
         **overrides: ViTConfig fields applied on top of the file's: ``num_classes`` (a
             different count replaces the head with a zero-initialised one for JAX weights),
             ``img_size`` (position embeddings resampled; required for sin-cos files),
@@ -114,7 +115,7 @@ def load_model(path: str | Path, *, source_format: str = "auto", resample: str |
     report = LoadReport()
     mode = resample or ("scipy" if source.origin == "jax" else "bicubic")
     state = fit_state(source.state, native, cfg, own_state=model.state_dict(), resample=mode,
-                      report=report)
+                      antialias=antialias, report=report)
     loaded = load_checkpoint(model, state, strict=True)
     report.missing, report.unexpected = loaded.missing, loaded.unexpected
     if report.dropped or report.resampled:

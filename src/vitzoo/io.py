@@ -94,6 +94,11 @@ def load_state_dict(path: str | Path) -> dict[str, torch.Tensor]:
     path = Path(path)
     if not path.is_file():
         raise CheckpointError(f"checkpoint {str(path)!r} does not exist or is not a file")
+    if path.suffix == ".npz":
+        raise CheckpointError(
+            f"{path} is a Google JAX .npz: use vitzoo.load_model(path), which reads the "
+            "architecture and numerics from it, or convert it with `vitzoo convert`"
+        )
     try:
         if path.suffix == ".safetensors":
             from safetensors.torch import load_file

@@ -73,3 +73,10 @@ def test_the_console_script_is_installed_and_runs():
     result = subprocess.run([sys.executable, "-m", "vitzoo", "list", "vit_h*"],
                             capture_output=True, text=True, check=True)
     assert result.stdout.split() == ["vit_huge_patch14_224"]
+
+
+def test_info_describes_a_hybrids_backbone(capsys):
+    assert main(["info", "R50+ViT-B_16"]) == 0
+    out = capsys.readouterr().out
+    assert "backbone       ResNet stages (3, 4, 9), width 64, 14x14 feature map" in out
+    assert "parameters     98,659,112" in out

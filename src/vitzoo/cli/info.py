@@ -28,8 +28,13 @@ def format_info(info: ModelInfo) -> str:
     if cfg.global_pool == "avg":
         pool += " (norm after pooling)" if cfg.fc_norm else " (final norm, then mean)"
     gelu = "exact (erf)" if cfg.gelu_approximate == "none" else "tanh approximation"
-    lines = [
-        f"{info.name}  ({info.model_class})",
+    lines = [f"{info.name}  ({info.model_class})"]
+    if cfg.backbone_layers is not None:
+        stages = f"stages {cfg.backbone_layers}" if cfg.backbone_layers else "stem only"
+        fh, fw = cfg.feature_size
+        lines.append(f"  backbone       ResNet {stages}, width {cfg.backbone_width}, "
+                     f"{fh}x{fw} feature map (weight-standardised, GroupNorm, TF SAME)")
+    lines += [
         f"  input          {cfg.in_chans}x{cfg.img_size[0]}x{cfg.img_size[1]}, "
         f"patch {cfg.patch_size[0]}x{cfg.patch_size[1]}, "
         f"grid {cfg.grid_size[0]}x{cfg.grid_size[1]} = {cfg.num_patches} tokens",

@@ -12,10 +12,38 @@ from torch import nn
 from ..config import ATTN_IMPLS
 from ..errors import ConfigError
 
-__all__ = ["Attention"]
+__all__ = ["Attention", "SelectableAttention"]
 
 
-class Attention(nn.Module):
+class SelectableAttention(nn.Module):
+    """Base of the multi-head attention modules: the head split and the run-time choice of path.
+
+    ``attn_impl`` is ``"sdpa"`` (``F.scaled_dot_product_attention``) or ``"math"`` (the
+    explicit softmax); setting anything else raises.
+    """
+
+    def __init__(self, dim: int, *, num_heads: int, attn_impl: str) -> None:
+        super().__init__()
+        if dim % num_heads:
+            raise ConfigError(f"dim={dim} is not divisible by num_heads={num_heads}")
+        self.num_heads = num_heads
+        self.head_dim = dim // num_heads
+        self.attn_impl = attn_impl
+
+    @property
+    def attn_impl(self) -> str:
+        return self._attn_impl
+
+    @attn_impl.setter
+    def attn_impl(self, value: str) -> None:
+        if value not in ATTN_IMPLS:
+            raise ConfigError(
+                f"attn_impl={value!r} is not one of {', '.join(map(repr, ATTN_IMPLS))}"
+            )
+        self._attn_impl = value
+
+
+class Attention(SelectableAttention):
     """Self-attention over tokens ``(B, N, D) -> (B, N, D)``.
 
     ``qkv`` is one Linear whose output rows are q, k, v in that order, each laid out head-major
@@ -39,29 +67,12 @@ class Attention(nn.Module):
     def __init__(self, dim: int, *, num_heads: int = 8, qkv_bias: bool = True,
                  attn_drop: float = 0.0, proj_drop: float = 0.0,
                  attn_impl: str = "sdpa") -> None:
-        super().__init__()
-        if dim % num_heads:
-            raise ConfigError(f"dim={dim} is not divisible by num_heads={num_heads}")
-        self.num_heads = num_heads
-        self.head_dim = dim // num_heads
+        super().__init__(dim, num_heads=num_heads, attn_impl=attn_impl)
         self.scale = self.head_dim ** -0.5
         self.qkv = nn.Linear(dim, dim * 3, bias=qkv_bias)
         self.attn_drop = nn.Dropout(attn_drop)
         self.proj = nn.Linear(dim, dim)
         self.proj_drop = nn.Dropout(proj_drop)
-        self.attn_impl = attn_impl
-
-    @property
-    def attn_impl(self) -> str:
-        return self._attn_impl
-
-    @attn_impl.setter
-    def attn_impl(self, value: str) -> None:
-        if value not in ATTN_IMPLS:
-            raise ConfigError(
-                f"attn_impl={value!r} is not one of {', '.join(map(repr, ATTN_IMPLS))}"
-            )
-        self._attn_impl = value
 
     def _split_heads(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
         B, N, D = x.shape

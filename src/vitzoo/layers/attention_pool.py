@@ -12,14 +12,13 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from ..config import ATTN_IMPLS
-from ..errors import ConfigError
+from .attention import SelectableAttention
 from .mlp import Mlp
 
 __all__ = ["AttentionPool"]
 
 
-class AttentionPool(nn.Module):
+class AttentionPool(SelectableAttention):
     """``x = MHA(q=latent, kv=tokens)``, then ``x + MLP(LN(x))``: ``(B, N, D) -> (B, D)``.
 
     As in big_vision, there is no norm before the attention and no residual around it.
@@ -37,30 +36,13 @@ class AttentionPool(nn.Module):
     def __init__(self, dim: int, *, num_heads: int, mlp_dim: int | None = None,
                  qkv_bias: bool = True, gelu_approximate: str = "none", norm_eps: float = 1e-6,
                  attn_impl: str = "sdpa") -> None:
-        super().__init__()
-        if dim % num_heads:
-            raise ConfigError(f"dim={dim} is not divisible by num_heads={num_heads}")
-        self.num_heads = num_heads
-        self.head_dim = dim // num_heads
+        super().__init__(dim, num_heads=num_heads, attn_impl=attn_impl)
         self.latent = nn.Parameter(torch.zeros(1, 1, dim))
         self.q = nn.Linear(dim, dim, bias=qkv_bias)
         self.kv = nn.Linear(dim, 2 * dim, bias=qkv_bias)
         self.proj = nn.Linear(dim, dim)
         self.norm = nn.LayerNorm(dim, eps=norm_eps)
         self.mlp = Mlp(dim, hidden_features=mlp_dim, gelu_approximate=gelu_approximate)
-        self.attn_impl = attn_impl
-
-    @property
-    def attn_impl(self) -> str:
-        return self._attn_impl
-
-    @attn_impl.setter
-    def attn_impl(self, value: str) -> None:
-        if value not in ATTN_IMPLS:
-            raise ConfigError(
-                f"attn_impl={value!r} is not one of {', '.join(map(repr, ATTN_IMPLS))}"
-            )
-        self._attn_impl = value
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         B, N, D = x.shape

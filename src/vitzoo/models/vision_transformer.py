@@ -17,6 +17,7 @@ from torch.utils.checkpoint import checkpoint
 from ..config import ViTConfig
 from ..errors import ConfigError
 from ..layers import Attention, Block, LayerScale, PatchEmbed, sincos_2d_pos_embed
+from ..layers.attention import SelectableAttention
 from ..layers.attention_pool import AttentionPool
 from ..layers.hybrid_embed import HybridEmbed
 from ..layers.weight_init import lecun_normal_
@@ -348,7 +349,7 @@ class VisionTransformer(nn.Module):
         """Use ``"sdpa"`` or ``"math"`` attention in every block from now on."""
         self.cfg = self.cfg.replace(attn_impl=impl)
         for module in self.modules():
-            if isinstance(module, (Attention, AttentionPool)):
+            if isinstance(module, SelectableAttention):
                 module.attn_impl = impl
 
     def set_grad_checkpointing(self, enable: bool = True) -> None:

@@ -127,21 +127,46 @@ def _read_vitzoo(path: Path) -> Source:
     return Source(state, config, origin, metadata, pretrained)
 
 
+def _hub_weights(path: Path) -> dict[str, torch.Tensor]:
+    from .io import load_state_dict
+
+    for name in ("model.safetensors", "pytorch_model.bin"):
+        if (path / name).is_file():
+            return load_state_dict(path / name)
+    raise CheckpointError(f"{path} has no model.safetensors or pytorch_model.bin")
+
+
 def _read_hub_dir(path: Path) -> Source:
-    config_file, weights = path / "config.json", path / "model.safetensors"
-    if not (config_file.is_file() and weights.is_file()):
+    config_file = path / "config.json"
+    if not config_file.is_file():
         raise CheckpointError(
-            f"{path} is a directory without config.json and model.safetensors; point at a "
-            "checkpoint file or a hub-layout directory"
+            f"{path} is a directory without config.json; point at a checkpoint file or a "
+            "hub-layout directory (config.json + model.safetensors)"
         )
     try:
         hub_config = json.loads(config_file.read_text())
     except json.JSONDecodeError as err:
         raise CheckpointError(f"{config_file} is not valid JSON: {err}") from err
-    state, metadata = read_model_file(weights)
+    state = _hub_weights(path)
+    pretrained = dict(hub_config.get("pretrained_cfg", {}))
+    if "model_type" in hub_config:  # Hugging Face transformers
+        from .adapters import hf_transformers
+
+        try:
+            config = hf_transformers.config_fields(hub_config, state)
+        except ValueError as err:
+            raise CheckpointError(f"{config_file}: {err}") from err
+        state, unmatched = hf_transformers.to_vitzoo(state)
+        if unmatched:
+            raise CheckpointError(f"{path}: arrays with no vitzoo place: {', '.join(unmatched)}")
+        pretrained.update(_hf_preprocessing(path))
+        names = hf_transformers.labels(hub_config)
+        if names and config["num_classes"] == len(names):
+            pretrained["label_names"] = names
+        return Source(state, config, "pytorch", {"source_format": "hf_transformers"}, pretrained)
     if "vitzoo_config" in hub_config:
         config = dict(hub_config["vitzoo_config"])
-    elif "architecture" in hub_config:
+    elif "architecture" in hub_config:  # timm's hub layout
         from .registry import get_builder
 
         with torch.device("meta"):
@@ -150,10 +175,28 @@ def _read_hub_dir(path: Path) -> Source:
             config["num_classes"] = hub_config["num_classes"]
     else:
         raise CheckpointError(
-            f"{config_file} names no architecture (no 'vitzoo_config' or 'architecture')"
+            f"{config_file} names no architecture (no 'vitzoo_config', 'architecture' or "
+            "'model_type')"
         )
+    from .adapters import timm
+
     origin = "jax" if config.get("gelu_approximate") == "tanh" else "pytorch"
-    return Source(state, config, origin, metadata, dict(hub_config.get("pretrained_cfg", {})))
+    return Source(timm.to_vitzoo(state), config, origin, {}, pretrained)
+
+
+def _hf_preprocessing(path: Path) -> dict[str, Any]:
+    """Mean and std from a transformers ``preprocessor_config.json``, when there is one."""
+    file = path / "preprocessor_config.json"
+    if not file.is_file():
+        return {}
+    try:
+        pre = json.loads(file.read_text())
+    except json.JSONDecodeError:
+        return {}
+    out: dict[str, Any] = {}
+    if "image_mean" in pre and "image_std" in pre:
+        out["mean"], out["std"] = tuple(pre["image_mean"]), tuple(pre["image_std"])
+    return out
 
 
 def read_source(path: str | Path, *, source_format: str = "auto",
@@ -226,20 +269,73 @@ def _write_npz(source: Source, dst: Path, layout: str | None) -> None:
         np.savez(f, **arrays)
 
 
+def _write_hf(source: Source, dst: Path) -> None:
+    from .adapters import hf_transformers
+
+    cfg = ViTConfig.from_dict(source.config)
+    problems = []
+    if cfg.backbone_layers is not None:
+        problems.append("a hybrid ResNet stem")
+    if cfg.global_pool != "token" or cfg.fc_norm:
+        problems.append(f"global_pool={cfg.global_pool!r} (transformers classifies the class "
+                        "token)")
+    if cfg.representation_size or cfg.init_values is not None or cfg.pos_embed != "learn":
+        problems.append("a representation layer, LayerScale or fixed position embeddings")
+    if cfg.img_size[0] != cfg.img_size[1] or cfg.patch_size[0] != cfg.patch_size[1]:
+        problems.append("a rectangular image or patch")
+    if cfg.num_classes == 0:
+        problems.append("no classifier head")
+    if problems:
+        raise CheckpointError("this model has no transformers equivalent: it has "
+                              + "; ".join(problems))
+    tensors, unmatched = hf_transformers.from_vitzoo(source.state, distilled=cfg.distilled)
+    if unmatched:
+        raise CheckpointError(f"no transformers name for {', '.join(unmatched)}")
+    names = source.pretrained_cfg.get("label_names") or [
+        f"LABEL_{i}" for i in range(cfg.num_classes)]
+    act = "gelu" if cfg.gelu_approximate == "none" else "gelu_pytorch_tanh"
+    hf_config = {
+        "architectures": ["DeiTForImageClassificationWithTeacher" if cfg.distilled
+                          else "ViTForImageClassification"],
+        "model_type": "deit" if cfg.distilled else "vit",
+        "hidden_size": cfg.embed_dim, "num_hidden_layers": cfg.depth,
+        "num_attention_heads": cfg.num_heads, "intermediate_size": cfg.mlp_hidden_dim,
+        "hidden_act": act, "hidden_dropout_prob": 0.0, "attention_probs_dropout_prob": 0.0,
+        "initializer_range": 0.02, "layer_norm_eps": cfg.norm_eps,
+        "image_size": cfg.img_size[0], "patch_size": cfg.patch_size[0],
+        "num_channels": cfg.in_chans, "qkv_bias": cfg.qkv_bias,
+        "encoder_stride": cfg.patch_size[0],
+        "id2label": {str(i): n for i, n in enumerate(names)},
+        "label2id": {n: i for i, n in enumerate(names)},
+    }
+    dst.mkdir(parents=True, exist_ok=True)
+    with atomic_path(dst / "model.safetensors") as tmp:
+        write_safetensors(tmp, ((k, v.detach().cpu().contiguous().numpy())
+                                for k, v in sorted(tensors.items())), {"format": "pt"})
+    with atomic_path(dst / "config.json") as tmp:
+        tmp.write_text(json.dumps(hf_config, indent=2, sort_keys=True) + "\n")
+
+
 def convert_checkpoint(src: str | Path, dst: str | Path, *, source_format: str = "auto",
-                       layout: str | None = None, img_size: int | tuple[int, int] | None = None,
-                       verify: bool = False, progress: Progress | None = None) -> Path:
+                       target_format: str | None = None, layout: str | None = None,
+                       img_size: int | tuple[int, int] | None = None, verify: bool = False,
+                       progress: Progress | None = None) -> Path:
     """Convert a checkpoint; the output format follows ``dst``'s suffix.
 
     ``.npz`` -> ``.safetensors``: a Google checkpoint to vitzoo's self-describing file (config
     and numerics in the metadata). ``.safetensors`` / directory -> ``.npz``: back to Google's
     layout (``layout="vision_transformer"`` for ``vit_jax.checkpoint.load``, or
-    ``"big_vision"``; default: the layout the weights came from).
+    ``"big_vision"``; default: the layout the weights came from). ``target_format="hf"``:
+    a Hugging Face transformers directory (``config.json`` + ``model.safetensors``) for
+    ``ViTForImageClassification`` (``DeiTForImageClassificationWithTeacher`` when distilled).
 
     Args:
         src: the checkpoint to read.
-        dst: the file to write (atomically: a failed conversion leaves nothing).
+        dst: the file to write (atomically: a failed conversion leaves nothing), or the
+            directory for ``target_format="hf"``.
         source_format: as in :func:`read_source`.
+        target_format: ``None`` (from ``dst``'s suffix: ``"vitzoo"`` or ``"jax_npz"``) or
+            ``"hf"``.
         layout: Google layout of an ``.npz`` output.
         img_size: image size of a sin-cos source (no position table in the file).
         verify: check the result against Google's forward pass in NumPy (1e-5 on the outputs
@@ -256,7 +352,13 @@ def convert_checkpoint(src: str | Path, dst: str | Path, *, source_format: str =
         img_size = (img_size, img_size)
     source = read_source(src, source_format=source_format, img_size=img_size,
                          progress=progress)
-    if dst.suffix == ".npz":
+    if target_format not in (None, "hf", "vitzoo", "jax_npz"):
+        raise CheckpointError(f"target_format={target_format!r} is not 'hf', 'vitzoo' or "
+                              "'jax_npz'")
+    if target_format == "hf":
+        _write_hf(source, dst)
+        return dst
+    if target_format == "jax_npz" or (target_format is None and dst.suffix == ".npz"):
         _write_npz(source, dst, layout)
         if verify:
             try:
@@ -265,8 +367,9 @@ def convert_checkpoint(src: str | Path, dst: str | Path, *, source_format: str =
                 dst.unlink(missing_ok=True)
                 raise
         return dst
-    if dst.suffix != ".safetensors":
-        raise CheckpointError(f"cannot tell the output format of {dst}: use .safetensors or .npz")
+    if target_format is None and dst.suffix != ".safetensors":
+        raise CheckpointError(f"cannot tell the output format of {dst}: use .safetensors or "
+                              ".npz, or pass target_format='hf' for a transformers directory")
     cfg = ViTConfig.from_dict(source.config)
     metadata = {"format": FORMAT_NAME, "vitzoo_config": cfg.to_json(),
                 "pretrained_cfg": json.dumps(source.pretrained_cfg, default=list),

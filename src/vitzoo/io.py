@@ -41,10 +41,14 @@ class LoadReport:
     unexpected: list[str] = field(default_factory=list)
     mismatched: dict[str, tuple[tuple[int, ...], tuple[int, ...]]] = field(default_factory=dict)
     """key -> (shape in the checkpoint, shape in the model)."""
+    reshaped: dict[str, str] = field(default_factory=dict)
+    """key -> how it was adapted (an input convolution for another channel count)."""
     dropped: list[str] = field(default_factory=list)
     """Keys of the file left out on purpose (a head replaced for another class count)."""
     resampled: dict[str, str] = field(default_factory=dict)
     """key -> how it was resized (position embeddings for another image size)."""
+    source_format: str | None = None
+    """The layout the checkpoint was read in (``timm``, ``hf_transformers``, ...)."""
 
     @property
     def ok(self) -> bool:
@@ -53,7 +57,7 @@ class LoadReport:
 
     def describe(self) -> str:
         """A grouped, human-readable account of every difference."""
-        if self.ok and not (self.dropped or self.resampled):
+        if self.ok and not (self.dropped or self.resampled or self.reshaped):
             return "all keys matched"
         lines = []
         if self.missing:
@@ -62,6 +66,9 @@ class LoadReport:
         if self.unexpected:
             lines.append(f"in the checkpoint but not in the model ({len(self.unexpected)}): "
                          + _group_keys(self.unexpected))
+        if self.reshaped:
+            lines.append("adapted: " + "; ".join(f"{k} ({how})"
+                                                 for k, how in self.reshaped.items()))
         if self.dropped:
             lines.append(f"left out on purpose ({len(self.dropped)}): "
                          + _group_keys(self.dropped))
@@ -154,29 +161,70 @@ def compare_state_dict(model: nn.Module, state: Mapping[str, torch.Tensor]) -> L
     return report
 
 
+_INPUT_CONVS = ("patch_embed.proj.weight", "patch_embed.backbone.stem.conv.weight",
+                "patch_embed.backbone.conv.weight")
+
+
+def _adapt_input_channels(state: dict[str, torch.Tensor], own: Mapping[str, torch.Tensor],
+                          report: LoadReport) -> None:
+    from .adapters.in_chans import adapt_input_conv
+
+    for key in _INPUT_CONVS:
+        if key == "patch_embed.proj.weight" and "patch_embed.backbone.stem.conv.weight" in own:
+            continue  # a hybrid's patch projection sees features, not images
+        if key not in state or key not in own:
+            continue
+        src, dst = state[key].shape, own[key].shape
+        if src != dst and src[1] == 3 and (src[0], *src[2:]) == (dst[0], *dst[2:]):
+            state[key] = adapt_input_conv(state[key], dst[1])
+            how = "summed" if dst[1] == 1 else "repeated and scaled by 3/" + str(dst[1])
+            report.reshaped[key] = f"3 -> {dst[1]} input channels, {how}"
+
+
 def load_checkpoint(model: nn.Module, path: str | Path | Mapping[str, torch.Tensor], *,
-                    strict: bool = True) -> LoadReport:
-    """Load a vitzoo/timm-layout state dict (a file or a dict) into ``model``.
+                    strict: bool = True, source_format: str = "auto") -> LoadReport:
+    """Load a state dict written by vitzoo, timm, DeiT, Hugging Face transformers, torchvision
+    or the original PyTorch port of Google's ViT into ``model``.
+
+    The layout is detected from the key names (or named with ``source_format``). 3-channel
+    weights load into models with other ``in_chans`` (summed for 1 channel, otherwise repeated
+    and scaled by ``3 / in_chans``).
 
     Args:
         model: the model to load into (changed in place).
         path: a ``.safetensors`` / ``.pth`` / ``.bin`` file, or a state dict.
         strict: raise when any key is missing, unexpected or of a different shape; with
             ``strict=False`` the keys that fit are loaded and the rest reported.
+        source_format: ``"auto"``, ``"timm"``, ``"hf_transformers"``, ``"torchvision"`` or
+            ``"vit_pytorch"``.
 
     Returns:
         The :class:`LoadReport`.
 
     Raises:
         CheckpointMismatchError: with ``strict=True``, when the checkpoint does not fit; the
+            message explains the difference in words and names architectures that fit. The
             model is left unchanged.
     """
-    state = path if isinstance(path, Mapping) else load_state_dict(path)
-    report = compare_state_dict(model, state)
+    from .adapters import convert_state_dict
+    from .diagnose import explain_mismatch
+
+    name = "the state dict" if isinstance(path, Mapping) else str(path)
+    raw = path if isinstance(path, Mapping) else load_state_dict(path)
+    try:
+        state, fmt, unmatched = convert_state_dict(raw, source_format)
+    except ValueError as err:
+        raise CheckpointError(f"{name}: {err}") from err
+    report = LoadReport(source_format=fmt)
+    _adapt_input_channels(state, model.state_dict(), report)
+    diff = compare_state_dict(model, state)
+    report.missing, report.mismatched = diff.missing, diff.mismatched
+    report.unexpected = diff.unexpected + unmatched
     if strict and not report.ok:
-        name = "the state dict" if isinstance(path, Mapping) else str(path)
+        reasons = "".join(f"\n- {line}" for line in explain_mismatch(state, model))
         raise CheckpointMismatchError(
-            f"{name} does not fit {type(model).__name__}:\n{report.describe()}\n"
+            f"{name} ({fmt} layout) does not fit {type(model).__name__}:{reasons}\n"
+            f"{report.describe()}\n"
             "Create the architecture the checkpoint was saved from, or pass strict=False "
             "to load the keys that fit."
         )

@@ -20,6 +20,9 @@ def add_parser(commands: argparse._SubParsersAction) -> None:
     parser.add_argument("dst", help="output file (.safetensors or .npz)")
     parser.add_argument("--verify", action="store_true",
                         help="check the result against Google's forward pass in NumPy (1e-5)")
+    parser.add_argument("--to", dest="target_format", choices=("vitzoo", "jax_npz", "hf"),
+                        help="output format (default: from DST's suffix; 'hf' writes a "
+                             "transformers directory)")
     parser.add_argument("--layout", choices=("vision_transformer", "big_vision"),
                         help="Google layout of an .npz output (default: the original one)")
     parser.add_argument("--img-size", type=int, metavar="N",
@@ -49,7 +52,8 @@ class _ProgressBar:
 
 def run(args: argparse.Namespace) -> int:
     start = time.perf_counter()
-    out = convert_checkpoint(args.src, args.dst, layout=args.layout, img_size=args.img_size,
+    out = convert_checkpoint(args.src, args.dst, target_format=args.target_format,
+                             layout=args.layout, img_size=args.img_size,
                              verify=args.verify, progress=_ProgressBar(not args.quiet))
     took = time.perf_counter() - start
     checked = " (verified against Google's forward pass, 1e-5)" if args.verify else ""

@@ -1,0 +1,166 @@
+"""Hugging Face transformers ``ViT*`` / ``DeiT*`` checkpoints and their ``config.json``.
+
+Keys on disk (every hub file, and what ``save_pretrained`` writes even in transformers 5.x) and
+the 5.x in-memory names are both read; q, k, v Linears are fused into ``qkv``. Numerics come
+from ``config.json``: ``layer_norm_eps`` (1e-12 by default there, not 1e-6) and ``hidden_act``.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Mapping
+from typing import Any
+
+import torch
+
+from ._rename import RenameTable
+
+_DISK = "{p}encoder.layer.{i}."
+_MEM = "{p}layers.{i}."
+
+
+def _rules(prefix: str) -> list[tuple[str, str, tuple[int, int] | None]]:
+    d, m = _DISK.replace("{p}", prefix), _MEM.replace("{p}", prefix)
+    e = f"{prefix}embeddings."
+    return [
+        (e + "cls_token", "cls_token", None),
+        (e + "distillation_token", "dist_token", None),
+        (e + "position_embeddings", "pos_embed", None),
+        (e + "patch_embeddings.projection.weight", "patch_embed.proj.weight", None),
+        (e + "patch_embeddings.projection.bias", "patch_embed.proj.bias", None),
+        (d + "layernorm_before.weight", "blocks.{i}.norm1.weight", None),
+        (d + "layernorm_before.bias", "blocks.{i}.norm1.bias", None),
+        (d + "attention.attention.query.weight", "blocks.{i}.attn.qkv.weight", (0, 3)),
+        (d + "attention.attention.key.weight", "blocks.{i}.attn.qkv.weight", (1, 3)),
+        (d + "attention.attention.value.weight", "blocks.{i}.attn.qkv.weight", (2, 3)),
+        (d + "attention.attention.query.bias", "blocks.{i}.attn.qkv.bias", (0, 3)),
+        (d + "attention.attention.key.bias", "blocks.{i}.attn.qkv.bias", (1, 3)),
+        (d + "attention.attention.value.bias", "blocks.{i}.attn.qkv.bias", (2, 3)),
+        (d + "attention.output.dense.weight", "blocks.{i}.attn.proj.weight", None),
+        (d + "attention.output.dense.bias", "blocks.{i}.attn.proj.bias", None),
+        (d + "layernorm_after.weight", "blocks.{i}.norm2.weight", None),
+        (d + "layernorm_after.bias", "blocks.{i}.norm2.bias", None),
+        (d + "intermediate.dense.weight", "blocks.{i}.mlp.fc1.weight", None),
+        (d + "intermediate.dense.bias", "blocks.{i}.mlp.fc1.bias", None),
+        (d + "output.dense.weight", "blocks.{i}.mlp.fc2.weight", None),
+        (d + "output.dense.bias", "blocks.{i}.mlp.fc2.bias", None),
+        (m + "layernorm_before.weight", "blocks.{i}.norm1.weight", None),
+        (m + "layernorm_before.bias", "blocks.{i}.norm1.bias", None),
+        (m + "attention.q_proj.weight", "blocks.{i}.attn.qkv.weight", (0, 3)),
+        (m + "attention.k_proj.weight", "blocks.{i}.attn.qkv.weight", (1, 3)),
+        (m + "attention.v_proj.weight", "blocks.{i}.attn.qkv.weight", (2, 3)),
+        (m + "attention.q_proj.bias", "blocks.{i}.attn.qkv.bias", (0, 3)),
+        (m + "attention.k_proj.bias", "blocks.{i}.attn.qkv.bias", (1, 3)),
+        (m + "attention.v_proj.bias", "blocks.{i}.attn.qkv.bias", (2, 3)),
+        (m + "attention.o_proj.weight", "blocks.{i}.attn.proj.weight", None),
+        (m + "attention.o_proj.bias", "blocks.{i}.attn.proj.bias", None),
+        (m + "layernorm_after.weight", "blocks.{i}.norm2.weight", None),
+        (m + "layernorm_after.bias", "blocks.{i}.norm2.bias", None),
+        (m + "mlp.fc1.weight", "blocks.{i}.mlp.fc1.weight", None),
+        (m + "mlp.fc1.bias", "blocks.{i}.mlp.fc1.bias", None),
+        (m + "mlp.fc2.weight", "blocks.{i}.mlp.fc2.weight", None),
+        (m + "mlp.fc2.bias", "blocks.{i}.mlp.fc2.bias", None),
+        (f"{prefix}layernorm.weight", "norm.weight", None),
+        (f"{prefix}layernorm.bias", "norm.bias", None),
+    ]
+
+
+# ViTModel's pooler (Linear + tanh on the class token) is vitzoo's representation layer; the
+# classification models build their ViTModel without it.
+_POOLER = [
+    ("pooler.dense.weight", "pre_logits.fc.weight", None),
+    ("pooler.dense.bias", "pre_logits.fc.bias", None),
+]
+
+
+_HEADS = [
+    ("classifier.weight", "head.weight", None),
+    ("classifier.bias", "head.bias", None),
+    ("cls_classifier.weight", "head.weight", None),
+    ("cls_classifier.bias", "head.bias", None),
+    ("distillation_classifier.weight", "head_dist.weight", None),
+    ("distillation_classifier.bias", "head_dist.bias", None),
+]
+
+# ViTForImageClassification (``vit.``), DeiT*WithTeacher (``deit.``), ViTModel (no prefix).
+TABLES = {
+    "vit.": RenameTable(_rules("vit.") + _HEADS[:2]),
+    "deit.": RenameTable(_rules("deit.") + _HEADS[2:]),
+    "": RenameTable(_rules("") + _POOLER),
+}
+
+# What vitzoo writes (transformers 4.x/5.x on-disk names, ViTForImageClassification or
+# DeiTForImageClassificationWithTeacher).
+_EXPORT = {
+    False: RenameTable([r for r in _rules("vit.") if ".layers." not in r[0]] + _HEADS[:2]),
+    True: RenameTable([r for r in _rules("deit.") if ".layers." not in r[0]] + _HEADS[2:]),
+}
+
+GELU = {"gelu": "none", "gelu_new": "tanh", "gelu_pytorch_tanh": "tanh", "gelu_fast": "tanh"}
+
+
+def _prefix(state: Mapping[str, torch.Tensor]) -> str | None:
+    for prefix in ("vit.", "deit.", ""):
+        if f"{prefix}embeddings.patch_embeddings.projection.weight" in state:
+            return prefix
+    return None
+
+
+def detect(state: Mapping[str, torch.Tensor]) -> bool:
+    """Whether ``state`` has Hugging Face ViT/DeiT names."""
+    return _prefix(state) is not None
+
+
+def to_vitzoo(state: Mapping[str, torch.Tensor]) -> tuple[dict[str, torch.Tensor], list[str]]:
+    """Renamed tensors and the keys that have no vitzoo place."""
+    return TABLES[_prefix(state) or ""].to_vitzoo(state)
+
+
+def from_vitzoo(state: Mapping[str, torch.Tensor], *, distilled: bool
+                ) -> tuple[dict[str, torch.Tensor], list[str]]:
+    """vitzoo tensors in the on-disk names of ViTForImageClassification (or DeiT with teacher)."""
+    return _EXPORT[distilled].from_vitzoo(state)
+
+
+def config_fields(hf: Mapping[str, Any], state: Mapping[str, torch.Tensor]) -> dict[str, Any]:
+    """ViTConfig fields from a transformers ``config.json`` (and the weights' heads).
+
+    Raises:
+        ValueError: a model type or activation vitzoo cannot reproduce.
+    """
+    model_type = hf.get("model_type")
+    if model_type not in ("vit", "deit"):
+        raise ValueError(f"model_type {model_type!r} is not a ViT or DeiT")
+    act = hf.get("hidden_act", "gelu")
+    if act not in GELU:
+        raise ValueError(f"hidden_act={act!r} is not a GELU vitzoo reproduces "
+                         f"({', '.join(GELU)})")
+    renamed, _ = to_vitzoo(state)
+    distilled = "dist_token" in renamed
+    if distilled and "head_dist.weight" not in renamed:
+        raise ValueError("a DeiT with a distillation token but a single classifier "
+                         "(DeiTForImageClassification) has no vitzoo equivalent; use the "
+                         "WithTeacher checkpoint")
+    head = renamed.get("head.weight")
+    fields: dict[str, Any] = {
+        "embed_dim": hf["hidden_size"], "depth": hf["num_hidden_layers"],
+        "num_heads": hf["num_attention_heads"], "mlp_dim": hf["intermediate_size"],
+        "img_size": hf.get("image_size", 224), "patch_size": hf.get("patch_size", 16),
+        "in_chans": hf.get("num_channels", 3), "qkv_bias": hf.get("qkv_bias", True),
+        "gelu_approximate": GELU[act], "norm_eps": hf.get("layer_norm_eps", 1e-12),
+        "distilled": distilled, "num_classes": int(head.shape[0]) if head is not None else 0,
+        "class_token": True, "global_pool": "token",
+    }
+    if "pre_logits.fc.weight" in renamed:
+        if hf.get("pooler_act", "tanh") != "tanh":
+            raise ValueError(f"pooler_act={hf['pooler_act']!r} is not tanh")
+        fields["representation_size"] = int(renamed["pre_logits.fc.weight"].shape[0])
+    return fields
+
+
+def labels(hf: Mapping[str, Any]) -> list[str] | None:
+    """Class names from ``id2label``, in index order."""
+    id2label = hf.get("id2label")
+    if not id2label:
+        return None
+    return [id2label[k] for k in sorted(id2label, key=lambda k: int(re.sub(r"\D", "", k) or 0))]

@@ -259,7 +259,7 @@ def test_size_and_class_differences_are_explained():
     assert "the checkpoint is 768 wide with 12 blocks, the model 384 wide with 12 blocks" in message
     assert "covers 576 patches, the model's 196" in message
     assert "head has 1000 classes, the model's 10: pass num_classes=1000" in message
-    assert "architectures that fit the checkpoint: deit_base_patch16_384, vit_base_patch16_384" \
+    assert "architectures that fit the checkpoint: vit_base_patch16_384, deit_base_patch16_384" \
         in message
 
 
@@ -296,3 +296,20 @@ def test_export_refuses_what_transformers_cannot_express(tmp_path):
     with pytest.raises(CheckpointError, match="no transformers equivalent: .*global_pool='avg'"):
         vitzoo.convert_checkpoint(src, tmp_path / "hf", target_format="hf")
     assert not (tmp_path / "hf" / "model.safetensors").exists()
+
+
+@pytest.mark.parametrize("fmt", ["torchvision", "vit_pytorch", "timm"])
+def test_load_model_recognises_a_registered_architecture_in_a_plain_state_dict(tmp_path, fmt):
+    model = random_weights(vitzoo.create_model("vit_tiny_patch16_224", num_classes=7),
+                           scale=0.05).eval()
+    state = model.state_dict()
+    if fmt == "torchvision":
+        state, _ = torchvision.from_vitzoo(state)
+    elif fmt == "vit_pytorch":
+        state, _ = vit_pytorch.from_vitzoo(state)
+    torch.save(state, tmp_path / "weights.pth")
+    loaded = vitzoo.load_model(tmp_path / "weights.pth")
+    assert loaded.pretrained_cfg["architecture"] == "vit_tiny_patch16_224"
+    assert loaded.num_classes == 7
+    x = torch.randn(1, 3, 224, 224)
+    torch.testing.assert_close(_logits(loaded, x), _logits(model, x), atol=1e-6, rtol=0)

@@ -218,13 +218,50 @@ def read_source(path: str | Path, *, source_format: str = "auto",
         return _read_vitzoo(path)
     if fmt == "hub_dir":
         return _read_hub_dir(path)
-    if fmt == "state_dict":
+    if fmt == "state_dict" or fmt in _state_dict_formats():
+        return _read_state_dict(path, "auto" if fmt == "state_dict" else fmt)
+    raise CheckpointError(f"unknown source_format {fmt!r}: use 'auto', 'jax_npz', 'vitzoo', "
+                          f"'hub_dir' or one of {', '.join(_state_dict_formats())}")
+
+
+def _state_dict_formats() -> list[str]:
+    from .adapters import STATE_DICT_FORMATS
+
+    return list(STATE_DICT_FORMATS)
+
+
+def _read_state_dict(path: Path, source_format: str) -> Source:
+    """A plain state dict (timm, DeiT, torchvision, ViT-pytorch): the architecture is the
+    registered one whose shapes fit; heads and image size come from the tensors."""
+    from .adapters import convert_state_dict
+    from .diagnose import CheckpointFacts, matching_architectures
+    from .io import load_state_dict
+    from .registry import get_builder
+
+    try:
+        state, fmt, unmatched = convert_state_dict(load_state_dict(path), source_format)
+    except ValueError as err:
+        raise CheckpointError(f"{path}: {err}") from err
+    if unmatched:
+        raise CheckpointError(f"{path} ({fmt} layout) has arrays with no vitzoo place: "
+                              + ", ".join(unmatched[:8]))
+    candidates = matching_architectures(state)
+    if not candidates:
+        facts = CheckpointFacts.of(state)
         raise CheckpointError(
-            f"{path} is a plain state dict with no architecture in it; build the model with "
-            "vitzoo.create_model(NAME, checkpoint_path=path) instead"
+            f"{path} is a plain {fmt} state dict and no registered architecture has its shapes "
+            f"(width {facts.width}, {facts.depth} blocks, {facts.grid_tokens} patches): build "
+            "the model with vitzoo.create_model(NAME, ...) or a ViTConfig and call "
+            "vitzoo.load_checkpoint(model, path)"
         )
-    raise CheckpointError(f"unknown source_format {fmt!r}: use 'auto', 'jax_npz', 'vitzoo' "
-                          "or 'hub_dir'")
+    with torch.device("meta"):
+        config = get_builder(candidates[0])().cfg.to_dict()
+    config["num_classes"] = CheckpointFacts.of(state).num_classes
+    if "pre_logits.fc.weight" in state:
+        config["representation_size"] = int(state["pre_logits.fc.weight"].shape[0])
+    logger.info("%s: %s layout, built as %s", path, fmt, candidates[0])
+    return Source(state, config, "pytorch", {"source_format": fmt},
+                  {"architecture": candidates[0]})
 
 
 # -- conversion -----------------------------------------------------------------------------------

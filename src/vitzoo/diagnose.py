@@ -27,6 +27,7 @@ class CheckpointFacts:
     num_classes: int
     layer_scale: bool
     map_head: bool
+    representation: bool
 
     @classmethod
     def of(cls, state: Mapping[str, torch.Tensor]) -> CheckpointFacts:
@@ -45,6 +46,7 @@ class CheckpointFacts:
             num_classes=int(head.shape[0]) if head is not None else 0,
             layer_scale=any(k.endswith("ls1.gamma") for k in state),
             map_head="attn_pool.latent" in state,
+            representation="pre_logits.fc.weight" in state,
         )
 
 
@@ -61,12 +63,14 @@ def _registered_facts() -> tuple[tuple[str, CheckpointFacts], ...]:
 
 
 def matching_architectures(state: Mapping[str, torch.Tensor]) -> list[str]:
-    """Registered architectures whose shapes fit ``state`` (the head's size aside)."""
+    """Registered architectures whose shapes fit ``state`` (the head and representation layer
+    aside), the ``vit_*`` names first."""
     facts = CheckpointFacts.of(state)
     keep = ("width", "depth", "patch", "grid_tokens", "class_token", "distilled", "hybrid",
             "layer_scale", "map_head")
-    return [name for name, other in _registered_facts()
-            if all(getattr(facts, k) == getattr(other, k) for k in keep)]
+    found = [name for name, other in _registered_facts()
+             if all(getattr(facts, k) == getattr(other, k) for k in keep)]
+    return sorted(found, key=lambda name: (not name.startswith("vit_"), name))
 
 
 def explain_mismatch(state: Mapping[str, torch.Tensor], model: nn.Module) -> list[str]:

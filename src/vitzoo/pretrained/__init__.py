@@ -1,7 +1,7 @@
-"""Pretrained tags per architecture and the preprocessing that goes with them.
+"""Pretrained weights: one table per family (``vit.py``, ``deit.py``, ``hybrid.py``).
 
-One table per family (``vit.py``, ``deit.py``). ``tags_for`` lists an architecture's tags,
-default first; ``pretrained_cfg`` gives the ``model.pretrained_cfg`` dict of an ``arch.tag``.
+Each ``arch.tag`` is a :class:`PretrainedEntry`; an architecture's first entry is its default
+tag (models.md).
 """
 
 from __future__ import annotations
@@ -9,23 +9,24 @@ from __future__ import annotations
 from typing import Any
 
 from . import deit, hybrid, vit
+from .entry import IMAGENET_MEAN, IMAGENET_STD, PretrainedEntry
 
-__all__ = ["IMAGENET_MEAN", "IMAGENET_STD", "default_tag", "pretrained_cfg", "tags_for"]
+__all__ = ["IMAGENET_MEAN", "IMAGENET_STD", "PretrainedEntry", "all_entries", "default_tag",
+           "get_entry", "pretrained_cfg", "tag_num_classes", "tags_for"]
 
-IMAGENET_MEAN = (0.485, 0.456, 0.406)
-IMAGENET_STD = (0.229, 0.224, 0.225)
-GOOGLE_MEAN = (0.5, 0.5, 0.5)
-GOOGLE_STD = (0.5, 0.5, 0.5)
+_BY_ARCH: dict[str, list[PretrainedEntry]] = {}
+for _entry in (*vit.ENTRIES, *deit.ENTRIES, *hybrid.ENTRIES):
+    _BY_ARCH.setdefault(_entry.arch, []).append(_entry)
 
-_FAMILIES = (vit, deit, hybrid)
+
+def all_entries() -> list[PretrainedEntry]:
+    """Every entry, grouped by architecture, default tags first."""
+    return [e for entries in _BY_ARCH.values() for e in entries]
 
 
 def tags_for(arch: str) -> list[str]:
     """Known pretrained tags of ``arch``, default first (empty if none)."""
-    for family in _FAMILIES:
-        if arch in family.TAGS:
-            return list(family.TAGS[arch])
-    return []
+    return [e.tag for e in _BY_ARCH.get(arch, [])]
 
 
 def default_tag(arch: str) -> str | None:
@@ -34,43 +35,33 @@ def default_tag(arch: str) -> str | None:
     return tags[0] if tags else None
 
 
-def _tag_info(arch: str, tag: str) -> tuple[int | None, str | None]:
-    for family in _FAMILIES:
-        if arch in family.TAGS:
-            return family.TAG_INFO.get(tag, (None, None))
-    return None, None
+def get_entry(arch: str, tag: str | None) -> PretrainedEntry | None:
+    """The entry of ``arch.tag`` (the default tag when ``tag`` is None), or None."""
+    entries = _BY_ARCH.get(arch, [])
+    if tag is None:
+        return entries[0] if entries else None
+    return next((e for e in entries if e.tag == tag), None)
 
 
 def tag_num_classes(arch: str, tag: str | None) -> int | None:
-    """Classes of the weights ``arch.tag`` (None when unknown)."""
-    if tag is None:
-        return None
-    return _tag_info(arch, tag)[0]
+    """Classes of the weights ``arch.tag`` (None when the architecture has no table)."""
+    entry = get_entry(arch, tag)
+    return entry.num_classes if entry is not None else None
 
 
 def pretrained_cfg(arch: str, tag: str | None, *, img_size: tuple[int, int],
                    in_chans: int, num_classes: int) -> dict[str, Any]:
-    """The preprocessing and provenance dict attached to a model as ``pretrained_cfg``.
+    """The ``model.pretrained_cfg`` dict: the tag's preprocessing and provenance.
 
-    Google-trained weights normalise pixels to [-1, 1] (mean = std = 0.5); DeiT, DINO and MAE
-    weights, and architectures without recorded weights, use the ImageNet statistics.
-    Evaluation resizes by ``1 / crop_pct`` and centre-crops (bicubic); crop_pct is 0.9 for
-    Google weights at 224, 0.875 for the others, 1.0 at 384.
+    Architectures without a table (user registrations) get the ImageNet statistics,
+    crop_pct 0.875 (1.0 at 384 and above) and bicubic interpolation.
     """
-    family = _tag_info(arch, tag)[1] if tag is not None else None
-    google = family == "google"
-    mean, std = (GOOGLE_MEAN, GOOGLE_STD) if google else (IMAGENET_MEAN, IMAGENET_STD)
-    if min(img_size) >= 384:
-        crop_pct = 1.0
+    entry = get_entry(arch, tag)
+    if entry is not None:
+        cfg = entry.to_dict()
     else:
-        crop_pct = 0.9 if google else 0.875
-    return {
-        "architecture": arch,
-        "tag": tag,
-        "input_size": (in_chans, *img_size),
-        "num_classes": num_classes,
-        "mean": mean,
-        "std": std,
-        "interpolation": "bicubic",
-        "crop_pct": crop_pct,
-    }
+        cfg = {"architecture": arch, "tag": tag, "mean": IMAGENET_MEAN, "std": IMAGENET_STD,
+               "crop_pct": 1.0 if min(img_size) >= 384 else 0.875, "interpolation": "bicubic"}
+    cfg.update(input_size=(in_chans, *img_size), num_classes=num_classes)
+    return cfg
+

@@ -1,0 +1,72 @@
+"""One pretrained weight set: where it lives, what it expects, and how it computes."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any
+
+__all__ = ["GOOGLE_MEAN", "GOOGLE_STD", "IMAGENET_MEAN", "IMAGENET_STD", "PretrainedEntry"]
+
+IMAGENET_MEAN = (0.485, 0.456, 0.406)
+IMAGENET_STD = (0.229, 0.224, 0.225)
+GOOGLE_MEAN = (0.5, 0.5, 0.5)  # pixels to [-1, 1]
+GOOGLE_STD = (0.5, 0.5, 0.5)
+CLIP_MEAN = (0.48145466, 0.4578275, 0.40821073)
+CLIP_STD = (0.26862954, 0.26130258, 0.27577711)
+
+HF_FILE = "model.safetensors"
+
+
+@dataclass(frozen=True)
+class PretrainedEntry:
+    """An ``arch.tag``: sources, preprocessing, numerics of its origin, provenance.
+
+    ``origin`` is ``"jax"`` for weights trained in Google's JAX code (run with tanh GELU) and
+    ``"pytorch"`` for weights trained in PyTorch (exact GELU); LayerNorm eps is 1e-6 for both.
+    """
+
+    arch: str
+    tag: str
+    num_classes: int
+    img_size: int
+    origin: str
+    hf_hub_id: str | None = None
+    url: str | None = None
+    url_format: str | None = None
+    """``"jax_npz"`` (converted once to safetensors) or ``"pth"`` (timm's key layout)."""
+    sha256: str | None = None
+    """The url file's sha256, or its leading hex digits (DeiT names its files by them)."""
+    mean: tuple[float, float, float] = GOOGLE_MEAN
+    std: tuple[float, float, float] = GOOGLE_STD
+    crop_pct: float = 0.9
+    interpolation: str = "bicubic"
+    license: str = "apache-2.0"
+    paper: str = ""
+    top1: float | None = None
+    """ImageNet-1k top-1 reported for these weights (timm's measurement), when known."""
+    notes: str = ""
+    extra: dict[str, Any] = field(default_factory=dict, compare=False)
+
+    @property
+    def name(self) -> str:
+        return f"{self.arch}.{self.tag}"
+
+    @property
+    def has_weights(self) -> bool:
+        return bool(self.hf_hub_id or self.url)
+
+    @property
+    def numerics(self) -> dict[str, Any]:
+        """The ViTConfig fields that make a model compute as the weights' own framework did."""
+        return {"gelu_approximate": "tanh" if self.origin == "jax" else "none",
+                "norm_eps": 1e-6}
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "architecture": self.arch, "tag": self.tag, "num_classes": self.num_classes,
+            "input_size": (3, self.img_size, self.img_size), "mean": self.mean, "std": self.std,
+            "crop_pct": self.crop_pct, "interpolation": self.interpolation,
+            "origin": self.origin, "hf_hub_id": self.hf_hub_id, "url": self.url,
+            "sha256": self.sha256, "license": self.license, "paper": self.paper,
+            "top1": self.top1,
+        }

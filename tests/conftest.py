@@ -28,6 +28,18 @@ def _seed() -> None:
     torch.manual_seed(0)
 
 
+@pytest.fixture(autouse=True)
+def _no_network_and_private_caches(tmp_path_factory, monkeypatch) -> None:
+    """No test reaches the internet, and none sees the machine's own caches."""
+    root = tmp_path_factory.mktemp("caches")
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+    monkeypatch.setenv("VITZOO_OFFLINE", "1")
+    monkeypatch.setenv("VITZOO_CACHE", str(root / "vitzoo"))
+    monkeypatch.setenv("HF_HOME", str(root / "hf"))
+    monkeypatch.delenv("HF_HUB_CACHE", raising=False)
+    monkeypatch.delenv("VITZOO_WEIGHTS_DIR", raising=False)
+
+
 @pytest.fixture
 def clean_registry() -> Iterator[None]:
     """Undo any registration a test makes."""

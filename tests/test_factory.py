@@ -49,9 +49,20 @@ def test_misspelt_override_raises_at_the_call():
     assert "Valid fields:" in str(err.value)
 
 
-def test_pretrained_is_refused_with_advice():
-    with pytest.raises(VitzooError, match="checkpoint_path"):
+def test_pretrained_offline_without_a_copy_names_file_sources_and_caches(tmp_path):
+    from vitzoo.hub import OfflineError
+
+    with pytest.raises(OfflineError) as err:
         vitzoo.create_model("vit_ti16", pretrained=True)
+    message = str(err.value)
+    assert "vit_tiny_patch16_224.augreg_in21k_ft_in1k" in message
+    assert "File: model.safetensors" in message
+    assert "hf-hub:timm/vit_tiny_patch16_224.augreg_in21k_ft_in1k" in message
+    assert "storage.googleapis.com/vit_models/augreg/Ti_16-i21k" in message
+    assert "vitzoo download" in message
+    assert isinstance(err.value, VitzooError) and isinstance(err.value, FileNotFoundError)
+    with pytest.raises(VitzooError, match="has no pretrained weights"):
+        vitzoo.create_model("vit_large_patch14_224", pretrained=True)
 
 
 def test_pretrained_cfg_describes_the_preprocessing():

@@ -429,15 +429,19 @@ def _model_from(source: Source) -> torch.nn.Module:
 
 
 def fit_state(state: Mapping[str, torch.Tensor], native: ViTConfig, cfg: ViTConfig, *,
-              own_state: Mapping[str, torch.Tensor], resample: str, antialias: bool = False,
-              report: LoadReport) -> dict[str, torch.Tensor]:
+              resample: str, antialias: bool = False,
+              report: LoadReport) -> tuple[dict[str, torch.Tensor], set[str]]:
     """Adapt a checkpoint saved for ``native`` to a model built with ``cfg``.
 
     A different class count or representation layer drops the head (the model keeps its own,
     zero-initialised for JAX-origin weights, as Google fine-tunes); a model without the
     representation layer drops ``pre_logits`` (Google's ``load_pretrained`` rule); another
-    grid resamples the position embeddings, prefix rows kept. Parts the model initialises
-    itself are taken from ``own_state``. What was done goes into ``report``.
+    grid resamples the position embeddings, prefix rows kept. What was done goes into
+    ``report``.
+
+    Returns:
+        The adapted tensors and the top-level parts (``head``, ``pre_logits`` ...) the model
+        must initialise itself.
     """
     state = dict(state)
     drop_head = (cfg.num_classes != native.num_classes
@@ -450,9 +454,6 @@ def fit_state(state: Mapping[str, torch.Tensor], native: ViTConfig, cfg: ViTConf
         if key.split(".")[0] in fresh:
             del state[key]
             report.dropped.append(key)
-    for key, value in own_state.items():
-        if key.split(".")[0] in fresh:
-            state[key] = value
     if "pos_embed" in state and cfg.grid_size != native.grid_size:
         from .layers.pos_embed import resample_pos_embed
 
@@ -463,4 +464,4 @@ def fit_state(state: Mapping[str, torch.Tensor], native: ViTConfig, cfg: ViTConf
             f"{native.grid_size[0]}x{native.grid_size[1]} -> "
             f"{cfg.grid_size[0]}x{cfg.grid_size[1]}, {resample}"
             + (" with antialias" if antialias and resample != "scipy" else ""))
-    return state
+    return state, fresh

@@ -282,3 +282,16 @@ def read_model_file(path: str | Path) -> tuple[dict[str, torch.Tensor], dict[str
             f"cannot read {path}: {err} (is it a complete .safetensors file?)"
         ) from err
     return tensors, metadata
+
+
+def save_state_dict(state: Mapping[str, torch.Tensor], path: str | Path,
+                    metadata: Mapping[str, str] | None = None) -> Path:
+    """Write a state dict as ``.safetensors`` atomically (no config: see :func:`save_model`)."""
+    from ._atomic import atomic_path
+    from .safetensors_stream import write_safetensors
+
+    path = Path(path)
+    tensors = ((k, v.detach().cpu().contiguous().numpy()) for k, v in state.items())
+    with atomic_path(path) as tmp:
+        write_safetensors(tmp, tensors, dict(metadata or {}))
+    return path

@@ -7,7 +7,7 @@ Scale" (ICLR 2021). Parameter names follow timm, so timm state dicts load unchan
 from __future__ import annotations
 
 from collections import OrderedDict
-from collections.abc import Sequence
+from collections.abc import Callable, Iterable, Sequence
 from typing import Any
 
 import torch
@@ -136,8 +136,9 @@ class VisionTransformer(nn.Module):
         nn.init.zeros_(head.bias)
 
     @torch.no_grad()
-    def init_weights(self, mode: str | None = None) -> None:
-        """Re-initialise every parameter.
+    def init_weights(self, mode: str | None = None, *,
+                     only: Iterable[str] | None = None) -> None:
+        """Re-initialise the parameters (all of them, or those under the ``only`` roots).
 
         Args:
             mode: ``None`` for the config's ``weight_init``, or one of
@@ -146,40 +147,55 @@ class VisionTransformer(nn.Module):
                 ``"jax"``: Google's initialisers: Xavier-uniform q, k, v, out and MLP
                 kernels, N(0, 1e-6) MLP biases, LeCun-normal patch and representation
                 kernels, N(0, 0.02) position embeddings, zero class token and a zero head.
+            only: top-level names (``"head"``, ``"attn_pool"``, ``"pre_logits"`` ...) to
+                initialise, leaving the rest as it is; used after loading weights.
         """
         mode = self.cfg.weight_init if mode is None else mode
         if mode not in ("timm", "jax"):
             raise ConfigError(f"weight_init mode {mode!r} is not 'timm' or 'jax'")
+        roots = None if only is None else set(only)
+
+        def keep(name: str) -> bool:
+            return roots is None or name.split(".")[0] in roots
+
         heads = {id(m) for m in self._heads()}
-        for module in self.modules():
+        for name, module in self.named_modules():
+            if not name or not keep(name):
+                continue
             if isinstance(module, (nn.LayerNorm, LayerScale)):
                 module.reset_parameters()
             elif isinstance(module, nn.Linear) and id(module) not in heads and mode == "timm":
                 nn.init.trunc_normal_(module.weight, std=0.02)
                 if module.bias is not None:
                     nn.init.zeros_(module.bias)
-        self.patch_embed.init_weights(mode)
+        if keep("patch_embed"):
+            self.patch_embed.init_weights(mode)
         if mode == "timm":
-            if isinstance(self.pos_embed, nn.Parameter):
+            if isinstance(self.pos_embed, nn.Parameter) and keep("pos_embed"):
                 nn.init.trunc_normal_(self.pos_embed, std=0.02)
-            if self.cls_token is not None:
+            if self.cls_token is not None and keep("cls_token"):
                 nn.init.normal_(self.cls_token, std=1e-6)
-            if self.attn_pool is not None:
+            if self.attn_pool is not None and keep("attn_pool"):
                 nn.init.trunc_normal_(self.attn_pool.latent, std=self.embed_dim ** -0.5)
-            if self.dist_token is not None:
+            if self.dist_token is not None and keep("dist_token"):
                 nn.init.trunc_normal_(self.dist_token, std=0.02)
         else:
-            self._init_weights_jax()
-        for head in self._heads():
-            self._init_head(head, mode)
+            self._init_weights_jax(keep)
+        for name in ("head", "head_dist"):
+            head = getattr(self, name, None)
+            if isinstance(head, nn.Linear) and keep(name):
+                self._init_head(head, mode)
 
-    def _init_weights_jax(self) -> None:
-        if isinstance(self.pos_embed, nn.Parameter):
+    def _init_weights_jax(self, keep: Callable[[str], bool]) -> None:
+        if isinstance(self.pos_embed, nn.Parameter) and keep("pos_embed"):
             nn.init.normal_(self.pos_embed, std=0.02)
-        for token in (self.cls_token, self.dist_token):
-            if token is not None:
+        for name in ("cls_token", "dist_token"):
+            token = getattr(self, name)
+            if token is not None and keep(name):
                 nn.init.zeros_(token)
-        for module in self.modules():
+        for name, module in self.named_modules():
+            if not name or not keep(name):
+                continue
             if isinstance(module, Attention):
                 # q, k and v are separate (D, D) kernels in flax, each Xavier-initialised.
                 for part in module.qkv.weight.chunk(3, dim=0):
@@ -192,7 +208,7 @@ class VisionTransformer(nn.Module):
                 for linear in (module.mlp.fc1, module.mlp.fc2):
                     nn.init.xavier_uniform_(linear.weight)
                     nn.init.normal_(linear.bias, std=1e-6)
-        if self.attn_pool is not None:
+        if self.attn_pool is not None and keep("attn_pool"):
             pool = self.attn_pool
             nn.init.xavier_uniform_(pool.latent.view(1, -1))  # big_vision's probe init
             for part in (pool.q.weight, *pool.kv.weight.chunk(2, dim=0), pool.proj.weight):
@@ -203,7 +219,7 @@ class VisionTransformer(nn.Module):
             for linear in (pool.mlp.fc1, pool.mlp.fc2):
                 nn.init.xavier_uniform_(linear.weight)
                 nn.init.normal_(linear.bias, std=1e-6)
-        if isinstance(self.pre_logits, nn.Sequential):
+        if isinstance(self.pre_logits, nn.Sequential) and keep("pre_logits"):
             lecun_normal_(self.pre_logits.fc.weight)
             nn.init.zeros_(self.pre_logits.fc.bias)
 

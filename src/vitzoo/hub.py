@@ -1,0 +1,327 @@
+"""Finding and downloading pretrained weights: the Hugging Face Hub, plain URLs, local copies.
+
+Where weights are looked for, in order (nothing touches the network until the local places
+have been searched):
+
+1. every directory in ``VITZOO_WEIGHTS_DIR`` (``os.pathsep``-separated): ``<dir>/<arch>.<tag>/
+   model.safetensors``, the layout ``vitzoo download --to DIR`` writes;
+2. vitzoo's cache (``VITZOO_CACHE``, default ``$XDG_CACHE_HOME/vitzoo`` or ``~/.cache/vitzoo``),
+   where URL downloads are kept, Google ``.npz`` files already converted to safetensors;
+3. the Hugging Face cache (``HF_HOME`` / ``HF_HUB_CACHE``, huggingface_hub's rules);
+4. the network: the Hub (``timm/<arch>.<tag>``), then the original URL. Never when
+   ``HF_HUB_OFFLINE`` or ``VITZOO_OFFLINE`` is set.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import hashlib
+import logging
+import os
+import shutil
+import sys
+import time
+import urllib.error
+import urllib.request
+from collections.abc import Iterator
+from pathlib import Path
+
+from ._atomic import atomic_path
+from .errors import VitzooError
+from .pretrained.entry import HF_FILE, PretrainedEntry
+
+__all__ = ["DownloadError", "OfflineError", "cache_dir", "download_url", "is_offline",
+           "resolve_weights"]
+
+logger = logging.getLogger(__name__)
+
+
+class DownloadError(VitzooError, OSError):
+    """A download failed or gave a file whose checksum is wrong; nothing was cached."""
+
+
+class OfflineError(VitzooError, FileNotFoundError):
+    """Weights are needed, not cached, and the network may not be used."""
+
+
+def is_offline() -> bool:
+    """``HF_HUB_OFFLINE`` or ``VITZOO_OFFLINE`` set to a true value."""
+    return any(os.environ.get(v, "").strip().lower() in ("1", "true", "yes", "on")
+               for v in ("HF_HUB_OFFLINE", "VITZOO_OFFLINE"))
+
+
+def cache_dir() -> Path:
+    """vitzoo's cache: ``VITZOO_CACHE``, ``$XDG_CACHE_HOME/vitzoo`` or ``~/.cache/vitzoo``."""
+    if os.environ.get("VITZOO_CACHE"):
+        return Path(os.environ["VITZOO_CACHE"]).expanduser()
+    base = os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache"
+    return Path(base).expanduser() / "vitzoo"
+
+
+def weights_dirs() -> list[Path]:
+    """The directories of ``VITZOO_WEIGHTS_DIR``."""
+    value = os.environ.get("VITZOO_WEIGHTS_DIR", "")
+    return [Path(p).expanduser() for p in value.split(os.pathsep) if p]
+
+
+# -- plain HTTP(S) downloads -----------------------------------------------------------------------
+@contextlib.contextmanager
+def _file_lock(path: Path) -> Iterator[None]:
+    """An exclusive lock on ``path`` (created if needed), held across processes."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with open(path, "a+b") as handle:
+        if sys.platform == "win32":  # pragma: no cover
+            import msvcrt
+
+            msvcrt.locking(handle.fileno(), msvcrt.LK_LOCK, 1)
+        else:
+            import fcntl
+
+            fcntl.flock(handle.fileno(), fcntl.LOCK_EX)
+        try:
+            yield
+        finally:
+            if sys.platform != "win32":
+                import fcntl
+
+                fcntl.flock(handle.fileno(), fcntl.LOCK_UN)
+
+
+def sha256_of(path: Path) -> str:
+    digest = hashlib.sha256()
+    with open(path, "rb") as f:
+        for chunk in iter(lambda: f.read(1 << 20), b""):
+            digest.update(chunk)
+    return digest.hexdigest()
+
+
+class _Progress:
+    def __init__(self, name: str, total: int | None, enabled: bool) -> None:
+        self.name, self.total = name, total
+        self.enabled = enabled and sys.stderr.isatty()
+        self.last = 0.0
+
+    def __call__(self, done: int, final: bool = False) -> None:
+        now = time.monotonic()
+        if not self.enabled or (not final and now - self.last < 0.2):
+            return
+        self.last = now
+        mib = done / 2**20
+        if self.total:
+            pct = 100 * done / self.total
+            sys.stderr.write(f"\r  {self.name}: {mib:.1f} / {self.total / 2**20:.1f} MiB "
+                             f"({pct:.0f}%)")
+        else:
+            sys.stderr.write(f"\r  {self.name}: {mib:.1f} MiB")
+        if final:
+            sys.stderr.write("\n")
+        sys.stderr.flush()
+
+
+def _fetch(url: str, part: Path, timeout: float, progress: bool) -> None:
+    """Append the rest of ``url`` to ``part`` (resuming from its size when it exists)."""
+    start = part.stat().st_size if part.exists() else 0
+    request = urllib.request.Request(url, headers={"User-Agent": "vitzoo"})
+    if start:
+        request.add_header("Range", f"bytes={start}-")
+    with urllib.request.urlopen(request, timeout=timeout) as response:
+        if start and response.status != 206:  # the server ignored the range: start over
+            start = 0
+        length = response.headers.get("Content-Length")
+        total = start + int(length) if length is not None else None
+        bar = _Progress(Path(url).name, total, progress)
+        with open(part, "ab" if start else "wb") as out:
+            done = start
+            while chunk := response.read(1 << 20):
+                out.write(chunk)
+                done += len(chunk)
+                bar(done)
+        bar(done, final=True)
+        if total is not None and done != total:
+            raise DownloadError(f"{url}: the connection closed after {done} of {total} bytes")
+
+
+def download_url(url: str, dst: str | Path, *, sha256: str | None = None, retries: int = 3,
+                 timeout: float = 60.0, progress: bool = True) -> Path:
+    """Download ``url`` to ``dst`` once, safely.
+
+    An interrupted transfer resumes where it stopped (HTTP ``Range``) on the next of
+    ``retries`` attempts. The file is checked against ``sha256`` (the full hex digest, or its
+    leading digits) before it is moved into place; a mismatch deletes it. Processes that
+    download the same ``dst`` at the same time wait for one another (a lock file), so there is
+    one copy and no torn file.
+
+    Raises:
+        OfflineError: ``HF_HUB_OFFLINE`` / ``VITZOO_OFFLINE`` is set and ``dst`` is missing.
+        DownloadError: the download failed every attempt, or the checksum did not match.
+    """
+    dst = Path(dst)
+    part = dst.with_name(dst.name + ".part")
+    with _file_lock(dst.with_name(dst.name + ".lock")):
+        if dst.is_file():
+            return dst
+        if is_offline():
+            raise OfflineError(f"{dst.name} is not in {dst.parent} and the network is off "
+                               f"(HF_HUB_OFFLINE / VITZOO_OFFLINE); its source is {url}")
+        for attempt in range(1, retries + 1):
+            try:
+                _fetch(url, part, timeout, progress)
+                break
+            except (OSError, urllib.error.URLError, DownloadError) as err:
+                if isinstance(err, urllib.error.HTTPError) and err.code in (401, 403, 404):
+                    part.unlink(missing_ok=True)
+                    raise DownloadError(f"{url}: HTTP {err.code} {err.reason}") from err
+                logger.warning("download of %s failed (attempt %d of %d): %s", url, attempt,
+                               retries, err)
+                if attempt == retries:
+                    raise DownloadError(
+                        f"{url}: {err} after {retries} attempts; run the command again to "
+                        f"resume from the {part.stat().st_size if part.exists() else 0} "
+                        "bytes kept"
+                    ) from err
+                time.sleep(min(0.5 * attempt, 2.0))
+        if sha256:
+            actual = sha256_of(part)
+            if not actual.startswith(sha256.lower()):
+                part.unlink(missing_ok=True)
+                raise DownloadError(
+                    f"{url}: sha256 {actual} does not match the expected {sha256}; the file "
+                    "was deleted and nothing was cached. Try again; if it persists the source "
+                    "has changed"
+                )
+        os.replace(part, dst)
+    return dst
+
+
+# -- where an entry's weights are -----------------------------------------------------------------
+def hf_cache_dir() -> Path:
+    """The Hugging Face hub cache, from the environment as it is now (``HF_HUB_CACHE``, else
+    ``HF_HOME/hub``, else huggingface_hub's default)."""
+    if os.environ.get("HF_HUB_CACHE"):
+        return Path(os.environ["HF_HUB_CACHE"]).expanduser()
+    if os.environ.get("HF_HOME"):
+        return Path(os.environ["HF_HOME"]).expanduser() / "hub"
+    from huggingface_hub import constants
+
+    return Path(constants.HF_HUB_CACHE)
+
+
+def _hf_download(repo_id: str, filename: str, *, revision: str | None,
+                 local_only: bool) -> Path | None:
+    from huggingface_hub import hf_hub_download
+    from huggingface_hub.errors import EntryNotFoundError, LocalEntryNotFoundError
+
+    try:
+        return Path(hf_hub_download(repo_id, filename, revision=revision,
+                                    cache_dir=hf_cache_dir(),
+                                    local_files_only=local_only or is_offline()))
+    except LocalEntryNotFoundError:
+        return None
+    except EntryNotFoundError as err:
+        raise VitzooError(f"{repo_id} on the Hugging Face Hub has no {filename}") from err
+    except OSError as err:
+        if local_only:
+            return None
+        raise DownloadError(f"cannot download {filename} from {repo_id}: {err}") from err
+
+
+def converted_path(entry: PretrainedEntry) -> Path:
+    """Where a URL download of ``entry`` is kept, as vitzoo safetensors."""
+    return cache_dir() / "weights" / entry.name / HF_FILE
+
+
+def local_weights(entry: PretrainedEntry) -> Path | None:
+    """The first local copy of ``entry``'s weights: weights dirs, vitzoo's cache, HF's cache."""
+    for directory in weights_dirs():
+        candidate = directory / entry.name / HF_FILE
+        if candidate.is_file():
+            return candidate
+    if converted_path(entry).is_file():
+        return converted_path(entry)
+    if entry.hf_hub_id:
+        return _hf_download(entry.hf_hub_id, HF_FILE, revision=None, local_only=True)
+    return None
+
+
+def _searched(entry: PretrainedEntry) -> str:
+    places = [str(d / entry.name / HF_FILE) for d in weights_dirs()]
+    places.append(str(converted_path(entry)))
+    if entry.hf_hub_id:
+        places.append(f"{hf_cache_dir()} (repo {entry.hf_hub_id})")
+    return "; ".join(places)
+
+
+def resolve_weights(entry: PretrainedEntry, *, source: str | None = None,
+                    progress: bool = True) -> Path:
+    """A local path to ``entry``'s weights, downloading them when allowed.
+
+    Args:
+        entry: the weight set.
+        source: ``None`` (local copies, then the Hub, then the URL), ``"hub"`` or ``"url"``.
+        progress: show a progress bar for URL downloads on an interactive terminal.
+
+    Raises:
+        VitzooError: the tag has no weights.
+        OfflineError: nothing local and the network is off; the message names the file, its
+            sources and every place searched.
+    """
+    if not entry.has_weights:
+        raise VitzooError(f"{entry.name} has no pretrained weights ({entry.notes.strip()})")
+    if source not in (None, "hub", "url"):
+        raise VitzooError(f"source={source!r} is not 'hub' or 'url'")
+    if source is None:
+        local = local_weights(entry)
+        if local is not None:
+            return local
+    if is_offline():
+        sources = ", ".join(s for s in (entry.hf_hub_id and f"hf-hub:{entry.hf_hub_id}",
+                                        entry.url) if s)
+        raise OfflineError(
+            f"the weights of {entry.name} are not available offline. File: {HF_FILE}; "
+            f"sources: {sources}. Searched: {_searched(entry)}. Download them on a connected "
+            f"machine with `vitzoo download {entry.name} --to DIR` and set VITZOO_WEIGHTS_DIR=DIR"
+        )
+    if entry.hf_hub_id and source in (None, "hub"):
+        path = _hf_download(entry.hf_hub_id, HF_FILE, revision=None, local_only=False)
+        if path is not None:
+            return path
+    if entry.url and source in (None, "url"):
+        return _download_and_convert(entry, progress)
+    raise VitzooError(f"{entry.name} has no {source} source")
+
+
+def _download_and_convert(entry: PretrainedEntry, progress: bool) -> Path:
+    """Fetch the original file and keep it as vitzoo safetensors (Google's .npz converted once)."""
+    target = converted_path(entry)
+    with _file_lock(target.with_name(target.name + ".lock")):
+        if target.is_file():
+            return target
+        raw_dir = cache_dir() / "downloads"
+        raw = download_url(entry.url, raw_dir / Path(entry.url).name, sha256=entry.sha256,
+                           progress=progress)
+        if entry.url_format == "jax_npz":
+            from .checkpoints import convert_checkpoint
+
+            convert_checkpoint(raw, target)
+        else:
+            from .io import load_state_dict, save_state_dict
+
+            save_state_dict(load_state_dict(raw), target, {"source_url": entry.url})
+        raw.unlink(missing_ok=True)  # the converted copy is what is used from now on
+    return target
+
+
+def copy_weights(entry: PretrainedEntry, directory: Path) -> Path:
+    """Copy ``entry``'s weights to ``directory/<arch>.<tag>/`` with a ``config.json``."""
+    import json
+
+    src = resolve_weights(entry)
+    out = directory / entry.name
+    out.mkdir(parents=True, exist_ok=True)
+    with atomic_path(out / HF_FILE) as tmp:
+        shutil.copyfile(src, tmp)
+    config = {"architecture": entry.arch, "tag": entry.tag, "num_classes": entry.num_classes,
+              "pretrained_cfg": entry.to_dict()}
+    with atomic_path(out / "config.json") as tmp:
+        tmp.write_text(json.dumps(config, indent=2, default=list) + "\n")
+    return out / HF_FILE

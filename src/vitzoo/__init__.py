@@ -15,9 +15,11 @@ from .errors import (
     VitzooError,
 )
 from .factory import ZeroHeadWarning, create_model, load_model
+from .hub import DownloadError, OfflineError, push_to_hub, save_pretrained
 from .info import ModelInfo, model_info
 from .io import CheckpointError, CheckpointMismatchError, LoadReport, load_checkpoint, save_model
 from .models import DistilledVisionTransformer, VisionTransformer, build_model
+from .pretrained import PretrainedEntry
 from .registry import (
     is_model,
     list_aliases,
@@ -35,10 +37,13 @@ __all__ = [
     "CheckpointMismatchError",
     "ConfigError",
     "DistilledVisionTransformer",
+    "DownloadError",
     "DuplicateModelError",
     "ImageSizeError",
     "LoadReport",
     "ModelInfo",
+    "OfflineError",
+    "PretrainedEntry",
     "UnknownModelError",
     "UnknownOverrideError",
     "UnknownTagError",
@@ -58,7 +63,9 @@ __all__ = [
     "load_checkpoint",
     "load_model",
     "model_info",
+    "push_to_hub",
     "register_alias",
     "register_model",
     "save_model",
+    "save_pretrained",
 ]

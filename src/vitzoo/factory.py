@@ -2,26 +2,24 @@
 
 from __future__ import annotations
 
-import contextlib
 import logging
 import warnings
-from collections.abc import Iterator, Mapping
+from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
 import torch
-from torch import nn
 
+from ._skip_init import skip_init
 from .checkpoints import Source, fit_state, read_source
 from .config import ViTConfig, check_field_names
 from .errors import VitzooError
 from .io import LoadReport, _adapt_input_channels, compare_state_dict, load_checkpoint
-from .layers import weight_init
 from .layers.pos_embed import RESAMPLE_MODES
 from .models import build_model
 from .models.vision_transformer import VisionTransformer
 from .pretrained import default_tag, get_entry, pretrained_cfg, tag_num_classes
-from .registry import get_builder, resolve_name
+from .registry import default_config, get_builder, resolve_name
 
 __all__ = ["ZeroHeadWarning", "create_model", "load_model"]
 
@@ -34,33 +32,6 @@ class ZeroHeadWarning(UserWarning):
     """A checkpoint's classifier is all zeros, so its logits carry no information."""
 
 
-_INIT_FUNCTIONS = ("uniform_", "normal_", "trunc_normal_", "constant_", "ones_", "zeros_",
-                   "xavier_uniform_", "xavier_normal_", "kaiming_uniform_", "kaiming_normal_")
-
-
-@contextlib.contextmanager
-def _skip_init() -> Iterator[None]:
-    """Build modules without running their random initialisers (the weights are loaded next).
-
-    The parameters are allocated but not written; everything that is not loaded afterwards is
-    initialised explicitly with ``init_weights(only=...)``.
-    """
-    def keep(tensor: torch.Tensor, *args: Any, **kwargs: Any) -> torch.Tensor:
-        return tensor
-
-    saved = {name: getattr(nn.init, name) for name in _INIT_FUNCTIONS}
-    saved_lecun = weight_init.lecun_normal_
-    try:
-        for name in _INIT_FUNCTIONS:
-            setattr(nn.init, name, keep)
-        weight_init.lecun_normal_ = keep
-        yield
-    finally:
-        for name, fn in saved.items():
-            setattr(nn.init, name, fn)
-        weight_init.lecun_normal_ = saved_lecun
-
-
 def _loaded_model(state: Mapping[str, torch.Tensor], native: ViTConfig, cfg: ViTConfig, *,
                   resample: str, antialias: bool, name: str) -> VisionTransformer:
     """A model built for ``cfg`` holding ``state`` (saved for ``native``), with no random
@@ -69,7 +40,7 @@ def _loaded_model(state: Mapping[str, torch.Tensor], native: ViTConfig, cfg: ViT
     report = LoadReport()
     state, fresh = fit_state(state, native, cfg, resample=resample, antialias=antialias,
                              report=report)
-    with _skip_init():
+    with skip_init():
         model = build_model(cfg)
     _adapt_input_channels(state, model.state_dict(), report)
     diff = compare_state_dict(model, state)
@@ -158,8 +129,7 @@ def _pretrained(arch: str, tag: str | None, overrides: dict[str, Any]) -> Vision
     if unmatched:
         raise VitzooError(f"{path} has arrays with no vitzoo place: {', '.join(unmatched[:8])}")
     jax = entry.origin == "jax"
-    with torch.device("meta"):
-        base = get_builder(arch)().cfg
+    base = default_config(arch)
     cfg_fields: dict[str, Any] = {"num_classes": entry.num_classes,
                                   "img_size": entry.img_size, **entry.numerics}
     if jax:

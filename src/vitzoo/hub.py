@@ -25,13 +25,14 @@ import urllib.error
 import urllib.request
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 from ._atomic import atomic_path
 from .errors import VitzooError
 from .pretrained.entry import HF_FILE, PretrainedEntry
 
 __all__ = ["DownloadError", "OfflineError", "cache_dir", "download_url", "is_offline",
-           "resolve_weights"]
+           "push_to_hub", "resolve_weights", "save_pretrained"]
 
 logger = logging.getLogger(__name__)
 
@@ -64,7 +65,7 @@ def weights_dirs() -> list[Path]:
     return [Path(p).expanduser() for p in value.split(os.pathsep) if p]
 
 
-# -- plain HTTP(S) downloads -----------------------------------------------------------------------
+# -- plain HTTP(S) downloads ----------------------------------------------------------------------
 @contextlib.contextmanager
 def _file_lock(path: Path) -> Iterator[None]:
     """An exclusive lock on ``path`` (created if needed), held across processes."""
@@ -325,3 +326,96 @@ def copy_weights(entry: PretrainedEntry, directory: Path) -> Path:
     with atomic_path(out / "config.json") as tmp:
         tmp.write_text(json.dumps(config, indent=2, default=list) + "\n")
     return out / HF_FILE
+
+
+# -- writing the hub layout -----------------------------------------------------------------------
+def save_pretrained(model: Any, directory: str | Path) -> Path:
+    """Write ``config.json`` + ``model.safetensors`` (the Hugging Face / timm hub layout).
+
+    ``config.json`` holds timm's fields (``architecture``, ``num_classes``,
+    ``pretrained_cfg``) and vitzoo's full ``vitzoo_config``, so both
+    :func:`vitzoo.load_model` and ``create_model("hf-hub:...")`` rebuild the exact model.
+    """
+    import json
+
+    from .io import save_state_dict
+
+    directory = Path(directory)
+    cfg = model.cfg
+    pretrained = dict(getattr(model, "pretrained_cfg", {}) or {})
+    config = {"architecture": pretrained.get("architecture"), "num_classes": cfg.num_classes,
+              "num_features": model.num_features, "global_pool": cfg.global_pool,
+              "pretrained_cfg": pretrained, "vitzoo_config": cfg.to_dict()}
+    directory.mkdir(parents=True, exist_ok=True)
+    save_state_dict(model.state_dict(), directory / HF_FILE, {"format": "pt"})
+    with atomic_path(directory / "config.json") as tmp:
+        tmp.write_text(json.dumps(config, indent=2, default=list) + "\n")
+    return directory
+
+
+def push_to_hub(model: Any, repo_id: str, *, private: bool = False,
+                commit_message: str = "Upload with vitzoo") -> str:
+    """Upload ``model`` in the hub layout to ``repo_id`` (creating it); returns the commit URL.
+
+    Uses huggingface_hub's ``create_repo`` and ``upload_folder`` with the logged-in token.
+    """
+    import tempfile
+
+    from huggingface_hub import HfApi
+
+    api = HfApi()
+    api.create_repo(repo_id, private=private, exist_ok=True)
+    with tempfile.TemporaryDirectory() as tmp:
+        save_pretrained(model, tmp)
+        info = api.upload_folder(repo_id=repo_id, folder_path=tmp,
+                                 commit_message=commit_message)
+    return str(info)
+
+
+# -- the caches -----------------------------------------------------------------------------------
+def cached_weights() -> list[tuple[str, str, Path]]:
+    """``(name, place, path)`` of every cached weight file: vitzoo's cache and the
+    Hugging Face cache's ``timm/*`` repositories."""
+    found = []
+    weights = cache_dir() / "weights"
+    if weights.is_dir():
+        for path in sorted(weights.glob(f"*/{HF_FILE}")):
+            found.append((path.parent.name, "vitzoo", path))
+    hf = hf_cache_dir()
+    if hf.is_dir():
+        for repo in sorted(hf.glob("models--timm--*")):
+            for path in sorted(repo.glob(f"snapshots/*/{HF_FILE}")):
+                found.append((repo.name[len("models--timm--"):], "huggingface", path))
+    return found
+
+
+def verify_cached(path: Path) -> str | None:
+    """None when a cached file is intact, else what is wrong with it.
+
+    A Hugging Face blob is named by its sha256, which is checked; every file must open as
+    safetensors and read completely.
+    """
+    from safetensors import safe_open
+
+    real = path.resolve()
+    if real.parent.name == "blobs" and len(real.name) == 64:
+        actual = sha256_of(real)
+        if actual != real.name:
+            return f"sha256 {actual} differs from the blob name {real.name}"
+    try:
+        with safe_open(str(path), framework="np") as f:
+            for key in f.keys():  # noqa: SIM118
+                f.get_tensor(key)
+    except Exception as err:  # noqa: BLE001 - any failure means a damaged file
+        return f"cannot be read: {err}"
+    return None
+
+
+def remove_cached(name: str) -> list[Path]:
+    """Delete ``name``'s cached copies (vitzoo's cache and its ``timm/`` hub repo)."""
+    removed = []
+    for target in (cache_dir() / "weights" / name, hf_cache_dir() / f"models--timm--{name}"):
+        if target.exists():
+            shutil.rmtree(target)
+            removed.append(target)
+    return removed

@@ -10,7 +10,7 @@ from torch import nn
 from torch.utils.flop_counter import FlopCounterMode
 
 from .config import ViTConfig
-from .pretrained import tags_for
+from .pretrained import get_entry, tags_for
 from .registry import get_builder, list_aliases, resolve_name
 
 __all__ = ["ModelInfo", "count_flops", "count_params", "model_info"]
@@ -30,6 +30,9 @@ class ModelInfo:
     tags: list[str] = field(default_factory=list)
     """Pretrained tags, the default first."""
     aliases: list[str] = field(default_factory=list)
+    weights: dict[str, Any] | None = None
+    """The pretrained entry of the tag named (or of the default tag): sources, preprocessing,
+    origin numerics, license, paper, reported accuracy."""
 
     @property
     def default_tag(self) -> str | None:
@@ -44,6 +47,7 @@ class ModelInfo:
             "default_tag": self.default_tag,
             "tags": list(self.tags),
             "aliases": list(self.aliases),
+            "weights": self.weights,
             "config": self.config.to_dict(),
         }
 
@@ -67,11 +71,12 @@ def count_flops(model: nn.Module, input_size: tuple[int, int, int]) -> int:
 
 
 def model_info(name: str) -> ModelInfo:
-    """Configuration, parameter count, GFLOPs, tags and aliases of an architecture.
+    """Configuration, parameter count, GFLOPs, tags, aliases and weights of an architecture
+    (``name`` may carry a tag; the default tag's weights are described otherwise).
 
     The model is built on the meta device, so no weights are allocated.
     """
-    arch, _ = resolve_name(name)
+    arch, tag = resolve_name(name)
     with torch.device("meta"):
         model = get_builder(arch)()
     cfg = model.cfg
@@ -83,4 +88,5 @@ def model_info(name: str) -> ModelInfo:
         model_class=type(model).__name__,
         tags=tags_for(arch),
         aliases=list(list_aliases(arch)),
+        weights=entry.to_dict() if (entry := get_entry(arch, tag)) is not None else None,
     )

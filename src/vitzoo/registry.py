@@ -8,14 +8,18 @@ tag after a dot (``vit_base_patch16_224.augreg2_in21k_ft_in1k``).
 from __future__ import annotations
 
 import fnmatch
+import functools
 from collections.abc import Callable, Iterable
 from typing import TYPE_CHECKING, Any, TypeVar
+
+import torch
 
 from ._names import suggestion
 from .errors import DuplicateModelError, UnknownModelError, UnknownTagError
 from .pretrained import tags_for
 
 if TYPE_CHECKING:
+    from .config import ViTConfig
     from .models.vision_transformer import VisionTransformer
 
 __all__ = [
@@ -114,6 +118,20 @@ def get_builder(arch: str) -> Builder:
     """The builder registered for an architecture name (aliases resolved)."""
     resolved, _ = resolve_name(arch)
     return _BUILDERS[resolved]
+
+
+@functools.cache
+def _default_config(builder: Builder) -> ViTConfig:
+    from ._skip_init import skip_init
+
+    with torch.device("meta"), skip_init():
+        return builder().cfg
+
+
+def default_config(arch: str) -> ViTConfig:
+    """The config an architecture's builder makes with no overrides (built on the meta device,
+    without initialisation, and remembered)."""
+    return _default_config(get_builder(arch))
 
 
 def _match(name: str, patterns: Iterable[str]) -> bool:

@@ -57,7 +57,30 @@ def format_info(info: ModelInfo) -> str:
         lines.append("  tags           none (no pretrained weights)")
     if info.aliases:
         lines.append(f"  aliases        {', '.join(info.aliases)}")
+    if info.weights:
+        lines += _format_weights(info.weights)
     return "\n".join(lines)
+
+
+def _format_weights(w: dict) -> list[str]:
+    numerics = ("JAX (tanh GELU)" if w["origin"] == "jax" else "PyTorch (exact GELU)")
+    sources = [s for s in (w["hf_hub_id"] and f"hf-hub:{w['hf_hub_id']}", w["url"]) if s]
+    mean = ", ".join(f"{v:g}" for v in w["mean"])
+    std = ", ".join(f"{v:g}" for v in w["std"])
+    lines = [
+        f"weights {w['tag']}",
+        f"  classes        {w['num_classes']}",
+        f"  trained in     {numerics}",
+        f"  preprocessing  {w['input_size'][1]}x{w['input_size'][2]}, mean ({mean}), "
+        f"std ({std}), crop_pct {w['crop_pct']:g}, {w['interpolation']}",
+        f"  sources        {'; '.join(sources) if sources else 'none (no weights)'}",
+        f"  license        {w['license']}",
+    ]
+    if w["paper"]:
+        lines.append(f"  paper          {w['paper']}")
+    if w["top1"] is not None:
+        lines.append(f"  ImageNet top-1 {w['top1']:.2f} (reported)")
+    return lines
 
 
 def run(args: argparse.Namespace) -> int:

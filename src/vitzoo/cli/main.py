@@ -8,9 +8,9 @@ from collections.abc import Sequence
 
 from .. import __version__
 from ..errors import VitzooError
-from . import convert, info, list_models
+from . import cache, convert, download, info, list_models
 
-_COMMANDS = (list_models, info, convert)
+_COMMANDS = (list_models, info, convert, download, cache)
 
 
 def build_parser() -> argparse.ArgumentParser:

@@ -1,0 +1,162 @@
+"""The URL downloader against a local HTTP server on 127.0.0.1: checksums, resume, concurrency."""
+
+from __future__ import annotations
+
+import dataclasses
+import hashlib
+import http.server
+import multiprocessing
+import threading
+from collections.abc import Iterator
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+
+import vitzoo
+from vitzoo.adapters import jax_npz
+from vitzoo.hub import DownloadError, OfflineError, download_url, resolve_weights
+
+from conftest import jax_model
+
+
+class _Server:
+    """Serves ``files`` (path -> bytes) with HTTP Range support; ``truncate_first`` makes the
+    first full response of a path stop half-way, as a dropped connection does."""
+
+    def __init__(self) -> None:
+        self.files: dict[str, bytes] = {}
+        self.truncate_first: set[str] = set()
+        self.requests: list[tuple[str, str | None]] = []
+        server = self
+
+        class Handler(http.server.BaseHTTPRequestHandler):
+            def log_message(self, *args):  # keep the test output clean
+                pass
+
+            def do_GET(self):  # noqa: N802 - the http.server name
+                body = server.files.get(self.path)
+                rng = self.headers.get("Range")
+                server.requests.append((self.path, rng))
+                if body is None:
+                    self.send_error(404)
+                    return
+                start = int(rng.split("=")[1].split("-")[0]) if rng else 0
+                chunk = body[start:]
+                self.send_response(206 if rng else 200)
+                self.send_header("Content-Length", str(len(chunk)))
+                self.end_headers()
+                if self.path in server.truncate_first and not rng:
+                    server.truncate_first.discard(self.path)
+                    self.wfile.write(chunk[: len(chunk) // 2])
+                    self.wfile.flush()
+                    self.close_connection = True
+                    return
+                self.wfile.write(chunk)
+
+        self.httpd = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self.url = f"http://127.0.0.1:{self.httpd.server_address[1]}"
+        self.thread = threading.Thread(target=self.httpd.serve_forever, daemon=True)
+        self.thread.start()
+
+    def close(self) -> None:
+        self.httpd.shutdown()
+        self.httpd.server_close()
+
+
+@pytest.fixture
+def server(monkeypatch) -> Iterator[_Server]:
+    monkeypatch.delenv("VITZOO_OFFLINE", raising=False)
+    monkeypatch.delenv("HF_HUB_OFFLINE", raising=False)
+    s = _Server()
+    yield s
+    s.close()
+
+
+PAYLOAD = bytes(range(256)) * 4096  # 1 MiB
+DIGEST = hashlib.sha256(PAYLOAD).hexdigest()
+
+
+def test_download_checks_sha256_and_leaves_no_partial_file(server, tmp_path):
+    server.files["/w.bin"] = PAYLOAD
+    dst = download_url(server.url + "/w.bin", tmp_path / "w.bin", sha256=DIGEST, progress=False)
+    assert dst.read_bytes() == PAYLOAD
+    assert not (tmp_path / "w.bin.part").exists()
+    download_url(server.url + "/w.bin", dst, sha256=DIGEST, progress=False)  # cached: no request
+    assert len(server.requests) == 1
+    prefix = tmp_path / "p.bin"
+    download_url(server.url + "/w.bin", prefix, sha256=DIGEST[:8], progress=False)
+    assert prefix.read_bytes() == PAYLOAD  # a digest prefix, as DeiT's file names carry
+
+
+def test_a_corrupted_file_is_rejected_and_nothing_is_cached(server, tmp_path):
+    server.files["/w.bin"] = PAYLOAD[:-1] + b"\x00"
+    with pytest.raises(DownloadError, match="does not match the expected"):
+        download_url(server.url + "/w.bin", tmp_path / "w.bin", sha256=DIGEST, progress=False)
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["w.bin.lock"]
+
+
+def test_an_interrupted_transfer_resumes_where_it_stopped(server, tmp_path):
+    server.files["/w.bin"] = PAYLOAD
+    server.truncate_first.add("/w.bin")
+    dst = download_url(server.url + "/w.bin", tmp_path / "w.bin", sha256=DIGEST, progress=False)
+    assert dst.read_bytes() == PAYLOAD
+    assert server.requests[0] == ("/w.bin", None)
+    assert server.requests[1] == ("/w.bin", f"bytes={len(PAYLOAD) // 2}-")
+
+
+def test_missing_files_fail_at_once(server, tmp_path):
+    with pytest.raises(DownloadError, match="HTTP 404"):
+        download_url(server.url + "/nope.bin", tmp_path / "nope.bin", progress=False)
+    assert len(server.requests) == 1
+
+
+def _download_in_child(url: str, dst: str, digest: str, queue) -> None:
+    path = download_url(url, dst, sha256=digest, progress=False)
+    queue.put(hashlib.sha256(Path(path).read_bytes()).hexdigest())
+
+
+def test_two_processes_downloading_the_same_file_make_one_copy(server, tmp_path):
+    big = PAYLOAD * 8
+    server.files["/big.bin"] = big
+    digest = hashlib.sha256(big).hexdigest()
+    ctx = multiprocessing.get_context("spawn")
+    queue = ctx.Queue()
+    children = [ctx.Process(target=_download_in_child,
+                            args=(server.url + "/big.bin", str(tmp_path / "big.bin"), digest,
+                                  queue)) for _ in range(2)]
+    for child in children:
+        child.start()
+    for child in children:
+        child.join(timeout=120)
+        assert child.exitcode == 0
+    assert [queue.get(timeout=5), queue.get(timeout=5)] == [digest, digest]
+    assert len([r for r in server.requests if r[0] == "/big.bin"]) == 1  # one transfer
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["big.bin", "big.bin.lock"]
+
+
+def test_offline_downloads_say_what_is_missing(tmp_path, monkeypatch):
+    monkeypatch.setenv("VITZOO_OFFLINE", "1")
+    with pytest.raises(OfflineError, match="w.bin is not in .* its source is http://x/w.bin"):
+        download_url("http://x/w.bin", tmp_path / "w.bin")
+
+
+def test_a_google_npz_is_downloaded_once_and_kept_converted(server, tmp_path, images):
+    model = jax_model()
+    arrays = jax_npz.from_vitzoo({k: v.numpy() for k, v in model.state_dict().items()},
+                                 num_heads=4)
+    npz = tmp_path / "m.npz"
+    np.savez(npz, **arrays)
+    server.files["/vit_models/m.npz"] = npz.read_bytes()
+    entry = dataclasses.replace(vitzoo.pretrained.get_entry("vit_tiny_patch16_224", None),
+                                url=server.url + "/vit_models/m.npz", hf_hub_id=None,
+                                sha256=hashlib.sha256(npz.read_bytes()).hexdigest())
+    path = resolve_weights(entry, progress=False)
+    assert path.name == "model.safetensors" and path.parent.name == entry.name
+    assert not list((vitzoo.hub.cache_dir() / "downloads").glob("*.npz"))  # converted, dropped
+    loaded = vitzoo.load_model(path)
+    with torch.no_grad():
+        torch.testing.assert_close(loaded(images), model(images), atol=1e-6, rtol=0)
+    assert resolve_weights(entry, progress=False) == path
+    assert len(server.requests) == 1

@@ -250,6 +250,8 @@ def test_hf_hub_names_load_from_the_cache(tmp_path, images):
     loaded = vitzoo.create_model("hf-hub:someone/tiny-vit")
     with torch.no_grad():
         torch.testing.assert_close(loaded(images), model(images), atol=0, rtol=0)
+    pinned = vitzoo.create_model(f"hf-hub:someone/tiny-vit@{commit}", num_classes=2)
+    assert pinned.head.out_features == 2
     with pytest.raises(vitzoo.OfflineError, match="not in the Hugging Face cache"):
         vitzoo.create_model("hf-hub:someone/missing")
 
@@ -262,3 +264,25 @@ def test_info_shows_the_weights(capsys):
     assert "ImageNet top-1 85.44 (reported)" in out
     info = vitzoo.model_info("vit_small_patch16_224.dino")
     assert info.weights["num_classes"] == 0 and info.weights["license"] == "apache-2.0"
+
+
+def test_push_to_hub_uploads_the_saved_directory(monkeypatch):
+    calls = []
+
+    class FakeApi:
+        def create_repo(self, repo_id, private, exist_ok):
+            calls.append(("create", repo_id, private, exist_ok))
+
+        def upload_folder(self, repo_id, folder_path, commit_message):
+            calls.append(("upload", repo_id, sorted(p.name for p in Path(folder_path).iterdir()),
+                          commit_message))
+            return "https://huggingface.co/org/name/commit/1"
+
+    import huggingface_hub
+
+    monkeypatch.setattr(huggingface_hub, "HfApi", FakeApi)
+    model = vitzoo.create_model("vit_ti16", num_classes=2, depth=1)
+    assert vitzoo.push_to_hub(model, "org/name") == "https://huggingface.co/org/name/commit/1"
+    assert calls == [("create", "org/name", False, True),
+                     ("upload", "org/name", ["config.json", "model.safetensors"],
+                      "Upload with vitzoo")]

@@ -71,8 +71,8 @@ def create_model(name: str, *, pretrained: bool = False, num_classes: int | None
 
     Args:
         name: e.g. ``"vit_base_patch16_224"``, ``"vit_b16"``, ``"ViT-B_16"``,
-            ``"vit_base_patch16_224.augreg_in21k"``; also ``"hf-hub:org/repo"`` or a local
-            directory (``config.json`` + weights), loaded with :func:`load_model`.
+            ``"vit_base_patch16_224.augreg_in21k"``; also ``"hf-hub:org/repo[@revision]"`` or a
+            local directory (``config.json`` + weights), loaded with :func:`load_model`.
         pretrained: load the tag's weights (the default tag's when none is named), from a local
             copy or the cache when there is one, else from the Hugging Face Hub or the original
             URL. The model computes with the numerics of the weights' origin (tanh GELU for
@@ -154,18 +154,19 @@ def _json(text: str) -> dict[str, Any]:
 
 
 def _hub_repo(name: str) -> Path:
-    """Download ``hf-hub:org/repo``'s ``config.json`` and weights; the local directory."""
+    """Download ``hf-hub:org/repo[@revision]``'s ``config.json`` and weights (or find them in
+    the cache); returns the local directory."""
     from huggingface_hub import snapshot_download
 
     from .hub import OfflineError, is_offline
 
-    repo = name[len(HF_HUB_PREFIX):]
+    repo, _, revision = name[len(HF_HUB_PREFIX):].partition("@")
     patterns = ["config.json", "model.safetensors", "preprocessor_config.json"]
     from .hub import hf_cache_dir
 
     try:
-        return Path(snapshot_download(repo, allow_patterns=patterns, cache_dir=hf_cache_dir(),
-                                      local_files_only=is_offline()))
+        return Path(snapshot_download(repo, revision=revision or None, allow_patterns=patterns,
+                                      cache_dir=hf_cache_dir(), local_files_only=is_offline()))
     except Exception as err:  # noqa: BLE001 - huggingface_hub raises many kinds
         if is_offline():
             raise OfflineError(f"{repo} is not in the Hugging Face cache and the network is "

@@ -23,7 +23,7 @@ from vitzoo.layers import (
 )
 
 
-# -- PatchEmbed ---------------------------------------------------------------------------------
+# -- PatchEmbed -----------------------------------------------------------------------------------
 def test_patch_embed_tokens_are_row_major_patch_projections():
     embed = PatchEmbed(img_size=(16, 24), patch_size=8, in_chans=3, embed_dim=5)
     x = torch.randn(2, 3, 16, 24)
@@ -63,7 +63,7 @@ def test_patch_embed_rejects_a_patch_larger_than_the_image():
         PatchEmbed(img_size=8, patch_size=16)
 
 
-# -- Attention ----------------------------------------------------------------------------------
+# -- Attention ------------------------------------------------------------------------------------
 def test_sdpa_and_math_paths_agree_to_1e6():
     attn = Attention(64, num_heads=4).eval()
     x = torch.randn(3, 17, 64)
@@ -133,7 +133,7 @@ def test_attention_dropout_is_active_only_in_training():
     assert not torch.equal(attn(x), attn(x))
 
 
-# -- Mlp ----------------------------------------------------------------------------------------
+# -- Mlp ------------------------------------------------------------------------------------------
 @pytest.mark.parametrize("approximate", ["none", "tanh"])
 def test_mlp_gelu_variant_matches_its_formula(approximate):
     mlp = Mlp(8, hidden_features=16, gelu_approximate=approximate).double()
@@ -154,7 +154,7 @@ def test_gelu_variants_differ_measurably():
     assert (exact(x) - tanh(x)).abs().max() > 1e-5
 
 
-# -- DropPath -----------------------------------------------------------------------------------
+# -- DropPath -------------------------------------------------------------------------------------
 def test_drop_path_is_identity_in_eval():
     layer = DropPath(0.5).eval()
     x = torch.randn(8, 4, 3)
@@ -184,7 +184,7 @@ def test_drop_path_rejects_rates_outside_0_1():
         DropPath(1.0)
 
 
-# -- LayerScale and Block -----------------------------------------------------------------------
+# -- LayerScale and Block -------------------------------------------------------------------------
 def test_layer_scale_multiplies_channels():
     ls = LayerScale(4, init_values=0.1)
     x = torch.randn(2, 3, 4)

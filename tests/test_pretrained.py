@@ -185,7 +185,7 @@ def test_pretrained_skips_the_random_initialisation(cached_ti16, monkeypatch):
     assert calls == [(3, 192)]  # only the new head
 
 
-# -- offline use ------------------------------------------------------------------------------
+# -- offline use ----------------------------------------------------------------------------------
 def test_download_to_a_directory_then_load_from_it(cached_ti16, tmp_path, monkeypatch, capsys):
     _, state = cached_ti16
     out = tmp_path / "weights"

@@ -8,15 +8,16 @@ from collections.abc import Sequence
 
 from .. import __version__
 from ..errors import VitzooError
-from . import cache, convert, download, info, list_models
+from . import cache, convert, download, finetune, info, list_models, predict, validate
 
-_COMMANDS = (list_models, info, convert, download, cache)
+_COMMANDS = (list_models, info, convert, download, cache, finetune, validate, predict)
 
 
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="vitzoo",
-        description="Vision Transformer model zoo: list, inspect and convert ViT/DeiT models.",
+        description="Vision Transformer model zoo: list, inspect, convert, fine-tune, evaluate "
+                    "and run ViT/DeiT models.",
     )
     parser.add_argument("--version", action="version", version=f"vitzoo {__version__}")
     commands = parser.add_subparsers(dest="command", metavar="COMMAND")

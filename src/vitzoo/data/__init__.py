@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from .class_names import imagenet_class_names, imagenet_wnids
 from .datasets import CIFAR, DatasetError, Digits, ImageFolder
+from .specs import open_dataset
 from .transforms import (
     CenterCrop,
     Compose,
@@ -33,5 +34,6 @@ __all__ = [
     "create_transform",
     "imagenet_class_names",
     "imagenet_wnids",
+    "open_dataset",
     "resolve_data_config",
 ]

@@ -1,0 +1,49 @@
+"""``vitzoo validate MODEL DATA``: top-1 / top-5 accuracy, loss and throughput."""
+
+from __future__ import annotations
+
+import argparse
+import json
+
+
+def add_parser(commands: argparse._SubParsersAction) -> None:
+    parser = commands.add_parser(
+        "validate", help="evaluate a model on a dataset",
+        description="Top-1/top-5 accuracy, mean cross-entropy and images/s of MODEL (a "
+                    "checkpoint file or directory, or NAME[.TAG] with pretrained weights) on "
+                    "the evaluation split of DATA, preprocessed as the weights expect.",
+    )
+    parser.add_argument("model")
+    parser.add_argument("data", help="digits, cifar10:PATH, cifar100:PATH, folder:PATH or a "
+                                     "directory")
+    parser.add_argument("--batch-size", type=int, default=128)
+    parser.add_argument("--num-workers", type=int, default=0)
+    parser.add_argument("--resize", action="store_true",
+                        help="resize straight to the input size (Google's evaluation) instead "
+                             "of resize + centre crop")
+    parser.set_defaults(run=run)
+
+
+def open_model(name: str):
+    """A checkpoint path, or a registered name with its pretrained weights."""
+    from pathlib import Path
+
+    from ..factory import create_model, load_model
+
+    if Path(name).exists():
+        return load_model(name)
+    return create_model(name, pretrained=True)
+
+
+def run(args: argparse.Namespace) -> int:
+    from ..data import create_transform, open_dataset, resolve_data_config
+    from ..train import evaluate
+    from ..train.sampler import SeededDataset
+
+    model = open_model(args.model)
+    transform = create_transform(resolve_data_config(model),
+                                 eval_resize="resize" if args.resize else "crop")
+    data = SeededDataset(open_dataset(args.data, train=False), transform)
+    metrics = evaluate(model, data, batch_size=args.batch_size, num_workers=args.num_workers)
+    print(json.dumps({k: round(v, 4) for k, v in metrics.items()}))
+    return 0

@@ -1,0 +1,79 @@
+"""The order of training samples as a pure function of (seed, step): the same global batches
+whatever the number of processes or accumulation steps, and resumable at any step."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+
+import torch
+from torch.utils.data import Dataset
+
+__all__ = ["SeededDataset", "StepSampler"]
+
+
+class StepSampler:
+    """Yields the micro-batches of one process, step after step, from ``start_step`` on.
+
+    Epoch e is a permutation of the dataset drawn from ``seed + e``; step s takes the global
+    batch ``perm[offset * B:(offset + 1) * B]`` (the remainder of an epoch is dropped); process
+    r of ``world`` takes its contiguous share and cuts it into micro-batches. Each index comes
+    with a per-sample seed for the data augmentation.
+    """
+
+    def __init__(self, num_samples: int, *, batch_size: int, micro_batch: int, world: int = 1,
+                 rank: int = 0, seed: int = 0, start_step: int = 0, steps: int) -> None:
+        if batch_size % world or (batch_size // world) % micro_batch:
+            raise ValueError(f"batch_size={batch_size} must split into {world} process(es) x "
+                             f"micro-batches of {micro_batch}")
+        if num_samples < batch_size:
+            raise ValueError(f"the dataset has {num_samples} samples, fewer than one batch "
+                             f"of {batch_size}")
+        self.num_samples, self.batch_size, self.micro_batch = num_samples, batch_size, micro_batch
+        self.world, self.rank, self.seed = world, rank, seed
+        self.start_step, self.steps = start_step, steps
+        self.steps_per_epoch = num_samples // batch_size
+        self.accumulation = batch_size // world // micro_batch
+        self._perm_epoch, self._perm = -1, torch.empty(0, dtype=torch.long)
+
+    def global_batch(self, step: int) -> torch.Tensor:
+        epoch, offset = divmod(step, self.steps_per_epoch)
+        if epoch != self._perm_epoch:
+            generator = torch.Generator().manual_seed(self.seed + epoch)
+            self._perm = torch.randperm(self.num_samples, generator=generator)
+            self._perm_epoch = epoch
+        return self._perm[offset * self.batch_size:(offset + 1) * self.batch_size]
+
+    def __iter__(self) -> Iterator[list[tuple[int, int]]]:
+        share = self.batch_size // self.world
+        for step in range(self.start_step, self.steps):
+            batch = self.global_batch(step)[self.rank * share:(self.rank + 1) * share]
+            epoch = step // self.steps_per_epoch
+            for start in range(0, share, self.micro_batch):
+                chunk = batch[start:start + self.micro_batch].tolist()
+                yield [(i, (self.seed * 1_000_003 + epoch) * 1_000_033 + i) for i in chunk]
+
+    def __len__(self) -> int:
+        return (self.steps - self.start_step) * self.accumulation
+
+
+class SeededDataset(Dataset):
+    """Applies ``transform`` to ``dataset[i]``. Indexed with ``(i, seed)`` (as
+    :class:`StepSampler` does), the transform runs under that seed, which depends only on the
+    sample and the epoch, so random augmentation does not depend on how batches are split."""
+
+    def __init__(self, dataset: Dataset, transform=None) -> None:
+        self.dataset, self.transform = dataset, transform
+
+    def __len__(self) -> int:
+        return len(self.dataset)  # type: ignore[arg-type]
+
+    def __getitem__(self, item: int | tuple[int, int]):
+        index, seed = item if isinstance(item, tuple) else (item, None)
+        image, label = self.dataset[index]
+        if self.transform is None:
+            return image, label
+        if seed is None:  # evaluation: deterministic transforms, no seed needed
+            return self.transform(image), label
+        with torch.random.fork_rng(devices=[]):
+            torch.manual_seed(seed % (2**63))
+            return self.transform(image), label

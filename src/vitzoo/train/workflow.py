@@ -1,0 +1,104 @@
+"""The ``vitzoo finetune`` workflow as one function: data by name, model by name, recipe preset."""
+
+from __future__ import annotations
+
+import logging
+from pathlib import Path
+from typing import Any
+
+from torch import nn
+
+from ..config import ViTConfig
+from ..errors import VitzooError
+from .config import PRESETS, TrainConfig
+from .loop import TrainResult, finetune
+
+__all__ = ["DIGITS_MODEL", "finetune_on"]
+
+logger = logging.getLogger(__name__)
+
+# The model of the "digits" preset: a 4-block ViT on the 8x8 grey digits (2x2 patches, 16
+# tokens) with big_vision's fixed sin-cos position embeddings, trained from scratch.
+DIGITS_MODEL = ViTConfig(img_size=8, patch_size=2, in_chans=1, embed_dim=64, depth=4,
+                         num_heads=4, num_classes=10, pos_embed="sincos")
+DEFAULT_MODEL = "vit_base_patch16_224.augreg_in21k"
+
+
+def _model(name: str | None, data: str, num_classes: int, pretrained: bool,
+           overrides: dict[str, Any]) -> nn.Module:
+    from ..factory import create_model
+    from ..models import build_model
+
+    if name is None and data == "digits":
+        model = build_model(DIGITS_MODEL.replace(**overrides))
+        model.pretrained_cfg = {"mean": (0.5,), "std": (0.5,), "crop_pct": 1.0,
+                                "interpolation": "bicubic"}
+        return model
+    name = name or DEFAULT_MODEL
+    if Path(name).is_file():
+        from ..factory import load_model
+
+        return load_model(name, num_classes=num_classes, **overrides)
+    return create_model(name, pretrained=pretrained, num_classes=num_classes, **overrides)
+
+
+def finetune_on(data: str = "digits", *, model: str | None = None, preset: str | None = None,
+                output_dir: str | Path = "runs/finetune", pretrained: bool = True,
+                teacher: str | None = None, resume: bool = False,
+                model_overrides: dict[str, Any] | None = None,
+                **train_overrides: Any) -> TrainResult:
+    """Fine-tune a model on a named dataset with a recipe preset (what ``vitzoo finetune`` runs).
+
+    Args:
+        data: ``digits`` (bundled), ``cifar10[:PATH]``, ``cifar100[:PATH]``, ``folder:PATH``.
+        model: an architecture name (with ``pretrained`` weights; default
+            ``vit_base_patch16_224.augreg_in21k``, Google's i21k ViT-B/16) or a checkpoint
+            file. For ``digits`` the default is the preset's tiny ViT from scratch.
+        preset: ``"vit"`` (the release's recipe) or ``"digits"``; default ``"digits"`` for
+            the digits and ``"vit"`` otherwise.
+        output_dir: checkpoints, metrics and curves.
+        pretrained: load the model's pretrained weights (a new zero head for JAX weights,
+            position embeddings resampled to ``model_overrides["img_size"]``).
+        teacher: a model name for DeiT distillation (with ``distill="soft"`` or ``"hard"``).
+        resume: continue the run in ``output_dir``.
+        model_overrides: ViTConfig fields for the model (``img_size``, ``drop_path_rate`` ...).
+        **train_overrides: TrainConfig fields (``steps``, ``lr``, ``batch_size`` ...).
+    """
+    from ..data import create_transform, open_dataset, resolve_data_config
+
+    preset = preset or ("digits" if data == "digits" else "vit")
+    if preset not in PRESETS:
+        raise VitzooError(f"unknown preset {preset!r}: {', '.join(PRESETS)}")
+    cfg: TrainConfig = PRESETS[preset].replace(**train_overrides)
+    train_set, eval_set = open_dataset(data, train=True), open_dataset(data, train=False)
+    classes = list(getattr(train_set, "classes", []))
+    net = _model(model, data, len(classes), pretrained, dict(model_overrides or {}))
+    net.pretrained_cfg = {**net.pretrained_cfg, "label_names": classes, "dataset": data}
+    data_cfg = resolve_data_config(net)
+    eval_tf = create_transform(data_cfg, eval_resize="resize")  # the release tests on a resize
+    train_tf = (create_transform(data_cfg, train=True, scale=cfg.train_scale,
+                                 ratio=cfg.train_ratio, hflip=cfg.hflip)
+                if cfg.augment else eval_tf)
+    teacher_model = None
+    if teacher is not None:
+        from ..factory import create_model
+
+        teacher_model = create_model(teacher, pretrained=True, num_classes=len(classes))
+    result = finetune(net, train_set, eval_set, cfg, output_dir=output_dir,
+                      train_transform=train_tf, eval_transform=eval_tf, teacher=teacher_model,
+                      resume=resume)
+    if data == "digits":
+        _write_examples(eval_set, Path(output_dir) / "examples")
+    return result
+
+
+def _write_examples(dataset, directory: Path, count: int = 4) -> None:
+    """A few evaluation images as PNG files, to try ``vitzoo predict`` on."""
+    try:
+        from PIL import Image
+    except ImportError:
+        return
+    directory.mkdir(parents=True, exist_ok=True)
+    for i in range(min(count, len(dataset))):
+        image, label = dataset[i]
+        Image.fromarray(image[..., 0]).save(directory / f"digit_{i}_label_{label}.png")

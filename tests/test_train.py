@@ -1,0 +1,237 @@
+"""Fine-tuning: split-invariant updates, exact resume, DDP, schedules, distillation, commands."""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import torch
+import torch.nn.functional as F
+
+import vitzoo
+from vitzoo.data import Digits, create_transform, resolve_data_config
+from vitzoo.train import TrainConfig, distillation_loss, evaluate, finetune, lr_factor
+from vitzoo.train.optim import create_optimizer, layer_id
+from vitzoo.train.sampler import StepSampler
+
+
+def tiny_setup(distilled: bool = False):
+    """A 2-block ViT on the digits, with random crops so augmentation is exercised."""
+    torch.manual_seed(0)
+    cfg = vitzoo.ViTConfig(img_size=8, patch_size=4, in_chans=1, embed_dim=16, depth=2,
+                           num_heads=2, num_classes=10, distilled=distilled)
+    model = vitzoo.build_model(cfg)
+    model.pretrained_cfg = {"mean": (0.5,), "std": (0.5,), "crop_pct": 1.0}
+    train = torch.utils.data.Subset(Digits(train=True), range(256))
+    evaluation = torch.utils.data.Subset(Digits(train=False), range(64))
+    transform = create_transform(resolve_data_config(model), train=True, scale=(0.6, 1.0),
+                                 hflip=0.0)
+    return model, train, evaluation, transform
+
+
+def _run(tmp_path, name, **cfg_kwargs):
+    model, train, evaluation, transform = tiny_setup()
+    base = dict(steps=20, batch_size=32, micro_batch=32, optimizer="sgd", lr=0.1,
+                warmup_steps=3, eval_every=10, log_every=5)
+    cfg = TrainConfig(**{**base, **cfg_kwargs})
+    result = finetune(model, train, evaluation, cfg, output_dir=tmp_path / name,
+                      train_transform=transform, eval_transform=transform, device="cpu")
+    return model, result
+
+
+def _assert_same_weights(a, b, atol):
+    for (name, x), (_, y) in zip(a.state_dict().items(), b.state_dict().items(), strict=True):
+        torch.testing.assert_close(x, y, atol=atol, rtol=0, msg=name)
+
+
+def test_accumulation_gives_the_same_weights_as_one_big_batch(tmp_path):
+    big, _ = _run(tmp_path, "big", micro_batch=32)
+    accumulated, _ = _run(tmp_path, "acc", micro_batch=8)  # 4 accumulation steps of 8
+    _assert_same_weights(big, accumulated, atol=1e-5)
+    fresh, _, _, _ = tiny_setup()
+    assert (big.head.weight - fresh.head.weight).abs().max() > 1e-3  # it did train
+
+
+RECIPE = dict(steps=20, batch_size=32, micro_batch=32, optimizer="sgd", lr=0.1, warmup_steps=3,
+              eval_every=10, log_every=5, checkpoint_every=10)
+
+
+class _Crash(Exception):
+    pass
+
+
+def test_resume_after_step_10_matches_an_uninterrupted_run(tmp_path, monkeypatch):
+    straight, result = _run(tmp_path, "straight", **RECIPE)
+    import vitzoo.train.loop as loop
+
+    real_save_state = loop._save_state
+
+    def save_then_crash(path, step, *args, **kwargs):
+        real_save_state(path, step, *args, **kwargs)
+        if step == 10:
+            raise _Crash  # the run dies right after its step-10 checkpoint
+
+    monkeypatch.setattr(loop, "_save_state", save_then_crash)
+    with pytest.raises(_Crash):
+        _run(tmp_path, "split", **RECIPE)
+    monkeypatch.setattr(loop, "_save_state", real_save_state)
+    model, train, evaluation, transform = tiny_setup()  # fresh weights: all comes from disk
+    resumed = finetune(model, train, evaluation, TrainConfig(**RECIPE),
+                       output_dir=tmp_path / "split", train_transform=transform,
+                       eval_transform=transform, resume=True, device="cpu")
+    assert resumed.step == 20
+    _assert_same_weights(straight, model, atol=0)
+    rows = [json.loads(line) for line in (tmp_path / "split" / "metrics.jsonl").read_text()
+            .splitlines()]
+    assert [r["step"] for r in rows if r["split"] == "train"] == [5, 10, 15, 20]
+    assert resumed.final["top1"] == pytest.approx(result.final["top1"])
+    with pytest.raises(vitzoo.VitzooError, match="nothing to resume"):
+        finetune(model, train, evaluation, TrainConfig(**RECIPE), output_dir=tmp_path / "none",
+                 resume=True, device="cpu")
+
+
+def test_two_process_torchrun_matches_one_process(tmp_path):
+    single = tmp_path / "single"
+    model, train, evaluation, transform = tiny_setup()
+    cfg = TrainConfig(steps=6, batch_size=16, micro_batch=4, optimizer="sgd", lr=0.1,
+                      warmup_steps=2, eval_every=3, log_every=1)
+    finetune(model, train, evaluation, cfg, output_dir=single, train_transform=transform,
+             eval_transform=transform, device="cpu")
+    ddp = tmp_path / "ddp"
+    env = {**os.environ, "OMP_NUM_THREADS": "1"}
+    subprocess.run([sys.executable, "-m", "torch.distributed.run", "--standalone",
+                    "--nproc_per_node=2", str(Path(__file__).with_name("_ddp_worker.py")),
+                    str(ddp), str(Path(__file__).parent)],
+                   check=True, env=env, capture_output=True, timeout=300)
+    ddp_model = vitzoo.load_model(ddp / "last.safetensors")
+    _assert_same_weights(model, ddp_model, atol=1e-5)
+    assert sorted(p.name for p in ddp.iterdir()) == sorted(p.name for p in single.iterdir())
+    lines = (ddp / "metrics.jsonl").read_text().splitlines()
+    assert len(lines) == len((single / "metrics.jsonl").read_text().splitlines())  # rank 0 only
+    assert (ddp / "metrics.csv").read_text().count("step,split") == 1
+
+
+def test_step_sampler_splits_global_batches_without_changing_them():
+    whole = StepSampler(100, batch_size=32, micro_batch=32, steps=4, seed=3)
+    parts = [StepSampler(100, batch_size=32, micro_batch=8, world=2, rank=r, steps=4, seed=3)
+             for r in (0, 1)]
+    flat = [list(b) for b in whole]
+    micro = [list(b) for b in parts[0]], [list(b) for b in parts[1]]
+    for step in range(4):
+        joined = sum(micro[0][2 * step:2 * step + 2], []) + sum(micro[1][2 * step:2 * step + 2], [])
+        assert joined == flat[step]
+    epoch0 = torch.cat([whole.global_batch(s) for s in range(3)])
+    assert len(set(epoch0.tolist())) == 96  # no repeats inside an epoch
+    with pytest.raises(ValueError, match="must split into 2 process"):
+        StepSampler(100, batch_size=30, micro_batch=8, world=2, steps=1)
+
+
+def test_schedule_warms_up_then_decays_to_zero():
+    values = [lr_factor(s, total=10, warmup=2) for s in range(10)]
+    assert values[:2] == [0.5, 1.0]
+    assert values[2] == pytest.approx(1.0)
+    assert values[6] == pytest.approx(0.5 * (1 + math.cos(math.pi * 4 / 8)))
+    assert lr_factor(10, total=10, warmup=2) == pytest.approx(0.0)
+    assert lr_factor(6, total=10, warmup=2, schedule="linear") == pytest.approx(0.5)
+
+
+def test_layer_decay_and_no_weight_decay_groups():
+    model = vitzoo.build_model(vitzoo.ViTConfig(img_size=8, patch_size=4, embed_dim=16, depth=2,
+                                                num_heads=2, num_classes=3))
+    cfg = TrainConfig(optimizer="adamw", lr=1.0, weight_decay=0.1, layer_decay=0.5)
+    optimizer = create_optimizer(model, cfg)
+    by_param = {id(p): g for g in optimizer.param_groups for p in g["params"]}
+    names = dict(model.named_parameters())
+    assert by_param[id(names["pos_embed"])]["lr"] == 0.5 ** 3
+    assert by_param[id(names["blocks.0.attn.qkv.weight"])]["lr"] == 0.5 ** 2
+    assert by_param[id(names["blocks.1.attn.qkv.weight"])]["lr"] == 0.5
+    assert by_param[id(names["head.weight"])]["lr"] == 1.0
+    assert by_param[id(names["blocks.0.attn.qkv.weight"])]["weight_decay"] == 0.1
+    assert by_param[id(names["blocks.0.attn.qkv.bias"])]["weight_decay"] == 0.0
+    assert by_param[id(names["cls_token"])]["weight_decay"] == 0.0
+    assert layer_id("norm.weight", 2) == 3 and layer_id("patch_embed.proj.weight", 2) == 0
+
+
+def test_distillation_losses_follow_deit():
+    torch.manual_seed(0)
+    cls, dist, teacher = torch.randn(4, 5), torch.randn(4, 5), torch.randn(4, 5)
+    labels = torch.tensor([0, 1, 2, 3])
+    hard = distillation_loss(cls, dist, teacher, labels, kind="hard", alpha=0.5)
+    expected = 0.5 * F.cross_entropy(cls, labels, reduction="none") + 0.5 * F.cross_entropy(
+        dist, teacher.argmax(1), reduction="none")
+    torch.testing.assert_close(hard, expected)
+    soft = distillation_loss(cls, dist, teacher, labels, kind="soft", alpha=0.3, tau=2.0)
+    p_t = (teacher / 2).softmax(1)
+    kl = (p_t * (p_t.log() - (dist / 2).log_softmax(1))).sum(1) * 4
+    torch.testing.assert_close(soft, 0.7 * F.cross_entropy(cls, labels, reduction="none")
+                               + 0.3 * kl)
+
+
+def test_distilled_training_runs_with_a_teacher(tmp_path):
+    student, train, evaluation, transform = tiny_setup(distilled=True)
+    teacher, _, _, _ = tiny_setup()
+    cfg = TrainConfig(steps=3, batch_size=16, micro_batch=8, optimizer="adamw", lr=1e-3,
+                      warmup_steps=1, eval_every=3, distill="hard")
+    before = student.head_dist.weight.clone()
+    finetune(student, train, evaluation, cfg, output_dir=tmp_path, train_transform=transform,
+             eval_transform=transform, teacher=teacher, device="cpu")
+    assert not torch.equal(before, student.head_dist.weight)
+    with pytest.raises(vitzoo.VitzooError, match="needs a teacher"):
+        finetune(student, train, evaluation, cfg, output_dir=tmp_path / "x",
+                 train_transform=transform, device="cpu")
+
+
+def test_evaluate_counts_top1_and_top5():
+    class Fixed(torch.nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.w = torch.nn.Parameter(torch.zeros(1))
+
+        def forward(self, x):
+            return x[:, 0] + self.w  # the image is the logits
+
+    logits = torch.eye(6)[[0, 1, 2, 3]] * 10 + torch.arange(6) * 0.1
+    data = list(zip(logits.unsqueeze(1), torch.tensor([0, 1, 5, 4]), strict=True))
+    metrics = evaluate(Fixed(), data, batch_size=3)
+    assert metrics["top1"] == 50.0 and metrics["top5"] == 100.0 and metrics["count"] == 4
+    expected = F.cross_entropy(logits, torch.tensor([0, 1, 5, 4])).item()
+    assert metrics["loss"] == pytest.approx(expected, rel=1e-6)
+
+
+def test_run_writes_checkpoints_metrics_and_curves(tmp_path):
+    _, result = _run(tmp_path, "files", steps=10, eval_every=5)
+    names = {p.name for p in (tmp_path / "files").iterdir()}
+    assert {"best.safetensors", "last.safetensors", "train_state.pt", "metrics.csv",
+            "metrics.jsonl", "train_config.json", "curves.png"} <= names
+    best = vitzoo.load_model(tmp_path / "files" / "best.safetensors")
+    assert best.cfg.embed_dim == 16
+    header = (tmp_path / "files" / "metrics.csv").read_text().splitlines()[0]
+    assert header == "step,split,loss,top1,top5,lr,images_per_s,time"
+    assert result.best["top1"] >= result.final["top1"] or result.best["step"] == 10
+
+
+def test_finetune_validate_and_predict_commands(tmp_path, capsys):
+    from vitzoo.cli import main
+
+    out = tmp_path / "run"
+    assert main(["finetune", "--output", str(out), "--steps", "30", "--eval-every", "15",
+                 "--warmup-steps", "5"]) == 0
+    printed = capsys.readouterr().out.splitlines()
+    summary = json.loads(printed[0])
+    assert summary["step"] == 30 and 0 <= summary["test_top1"] <= 100
+    assert printed[1].startswith("test accuracy")
+    assert main(["validate", str(out / "last.safetensors"), "digits"]) == 0
+    metrics = json.loads(capsys.readouterr().out)
+    assert metrics["count"] == 359 and metrics["top1"] == pytest.approx(summary["test_top1"],
+                                                                        abs=0.01)
+    examples = sorted((out / "examples").glob("*.png"))
+    assert len(examples) == 4
+    assert main(["predict", str(out / "last.safetensors"), str(examples[0]), "--top-k",
+                 "3"]) == 0
+    line = capsys.readouterr().out.strip()
+    assert line.startswith(f"{examples[0]}: ") and line.count("%") == 3

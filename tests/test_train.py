@@ -235,3 +235,14 @@ def test_finetune_validate_and_predict_commands(tmp_path, capsys):
                  "3"]) == 0
     line = capsys.readouterr().out.strip()
     assert line.startswith(f"{examples[0]}: ") and line.count("%") == 3
+
+
+def test_a_teacher_must_classify_the_same_classes(tmp_path):
+    from vitzoo.train.workflow import finetune_on
+
+    wrong = vitzoo.save_model(vitzoo.build_model(vitzoo.ViTConfig(
+        img_size=8, patch_size=4, in_chans=1, embed_dim=16, depth=1, num_heads=2,
+        num_classes=3)), tmp_path / "teacher.safetensors")
+    with pytest.raises(vitzoo.VitzooError, match="predicts 3 classes, the data has 10"):
+        finetune_on("digits", output_dir=tmp_path / "run", teacher=str(wrong),
+                    distill="hard", steps=2, warmup_steps=1)

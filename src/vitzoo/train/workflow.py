@@ -59,7 +59,8 @@ def finetune_on(data: str = "digits", *, model: str | None = None, preset: str |
         output_dir: checkpoints, metrics and curves.
         pretrained: load the model's pretrained weights (a new zero head for JAX weights,
             position embeddings resampled to ``model_overrides["img_size"]``).
-        teacher: a model name for DeiT distillation (with ``distill="soft"`` or ``"hard"``).
+        teacher: a checkpoint (or pretrained name) of a classifier of this data, for DeiT
+            distillation (with ``distill="soft"`` or ``"hard"``).
         resume: continue the run in ``output_dir``.
         model_overrides: ViTConfig fields for the model (``img_size``, ``drop_path_rate`` ...).
         **train_overrides: TrainConfig fields (``steps``, ``lr``, ``batch_size`` ...).
@@ -79,17 +80,26 @@ def finetune_on(data: str = "digits", *, model: str | None = None, preset: str |
     train_tf = (create_transform(data_cfg, train=True, scale=cfg.train_scale,
                                  ratio=cfg.train_ratio, hflip=cfg.hflip)
                 if cfg.augment else eval_tf)
-    teacher_model = None
-    if teacher is not None:
-        from ..factory import create_model
-
-        teacher_model = create_model(teacher, pretrained=True, num_classes=len(classes))
+    teacher_model = _teacher(teacher, len(classes)) if teacher is not None else None
     result = finetune(net, train_set, eval_set, cfg, output_dir=output_dir,
                       train_transform=train_tf, eval_transform=eval_tf, teacher=teacher_model,
                       resume=resume)
     if data == "digits":
         _write_examples(eval_set, Path(output_dir) / "examples")
     return result
+
+
+def _teacher(name: str, num_classes: int) -> nn.Module:
+    """A teacher from a checkpoint file (a classifier of this data) or a pretrained name."""
+    from ..factory import create_model, load_model
+
+    model = load_model(name) if Path(name).exists() else create_model(name, pretrained=True)
+    if model.num_classes != num_classes:
+        raise VitzooError(
+            f"the teacher {name} predicts {model.num_classes} classes, the data has "
+            f"{num_classes}: fine-tune a teacher on this data first and pass its checkpoint"
+        )
+    return model
 
 
 def _write_examples(dataset, directory: Path, count: int = 4) -> None:

@@ -102,3 +102,18 @@ def test_checkpoint_for_another_architecture_is_reported_by_key_group(tmp_path):
     assert "missing from the checkpoint (12): blocks.*.norm1.weight" in message
     assert "head.weight (3, 192) in the file vs (5, 192) in the model" in message
     assert "strict=False" in message
+
+
+def test_the_public_api_of_the_design_is_importable():
+    names = ["create_model", "load_model", "load_checkpoint", "convert_checkpoint",
+             "list_models", "list_pretrained", "is_model", "register_model", "model_info",
+             "resolve_data_config", "create_transform", "VisionTransformer", "VitzooError"]
+    assert all(hasattr(vitzoo, n) for n in names)
+    assert all(n in vitzoo.__all__ for n in names)
+    for layer in ("PatchEmbed", "Attention", "Mlp", "Block", "DropPath"):
+        assert hasattr(vitzoo.layers, layer)
+    model = vitzoo.create_model("vit_ti16", img_size=32, patch_size=8, depth=1, num_classes=3)
+    config = vitzoo.resolve_data_config(model)
+    assert config["input_size"] == (3, 32, 32) and config["mean"] == (0.5, 0.5, 0.5)
+    image = torch.rand(3, 40, 48)
+    assert vitzoo.create_transform(config)(image).shape == (3, 32, 32)

@@ -5,6 +5,7 @@ from __future__ import annotations
 from . import layers
 from .checkpoints import convert_checkpoint
 from .config import SIZES, ViTConfig
+from .data.transforms import create_transform, resolve_data_config
 from .errors import (
     ConfigError,
     DuplicateModelError,
@@ -55,6 +56,7 @@ __all__ = [
     "build_model",
     "convert_checkpoint",
     "create_model",
+    "create_transform",
     "is_model",
     "layers",
     "list_aliases",
@@ -66,6 +68,7 @@ __all__ = [
     "push_to_hub",
     "register_alias",
     "register_model",
+    "resolve_data_config",
     "save_model",
     "save_pretrained",
 ]

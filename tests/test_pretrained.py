@@ -286,3 +286,17 @@ def test_push_to_hub_uploads_the_saved_directory(monkeypatch):
     assert calls == [("create", "org/name", False, True),
                      ("upload", "org/name", ["config.json", "model.safetensors"],
                       "Upload with vitzoo")]
+
+
+def test_loaded_parameters_train(cached_ti16):
+    model = vitzoo.create_model("vit_ti16", pretrained=True, num_classes=3).train()
+    assert all(p.requires_grad for p in model.parameters())
+    assert all(isinstance(p, torch.nn.Parameter) for p in model.parameters())
+    optimizer = torch.optim.SGD(model.parameters(), lr=0.1)
+    before = model.blocks[0].attn.qkv.weight.detach().clone()
+    x, y = torch.randn(2, 3, 224, 224), torch.tensor([0, 2])
+    for _ in range(2):  # the zero head moves first, then the gradient reaches the blocks
+        optimizer.zero_grad()
+        torch.nn.functional.cross_entropy(model(x), y).backward()
+        optimizer.step()
+    assert not torch.equal(before, model.blocks[0].attn.qkv.weight)

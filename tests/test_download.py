@@ -160,3 +160,26 @@ def test_a_google_npz_is_downloaded_once_and_kept_converted(server, tmp_path, im
         torch.testing.assert_close(loaded(images), model(images), atol=1e-6, rtol=0)
     assert resolve_weights(entry, progress=False) == path
     assert len(server.requests) == 1
+
+
+def test_a_failing_hub_falls_back_to_the_original_url(server, tmp_path, monkeypatch):
+    import vitzoo.hub as hub
+
+    torch.save({"model": {"cls_token": torch.zeros(1, 1, 4)}}, tmp_path / "deit.pth")
+    server.files["/deit.pth"] = (tmp_path / "deit.pth").read_bytes()
+
+    def hub_down(*args, **kwargs):
+        if kwargs.get("local_only"):
+            return None
+        raise hub.DownloadError("cannot download model.safetensors from timm/x: offline hub")
+
+    monkeypatch.setattr(hub, "_hf_download", hub_down)
+    entry = dataclasses.replace(vitzoo.pretrained.get_entry("deit_tiny_patch16_224", None),
+                                url=server.url + "/deit.pth", sha256=None)
+    path = resolve_weights(entry, progress=False)
+    assert path.name == "model.safetensors"
+    from safetensors.torch import load_file
+
+    assert list(load_file(str(path))) == ["cls_token"]
+    with pytest.raises(DownloadError, match="offline hub"):
+        resolve_weights(entry, source="hub", progress=False)

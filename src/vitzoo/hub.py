@@ -282,12 +282,21 @@ def resolve_weights(entry: PretrainedEntry, *, source: str | None = None,
             f"sources: {sources}. Searched: {_searched(entry)}. Download them on a connected "
             f"machine with `vitzoo download {entry.name} --to DIR` and set VITZOO_WEIGHTS_DIR=DIR"
         )
+    hub_error: Exception | None = None
     if entry.hf_hub_id and source in (None, "hub"):
-        path = _hf_download(entry.hf_hub_id, HF_FILE, revision=None, local_only=False)
+        try:
+            path = _hf_download(entry.hf_hub_id, HF_FILE, revision=None, local_only=False)
+        except (DownloadError, VitzooError) as err:
+            if not (entry.url and source is None):
+                raise
+            logger.warning("%s; trying the original URL %s", err, entry.url)
+            hub_error, path = err, None
         if path is not None:
             return path
     if entry.url and source in (None, "url"):
         return _download_and_convert(entry, progress)
+    if hub_error is not None:
+        raise hub_error
     raise VitzooError(f"{entry.name} has no {source} source")
 
 

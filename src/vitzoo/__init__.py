@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from . import layers
+from ._version import __version__
 from .checkpoints import convert_checkpoint
 from .config import SIZES, ViTConfig
 from .data.transforms import create_transform, resolve_data_config
@@ -29,8 +30,6 @@ from .registry import (
     register_alias,
     register_model,
 )
-
-__version__ = "0.1.0"
 
 __all__ = [
     "SIZES",

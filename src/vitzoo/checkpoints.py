@@ -19,7 +19,7 @@ from typing import Any
 import numpy as np
 import torch
 
-from ._atomic import atomic_path
+from ._utils import atomic_path
 from .adapters import jax_npz
 from .config import ViTConfig
 from .io import FORMAT_NAME, CheckpointError, LoadReport, read_model_file

@@ -12,7 +12,7 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from ._names import suggestion
+from ._utils import suggestion
 from .errors import ConfigError, UnknownOverrideError
 
 __all__ = ["SIZES", "ViTConfig"]

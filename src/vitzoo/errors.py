@@ -1,20 +1,29 @@
-"""Exceptions raised for problems a user can cause and fix.
+"""Every exception and warning class vitzoo raises, in one place.
 
-Every error derives from :class:`VitzooError`; where a standard exception fits as well
-(``ValueError``, ``KeyError``, ``TypeError``) it is a second base, so ``except ValueError``
-code written against other libraries keeps working.
+Errors a user can cause and fix derive from :class:`VitzooError`; where a standard exception
+fits as well (``ValueError``, ``KeyError``, ``OSError`` ...) it is a second base, so
+``except ValueError`` code written against other libraries keeps working. This module imports
+nothing, so every other module (the standalone layers included) may raise these.
 """
 
 from __future__ import annotations
 
 __all__ = [
+    "CheckpointError",
+    "CheckpointMismatchError",
     "ConfigError",
+    "DatasetError",
+    "DownloadError",
     "DuplicateModelError",
     "ImageSizeError",
+    "OfflineError",
+    "TrainingInterrupted",
     "UnknownModelError",
     "UnknownOverrideError",
     "UnknownTagError",
+    "VerificationError",
     "VitzooError",
+    "ZeroHeadWarning",
 ]
 
 
@@ -22,8 +31,9 @@ class VitzooError(Exception):
     """Base class of every error vitzoo raises for user input."""
 
 
+# -- configuration and names ----------------------------------------------------------------------
 class ConfigError(VitzooError, ValueError):
-    """A model configuration value is invalid."""
+    """A model or training configuration value is invalid."""
 
 
 class UnknownOverrideError(ConfigError, TypeError):
@@ -50,3 +60,51 @@ class UnknownModelError(_KeyLookupError):
 
 class UnknownTagError(_KeyLookupError):
     """A pretrained tag is not known for the architecture."""
+
+
+# -- checkpoints ----------------------------------------------------------------------------------
+class CheckpointError(VitzooError, ValueError):
+    """A checkpoint file is missing, unreadable, corrupt or not a state dict."""
+
+
+class CheckpointMismatchError(CheckpointError):
+    """A checkpoint's keys or shapes do not fit the model."""
+
+
+class VerificationError(VitzooError, AssertionError):
+    """A converted model does not reproduce the original framework's outputs."""
+
+
+# -- downloads and caches -------------------------------------------------------------------------
+class DownloadError(VitzooError, OSError):
+    """A download failed or gave a file whose checksum is wrong; nothing was cached."""
+
+
+class OfflineError(VitzooError, FileNotFoundError):
+    """Weights are needed, not cached, and the network may not be used."""
+
+
+# -- data and training ----------------------------------------------------------------------------
+class DatasetError(VitzooError, ValueError):
+    """A dataset's files are missing, corrupt, unsafe or not in the expected format."""
+
+
+class TrainingInterrupted(KeyboardInterrupt):
+    """Ctrl-C stopped a fine-tuning run after its state was saved; ``--resume`` continues it.
+
+    A ``KeyboardInterrupt``, so code that stops on Ctrl-C still does.
+
+    Attributes:
+        step: the last completed optimizer step (the one saved).
+        output_dir: the run's directory.
+    """
+
+    def __init__(self, step: int, output_dir: object) -> None:
+        super().__init__(f"interrupted at step {step}; the run was saved in {output_dir}")
+        self.step = step
+        self.output_dir = output_dir
+
+
+# -- warnings -------------------------------------------------------------------------------------
+class ZeroHeadWarning(UserWarning):
+    """A checkpoint's classifier is all zeros, so its logits carry no information."""

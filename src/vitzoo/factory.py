@@ -10,10 +10,10 @@ from typing import Any
 
 import torch
 
-from ._skip_init import skip_init
+from ._utils import skip_init
 from .checkpoints import Source, fit_state, read_source
 from .config import ViTConfig, check_field_names
-from .errors import VitzooError
+from .errors import VitzooError, ZeroHeadWarning
 from .io import LoadReport, _adapt_input_channels, compare_state_dict, load_checkpoint
 from .layers.pos_embed import RESAMPLE_MODES
 from .models import build_model
@@ -27,9 +27,6 @@ logger = logging.getLogger(__name__)
 
 HF_HUB_PREFIX = "hf-hub:"
 
-
-class ZeroHeadWarning(UserWarning):
-    """A checkpoint's classifier is all zeros, so its logits carry no information."""
 
 
 def _loaded_model(state: Mapping[str, torch.Tensor], native: ViTConfig, cfg: ViTConfig, *,

@@ -27,8 +27,8 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
-from ._atomic import atomic_path
-from .errors import VitzooError
+from ._utils import atomic_path
+from .errors import DownloadError, OfflineError, VitzooError
 from .pretrained.entry import HF_FILE, PretrainedEntry
 
 __all__ = ["DownloadError", "OfflineError", "cache_dir", "download_url", "is_offline",
@@ -37,12 +37,6 @@ __all__ = ["DownloadError", "OfflineError", "cache_dir", "download_url", "is_off
 logger = logging.getLogger(__name__)
 
 
-class DownloadError(VitzooError, OSError):
-    """A download failed or gave a file whose checksum is wrong; nothing was cached."""
-
-
-class OfflineError(VitzooError, FileNotFoundError):
-    """Weights are needed, not cached, and the network may not be used."""
 
 
 def is_offline() -> bool:

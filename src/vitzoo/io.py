@@ -12,7 +12,7 @@ from pathlib import Path
 import torch
 from torch import nn
 
-from .errors import VitzooError
+from .errors import CheckpointError, CheckpointMismatchError
 
 __all__ = ["CheckpointError", "CheckpointMismatchError", "LoadReport", "load_checkpoint",
            "load_state_dict", "read_model_file", "save_model"]
@@ -25,12 +25,6 @@ _WRAPPER_KEYS = ("model", "state_dict", "model_ema", "state_dict_ema")
 _KEY_PREFIXES = ("module.", "_orig_mod.")
 
 
-class CheckpointError(VitzooError, ValueError):
-    """A checkpoint file is missing, unreadable, corrupt or not a state dict."""
-
-
-class CheckpointMismatchError(CheckpointError):
-    """A checkpoint's keys or shapes do not fit the model."""
 
 
 @dataclass
@@ -242,8 +236,8 @@ def save_model(model: nn.Module, path: str | Path) -> Path:
     """
     import json
 
-    from . import __version__
-    from ._atomic import atomic_path
+    from ._utils import atomic_path
+    from ._version import __version__
     from .safetensors_stream import write_safetensors
 
     path = Path(path)
@@ -287,7 +281,7 @@ def read_model_file(path: str | Path) -> tuple[dict[str, torch.Tensor], dict[str
 def save_state_dict(state: Mapping[str, torch.Tensor], path: str | Path,
                     metadata: Mapping[str, str] | None = None) -> Path:
     """Write a state dict as ``.safetensors`` atomically (no config: see :func:`save_model`)."""
-    from ._atomic import atomic_path
+    from ._utils import atomic_path
     from .safetensors_stream import write_safetensors
 
     path = Path(path)

@@ -14,7 +14,7 @@ from typing import TYPE_CHECKING, Any, TypeVar
 
 import torch
 
-from ._names import suggestion
+from ._utils import suggestion
 from .errors import DuplicateModelError, UnknownModelError, UnknownTagError
 from .pretrained import tags_for
 
@@ -122,7 +122,7 @@ def get_builder(arch: str) -> Builder:
 
 @functools.cache
 def _default_config(builder: Builder) -> ViTConfig:
-    from ._skip_init import skip_init
+    from ._utils import skip_init
 
     with torch.device("meta"), skip_init():
         return builder().cfg

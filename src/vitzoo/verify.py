@@ -9,14 +9,11 @@ import torch
 from torch import nn
 
 from .adapters.jax_npz import select_params
-from .errors import VitzooError
+from .errors import VerificationError
 from .jax_reference import jax_vit_forward
 
 __all__ = ["VerificationError", "verify_against_jax"]
 
-
-class VerificationError(VitzooError, AssertionError):
-    """A converted model does not reproduce the original framework's outputs."""
 
 
 def verify_against_jax(npz_path: str | Path, model: nn.Module, *, atol: float = 1e-5,

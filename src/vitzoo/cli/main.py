@@ -6,7 +6,7 @@ import argparse
 import sys
 from collections.abc import Sequence
 
-from .. import __version__
+from .._version import __version__
 from ..errors import VitzooError
 from . import cache, convert, download, finetune, info, list_models, predict, validate
 

@@ -22,15 +22,12 @@ from typing import Any
 import numpy as np
 from torch.utils.data import Dataset
 
-from ..errors import VitzooError
+from ..errors import DatasetError, VitzooError
 
 __all__ = ["CIFAR", "DatasetError", "Digits", "ImageFolder"]
 
 IMAGE_EXTENSIONS = (".jpg", ".jpeg", ".png", ".bmp", ".webp", ".ppm", ".gif", ".tif", ".tiff")
 
-
-class DatasetError(VitzooError, ValueError):
-    """A dataset's files are missing, corrupt, unsafe or not in the expected format."""
 
 
 @dataclass(frozen=True)

@@ -16,7 +16,7 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from .._names import suggestion
+from .._utils import suggestion
 from ..errors import ConfigError, ImageSizeError, UnknownOverrideError
 
 __all__ = [

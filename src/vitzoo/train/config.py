@@ -6,7 +6,7 @@ import dataclasses
 from dataclasses import dataclass
 from typing import Any
 
-from .._names import suggestion
+from .._utils import suggestion
 from ..errors import ConfigError, UnknownOverrideError
 
 __all__ = ["PRESETS", "TrainConfig"]

@@ -117,7 +117,7 @@ def _save(model: nn.Module, path: Path) -> None:
 
 def _save_state(path: Path, step: int, optimizer, scheduler, scaler, best: dict[str, float],
                 cfg: TrainConfig) -> None:
-    from .._atomic import atomic_path
+    from .._utils import atomic_path
 
     state = {
         "step": step, "optimizer": optimizer.state_dict(), "scheduler": scheduler.state_dict(),

@@ -43,13 +43,12 @@ def _no_network_and_private_caches(tmp_path_factory, monkeypatch) -> None:
 @pytest.fixture
 def clean_registry() -> Iterator[None]:
     """Undo any registration a test makes."""
-    builders = dict(registry._BUILDERS)
-    aliases = dict(registry._ALIASES)
+    tables = (registry._BUILDERS, registry._ARCHS, registry._ALIASES)
+    saved = [dict(table) for table in tables]
     yield
-    registry._BUILDERS.clear()
-    registry._BUILDERS.update(builders)
-    registry._ALIASES.clear()
-    registry._ALIASES.update(aliases)
+    for table, before in zip(tables, saved, strict=True):
+        table.clear()
+        table.update(before)
 
 
 def random_weights(model: torch.nn.Module, scale: float = 0.2, seed: int = 0) -> torch.nn.Module:

@@ -15,7 +15,7 @@ import vitzoo
 from vitzoo import CheckpointError, ZeroHeadWarning
 from vitzoo.adapters import jax_npz as J
 from vitzoo.cli import main
-from vitzoo.verify import VerificationError, verify_against_jax
+from vitzoo.reference.verify import VerificationError, verify_against_jax
 
 from conftest import jax_model, random_weights, tiny_cfg
 
@@ -334,7 +334,7 @@ def test_bad_npz_gives_a_clear_error_and_no_output(tmp_path, kind):
 def test_failed_verification_leaves_nothing(tmp_path, monkeypatch):
     model = jax_model()
     src = _save(tmp_path / "m.npz", J.from_vitzoo(_state(model), num_heads=4))
-    import vitzoo.verify as verify
+    import vitzoo.reference.verify as verify
 
     real = verify.jax_vit_forward
 

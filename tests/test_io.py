@@ -96,3 +96,32 @@ def test_non_strict_loads_what_fits_and_reports_the_rest(model):
     assert torch.equal(model.blocks[0].attn.qkv.weight, other.blocks[0].attn.qkv.weight)
     assert not torch.equal(model.head.weight, other.head.weight[:5])
     assert "blocks.*.attn.qkv.weight" in report.describe()
+
+
+@pytest.mark.parametrize("name", ["notes.pt", "notes.pth", "notes.bin", "notes.safetensors"])
+def test_a_text_file_is_refused_without_torchs_weights_only_advice(tmp_path, name):
+    path = tmp_path / name
+    path.write_text("weights = [1, 2, 3]\n")
+    with pytest.raises(CheckpointError) as err:
+        load_state_dict(path)
+    message = str(err.value)
+    assert "weights_only=False" not in message and "weights_only` set to `False" not in message
+    assert "not a safetensors file, a PyTorch checkpoint or a NumPy .npz archive" in message
+    assert str(path) in message
+
+
+def test_a_damaged_pickle_is_called_damaged_without_torchs_advice(tmp_path, model):
+    path = tmp_path / "cut.pth"
+    torch.save(model.state_dict(), path)
+    path.write_bytes(path.read_bytes()[:300])
+    with pytest.raises(CheckpointError) as err:
+        load_state_dict(path)
+    assert "weights_only" not in str(err.value).replace("vitzoo only reads weights_only", "")
+
+
+def test_the_format_is_read_from_the_content_not_the_suffix(tmp_path, model):
+    save_file(model.state_dict(), str(tmp_path / "really_safetensors.pth"))
+    torch.save(model.state_dict(), tmp_path / "really_pickle.safetensors")
+    for name in ("really_safetensors.pth", "really_pickle.safetensors"):
+        loaded = load_state_dict(tmp_path / name)
+        assert all(torch.equal(loaded[k], v) for k, v in model.state_dict().items())

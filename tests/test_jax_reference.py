@@ -14,8 +14,8 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from vitzoo import jax_reference
-from vitzoo.jax_reference import (
+from vitzoo.reference import jax_numpy as jax_reference
+from vitzoo.reference.jax_numpy import (
     _group_norm,
     _max_pool_same,
     _same_padding,

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import math
+from functools import partial
 
 import numpy as np
 import pytest
@@ -13,6 +14,7 @@ from torch import nn
 from vitzoo import ConfigError, ImageSizeError
 from vitzoo.layers import (
     Attention,
+    AttentionPool,
     Block,
     DropPath,
     LayerScale,
@@ -136,7 +138,7 @@ def test_attention_dropout_is_active_only_in_training():
 # -- Mlp ------------------------------------------------------------------------------------------
 @pytest.mark.parametrize("approximate", ["none", "tanh"])
 def test_mlp_gelu_variant_matches_its_formula(approximate):
-    mlp = Mlp(8, hidden_features=16, gelu_approximate=approximate).double()
+    mlp = Mlp(8, hidden_features=16, act_layer=partial(nn.GELU, approximate=approximate)).double()
     x = torch.randn(4, 8, dtype=torch.float64) * 3
     h = mlp.fc1(x)
     if approximate == "tanh":
@@ -148,7 +150,7 @@ def test_mlp_gelu_variant_matches_its_formula(approximate):
 
 def test_gelu_variants_differ_measurably():
     exact = Mlp(8, hidden_features=16)
-    tanh = Mlp(8, hidden_features=16, gelu_approximate="tanh")
+    tanh = Mlp(8, hidden_features=16, act_layer=partial(nn.GELU, approximate="tanh"))
     tanh.load_state_dict(exact.state_dict())
     x = torch.randn(64, 8) * 3
     assert (exact(x) - tanh(x)).abs().max() > 1e-5
@@ -195,7 +197,8 @@ def test_layer_scale_multiplies_channels():
 
 
 def test_block_is_the_two_pre_norm_residual_equations():
-    block = Block(16, num_heads=2, init_values=0.5, gelu_approximate="tanh", norm_eps=1e-6).eval()
+    block = Block(16, num_heads=2, init_values=0.5, act_layer=partial(nn.GELU, approximate="tanh"),
+                  norm_layer=partial(nn.LayerNorm, eps=1e-6)).eval()
     with torch.no_grad():
         for p in block.parameters():
             p.copy_(torch.randn_like(p) * 0.3)
@@ -250,3 +253,69 @@ def test_sincos_column_half_comes_first():
     assert table[1, 0].item() == pytest.approx(math.sin(1.0))  # r=0, c=1: column sin
     assert table[3, 4].item() == pytest.approx(math.sin(1.0))  # r=1, c=0: row sin at D/2
     assert table[1, 4].item() == 0.0
+
+
+# -- injected layers and their own initialisation -------------------------------------------------
+def test_block_builds_the_norm_activation_mlp_and_attention_it_is_given():
+    class Marked(Attention):
+        pass
+
+    block = Block(16, num_heads=2, norm_layer=partial(nn.LayerNorm, eps=1e-3),
+                  act_layer=nn.ReLU, attn_layer=partial(Marked, attn_impl="math"))
+    assert block.norm1.eps == block.norm2.eps == 1e-3
+    assert isinstance(block.mlp.act, nn.ReLU)
+    assert isinstance(block.attn, Marked) and block.attn.attn_impl == "math"
+    default = Block(16, num_heads=2)
+    assert default.norm1.eps == 1e-6 and default.mlp.act.approximate == "none"
+    assert default.attn.attn_impl == "sdpa"
+
+
+def test_attention_initialises_q_k_v_as_three_kernels_in_the_jax_scheme():
+    attn = Attention(64, num_heads=4)
+    attn.init_weights("jax")
+    bound = math.sqrt(6 / (64 + 64))
+    for part in (*attn.qkv.weight.chunk(3), attn.proj.weight):
+        assert 0.8 * bound < part.abs().max() <= bound
+    assert torch.all(attn.qkv.bias == 0) and torch.all(attn.proj.bias == 0)
+    attn.init_weights("timm")
+    assert attn.qkv.weight.std().item() == pytest.approx(0.02, rel=0.1)
+
+
+def test_mlp_and_pool_initialise_themselves():
+    mlp = Mlp(32, hidden_features=128)
+    mlp.init_weights("jax")
+    assert 0 < mlp.fc1.bias.abs().max() < 1e-5 and 0 < mlp.fc2.bias.abs().max() < 1e-5
+    mlp.init_weights("timm")
+    assert torch.all(mlp.fc1.bias == 0)
+    pool = AttentionPool(32, num_heads=4)
+    pool.init_weights("timm")
+    assert pool.latent.std().item() == pytest.approx(32 ** -0.5, rel=0.35)
+    pool.init_weights("jax")
+    kv_bound = math.sqrt(6 / (32 + 32))
+    for part in pool.kv.weight.chunk(2):
+        assert 0.8 * kv_bound < part.abs().max() <= kv_bound
+
+
+def test_attention_pool_uses_the_same_kernel_on_both_paths():
+    pool = AttentionPool(32, num_heads=4).eval()
+    pool.init_weights("timm")
+    x = torch.randn(3, 10, 32)
+    sdpa = pool(x)
+    pool.attn_impl = "math"
+    torch.testing.assert_close(pool(x), sdpa, atol=1e-6, rtol=0)
+
+
+def test_init_submodules_lets_a_unit_zero_its_last_norm_after_the_norms_are_reset():
+    from vitzoo.models import init_submodules
+    from vitzoo.models.hybrid import ResNetV2
+
+    backbone = ResNetV2((1,), width=32)
+    with torch.no_grad():
+        for p in backbone.parameters():
+            p.fill_(3.0)
+    init_submodules(backbone, "jax")
+    unit = backbone.stages[0].blocks[0]
+    assert torch.all(unit.norm3.weight == 0)
+    assert torch.all(unit.norm1.weight == 1) and torch.all(unit.norm1.bias == 0)
+    fan_in = 3 * 7 * 7
+    assert backbone.stem.conv.weight.std().item() == pytest.approx(fan_in ** -0.5, rel=0.2)

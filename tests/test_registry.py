@@ -6,7 +6,7 @@ import pytest
 import torch
 
 import vitzoo
-from vitzoo import DuplicateModelError, UnknownModelError, UnknownTagError
+from vitzoo import DuplicateModelError, UnknownModelError, UnknownTagError, registry
 from vitzoo.registry import resolve_name
 
 VIT_ARCHS = [
@@ -127,3 +127,57 @@ def test_duplicate_registration_raises(clean_registry):
         vitzoo.register_alias("vit_b16", "vit_large_patch16_224")
     with pytest.raises(UnknownModelError):
         vitzoo.register_alias("mine", "not_a_model")
+
+
+def test_registered_architectures_are_configs_looked_up_without_building(monkeypatch):
+    def no_building(self, cfg=None):
+        raise AssertionError("default_config built a model")
+
+    monkeypatch.setattr(vitzoo.VisionTransformer, "__init__", no_building)
+    for name in vitzoo.list_models():
+        cfg = registry.default_config(name)
+        assert isinstance(cfg, vitzoo.ViTConfig)
+        assert registry.get_arch(name).cfg is cfg
+    assert registry.default_config("vit_b16") == vitzoo.SIZES["B"].replace(patch_size=16)
+    assert registry.default_config("deit_ti16_distilled").distilled
+
+
+def test_a_builder_is_derived_from_its_config():
+    builder = registry.get_builder("vit_base_patch16_384")
+    assert builder.__name__ == "vit_base_patch16_384"
+    assert "ViT-B/16 at 384x384" in builder.__doc__
+    with torch.device("meta"):
+        model = builder(num_classes=7)
+    assert model.cfg == registry.default_config("vit_base_patch16_384").replace(num_classes=7)
+    with torch.device("meta"):
+        assert type(registry.get_builder("deit_base_distilled_patch16_224")()).__name__ == \
+            "DistilledVisionTransformer"
+
+
+def test_register_config_adds_an_architecture_as_data(clean_registry):
+    class Wide(vitzoo.VisionTransformer):
+        pass
+
+    cfg = vitzoo.ViTConfig(img_size=32, patch_size=8, embed_dim=32, depth=1, num_heads=2)
+    vitzoo.register_config("vit_wide_patch8_32", cfg, summary="A test net.", aliases=["wide"],
+                           model_cls=Wide)
+    model = vitzoo.create_model("wide", num_classes=3)
+    assert type(model) is Wide and model.cfg == cfg.replace(num_classes=3)
+    assert registry.default_config("vit_wide_patch8_32") is cfg
+    assert vitzoo.model_info("vit_wide_patch8_32").model_class == "Wide"
+    with pytest.raises(DuplicateModelError):
+        vitzoo.register_config("vit_wide_patch8_32", cfg)
+
+
+def test_a_user_builders_config_is_read_once_on_the_meta_device(clean_registry):
+    built = []
+
+    @vitzoo.register_model
+    def vit_counted_patch8_32(**overrides):
+        built.append(torch.empty(0).device.type)
+        return vitzoo.VisionTransformer(vitzoo.ViTConfig(img_size=32, patch_size=8, embed_dim=32,
+                                                         depth=1, num_heads=2, **overrides))
+
+    first = registry.default_config("vit_counted_patch8_32")
+    assert registry.default_config("vit_counted_patch8_32") is first
+    assert built == ["meta"] and first.depth == 1

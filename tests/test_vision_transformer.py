@@ -359,3 +359,30 @@ def test_map_config_rules_and_init():
         "attn_pool.kv.bias", "attn_pool.proj.weight", "attn_pool.proj.bias",
         "attn_pool.norm.weight", "attn_pool.norm.bias", "attn_pool.mlp.fc1.weight",
         "attn_pool.mlp.fc1.bias", "attn_pool.mlp.fc2.weight", "attn_pool.mlp.fc2.bias"}
+
+
+def test_reset_classifier_from_map_to_avg_removes_the_attention_pool(images):
+    model = _randomise(build_model(tiny_cfg(global_pool="map", class_token=False))).eval()
+    model.reset_classifier(3, global_pool="avg")
+    assert model.attn_pool is None
+    assert not [k for k in model.state_dict() if k.startswith("attn_pool.")]
+    tokens = model.forward_features(images)
+    torch.testing.assert_close(model(images), model.head(tokens.mean(dim=1)), atol=0, rtol=0)
+
+
+def test_reset_classifier_from_token_to_map_pools_with_a_new_attention_pool(images):
+    model = _randomise(build_model(tiny_cfg(weight_init="jax"))).eval()
+    model.reset_classifier(4, global_pool="map")
+    assert isinstance(model.attn_pool, vitzoo.layers.AttentionPool)
+    assert model.attn_pool.latent.abs().max() > 0  # initialised, as the config's scheme says
+    with torch.no_grad():
+        model.head.weight.normal_()
+    tokens = model.forward_features(images)
+    pooled = model.attn_pool(tokens)
+    torch.testing.assert_close(model(images), model.head(pooled), atol=0, rtol=0)
+    assert not torch.allclose(pooled, tokens[:, 0])
+    assert model.cfg.global_pool == "map"
+    model.reset_classifier(4, global_pool="token")
+    assert model.attn_pool is None
+    torch.testing.assert_close(model(images), model.head(model.forward_features(images)[:, 0]),
+                               atol=0, rtol=0)

@@ -4,30 +4,40 @@ from __future__ import annotations
 
 from . import layers
 from ._version import __version__
-from .checkpoints import convert_checkpoint
 from .config import SIZES, ViTConfig
+from .convert import convert_checkpoint
 from .data.transforms import create_transform, resolve_data_config
 from .errors import (
+    CheckpointError,
+    CheckpointMismatchError,
     ConfigError,
+    DatasetError,
+    DownloadError,
     DuplicateModelError,
     ImageSizeError,
+    OfflineError,
+    TrainingInterrupted,
     UnknownModelError,
     UnknownOverrideError,
     UnknownTagError,
+    VerificationError,
     VitzooError,
+    ZeroHeadWarning,
 )
-from .factory import ZeroHeadWarning, create_model, load_model
-from .hub import DownloadError, OfflineError, push_to_hub, save_pretrained
+from .factory import create_model, load_model
+from .hub import push_to_hub, save_pretrained
 from .info import ModelInfo, model_info
-from .io import CheckpointError, CheckpointMismatchError, LoadReport, load_checkpoint, save_model
+from .io import save_model
+from .loading import LoadReport, load_checkpoint
 from .models import DistilledVisionTransformer, VisionTransformer, build_model
-from .pretrained import PretrainedEntry
+from .pretrained import PretrainedCfg, PretrainedEntry
 from .registry import (
     is_model,
     list_aliases,
     list_models,
     list_pretrained,
     register_alias,
+    register_config,
     register_model,
 )
 
@@ -36,6 +46,7 @@ __all__ = [
     "CheckpointError",
     "CheckpointMismatchError",
     "ConfigError",
+    "DatasetError",
     "DistilledVisionTransformer",
     "DownloadError",
     "DuplicateModelError",
@@ -43,14 +54,17 @@ __all__ = [
     "LoadReport",
     "ModelInfo",
     "OfflineError",
+    "PretrainedCfg",
     "PretrainedEntry",
+    "TrainingInterrupted",
     "UnknownModelError",
     "UnknownOverrideError",
     "UnknownTagError",
+    "VerificationError",
     "ViTConfig",
-    "ZeroHeadWarning",
     "VisionTransformer",
     "VitzooError",
+    "ZeroHeadWarning",
     "__version__",
     "build_model",
     "convert_checkpoint",
@@ -66,6 +80,7 @@ __all__ = [
     "model_info",
     "push_to_hub",
     "register_alias",
+    "register_config",
     "register_model",
     "resolve_data_config",
     "save_model",

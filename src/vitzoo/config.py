@@ -14,14 +14,15 @@ from typing import Any
 
 from ._utils import suggestion
 from .errors import ConfigError, UnknownOverrideError
+from .layers import ATTN_IMPLS, INIT_MODES
 
-__all__ = ["SIZES", "ViTConfig"]
+__all__ = ["ATTN_IMPLS", "GELU_APPROXIMATIONS", "GLOBAL_POOLS", "POS_EMBEDS", "SIZES",
+           "WEIGHT_INITS", "ViTConfig", "check_field_names"]
 
 GLOBAL_POOLS = ("token", "avg", "map")
 POS_EMBEDS = ("learn", "sincos")
 GELU_APPROXIMATIONS = ("none", "tanh")
-WEIGHT_INITS = ("timm", "jax")
-ATTN_IMPLS = ("sdpa", "math")
+WEIGHT_INITS = INIT_MODES
 
 
 def _pair(value: int | Sequence[int], name: str) -> tuple[int, int]:

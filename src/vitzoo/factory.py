@@ -1,63 +1,29 @@
-"""``create_model`` and ``load_model``: models by name, and models from checkpoint files."""
+"""``create_model`` and ``load_model``: models by name, and models from checkpoint files.
+
+Both are thin: the registry says what a name is, :mod:`vitzoo.hub` where weights are,
+:mod:`vitzoo.loading` fits and loads them, :mod:`vitzoo.pretrained` describes them.
+"""
 
 from __future__ import annotations
 
-import logging
 import warnings
-from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
-import torch
-
-from ._utils import skip_init
-from .checkpoints import Source, fit_state, read_source
+from . import hub, io, registry
 from .config import ViTConfig, check_field_names
-from .errors import VitzooError, ZeroHeadWarning
-from .io import LoadReport, _adapt_input_channels, compare_state_dict, load_checkpoint
-from .layers.pos_embed import RESAMPLE_MODES
-from .models import build_model
-from .models.vision_transformer import VisionTransformer
-from .pretrained import default_tag, get_entry, pretrained_cfg, tag_num_classes
-from .registry import default_config, get_builder, resolve_name
+from .errors import CheckpointError, VitzooError, ZeroHeadWarning
+from .layers import RESAMPLE_MODES
+from .loading import default_resample, load_state, read_source, read_state_dict
+from .models import VisionTransformer
+from .pretrained import build_pretrained_cfg, default_tag, get_entry, tag_num_classes
 
-__all__ = ["ZeroHeadWarning", "create_model", "load_model"]
-
-logger = logging.getLogger(__name__)
-
-HF_HUB_PREFIX = "hf-hub:"
+__all__ = ["create_model", "load_model"]
 
 
-
-def _loaded_model(state: Mapping[str, torch.Tensor], native: ViTConfig, cfg: ViTConfig, *,
-                  resample: str, antialias: bool, name: str) -> VisionTransformer:
-    """A model built for ``cfg`` holding ``state`` (saved for ``native``), with no random
-    initialisation of what is loaded; heads and other new parts are initialised as ``cfg``
-    says. ``model.load_report`` records what was adapted."""
-    report = LoadReport()
-    state, fresh = fit_state(state, native, cfg, resample=resample, antialias=antialias,
-                             report=report)
-    with skip_init():
-        model = build_model(cfg)
-    _adapt_input_channels(state, model.state_dict(), report)
-    diff = compare_state_dict(model, state)
-    missing = [k for k in diff.missing if k.split(".")[0] not in fresh]
-    if missing or diff.unexpected or diff.mismatched:
-        from .diagnose import explain_mismatch
-        from .io import CheckpointMismatchError
-
-        diff.missing = missing
-        reasons = "".join(f"\n- {line}" for line in explain_mismatch(state, model))
-        raise CheckpointMismatchError(f"{name} does not fit the model it describes:{reasons}\n"
-                                      f"{diff.describe()}")
-    model.load_state_dict(state, strict=False, assign=True)
-    if fresh:
-        model.init_weights(only=fresh)
-    report.missing = []
-    model.load_report = report
-    if report.dropped or report.resampled or report.reshaped:
-        logger.info("loaded %s: %s", name, report.describe())
-    return model.eval()
+def _sized(num_classes: int | None, img_size: Any, in_chans: int | None) -> dict[str, Any]:
+    return {k: v for k, v in (("num_classes", num_classes), ("img_size", img_size),
+                              ("in_chans", in_chans)) if v is not None}
 
 
 def create_model(name: str, *, pretrained: bool = False, num_classes: int | None = None,
@@ -80,7 +46,8 @@ def create_model(name: str, *, pretrained: bool = False, num_classes: int | None
         img_size: input size (int or pair); with ``pretrained`` the position embeddings are
             resampled with the weights' own convention (scipy zoom for JAX weights).
         in_chans: input channels; 3-channel weights are adapted.
-        checkpoint_path: a state dict to load (strictly) after building.
+        checkpoint_path: a state dict to load (strictly); the model is built without random
+            initialisation of what it loads.
         **overrides: any :class:`vitzoo.ViTConfig` field, e.g. ``drop_path_rate=0.1``.
 
     Raises:
@@ -90,85 +57,69 @@ def create_model(name: str, *, pretrained: bool = False, num_classes: int | None
         OfflineError: ``pretrained`` weights are not cached and the network is off.
     """
     check_field_names(overrides)
-    sized = {k: v for k, v in (("num_classes", num_classes), ("img_size", img_size),
-                               ("in_chans", in_chans)) if v is not None}
-    if isinstance(name, str) and (name.startswith(HF_HUB_PREFIX) or Path(name).is_dir()):
-        return load_model(_hub_repo(name) if name.startswith(HF_HUB_PREFIX) else name,
-                          **overrides, **sized)
-    arch, tag = resolve_name(name)
+    sized = _sized(num_classes, img_size, in_chans)
+    if isinstance(name, str) and (name.startswith(hub.HF_HUB_PREFIX) or Path(name).is_dir()):
+        path = hub.hub_repo_dir(name) if name.startswith(hub.HF_HUB_PREFIX) else name
+        return load_model(path, **overrides, **sized)
+    arch, tag = registry.resolve_name(name)
     if pretrained:
         model = _pretrained(arch, tag, {**overrides, **sized})
+        if checkpoint_path is not None:
+            state, fmt, unmatched = read_state_dict(checkpoint_path)
+            load_state(state, model=model, name=str(checkpoint_path), source_format=fmt,
+                       unmatched=unmatched)
+        return model
+    tag = tag or default_tag(arch)
+    kwargs = dict(overrides, **sized)
+    if num_classes is None and tag_num_classes(arch, tag) is not None:
+        kwargs["num_classes"] = tag_num_classes(arch, tag)
+    if checkpoint_path is None:
+        model = registry.build(arch, **kwargs)
     else:
-        tag = tag or default_tag(arch)
-        kwargs = dict(overrides, **sized)
-        if num_classes is None and tag_num_classes(arch, tag) is not None:
-            kwargs["num_classes"] = tag_num_classes(arch, tag)
-        model = get_builder(arch)(**kwargs)
-        model.pretrained_cfg = pretrained_cfg(arch, tag, img_size=model.cfg.img_size,
-                                              in_chans=model.cfg.in_chans,
-                                              num_classes=model.cfg.num_classes)
-    if checkpoint_path is not None:
-        load_checkpoint(model, checkpoint_path, strict=True)
+        model = _from_state_dict(arch, kwargs, checkpoint_path)
+    model.pretrained_cfg = build_pretrained_cfg(
+        model.cfg, arch=arch, tag=tag, entry=get_entry(arch, tag),
+        file=None if checkpoint_path is None else str(checkpoint_path)).to_dict()
     return model
+
+
+def _from_state_dict(arch: str, kwargs: dict[str, Any],
+                     checkpoint_path: str | Path) -> VisionTransformer:
+    arch_info = registry.get_arch(arch)
+    if arch_info is None:  # a user builder function: its config is what it builds
+        cfg = registry.default_config(arch).replace(**kwargs)
+        model_cls = None
+    else:
+        cfg, model_cls = arch_info.cfg.replace(**kwargs), arch_info.model_cls
+    state, fmt, unmatched = read_state_dict(checkpoint_path)
+    model, _ = load_state(state, cfg=cfg, name=str(checkpoint_path), source_format=fmt,
+                          unmatched=unmatched, model_cls=model_cls)
+    return model.train()
 
 
 def _pretrained(arch: str, tag: str | None, overrides: dict[str, Any]) -> VisionTransformer:
-    from .adapters import convert_state_dict
-    from .hub import resolve_weights
-    from .io import read_model_file
-
     entry = get_entry(arch, tag)
     if entry is None:
         raise VitzooError(f"{arch} has no pretrained weights; build it with pretrained=False")
-    path = resolve_weights(entry)
-    tensors, metadata = read_model_file(path)
-    state, _, unmatched = convert_state_dict(tensors)
+    path = hub.resolve_weights(entry)
+    tensors, metadata = io.read_safetensors(path)
+    state, fmt, unmatched = read_state_dict(tensors)
     if unmatched:
-        raise VitzooError(f"{path} has arrays with no vitzoo place: {', '.join(unmatched[:8])}")
-    jax = entry.origin == "jax"
-    base = default_config(arch)
-    cfg_fields: dict[str, Any] = {"num_classes": entry.num_classes,
-                                  "img_size": entry.img_size, **entry.numerics}
-    if jax:
-        cfg_fields["weight_init"] = "jax"  # a new head starts at zero, as Google fine-tunes
-    target = base.replace(**cfg_fields)
-    native = (ViTConfig.from_dict(_json(metadata["vitzoo_config"]))
-              if "vitzoo_config" in metadata else target)
+        raise CheckpointError(f"{path} has arrays with no vitzoo place: "
+                              + ", ".join(unmatched[:8]))
+    target = registry.default_config(arch).replace(
+        num_classes=entry.num_classes, img_size=entry.img_size, **entry.numerics,
+        # a new head starts at zero for Google's weights, as Google fine-tunes
+        **({"weight_init": "jax"} if entry.origin == "jax" else {}))
+    native = target
+    if "vitzoo_config" in metadata:  # a Google .npz converted into the cache
+        native = ViTConfig.from_dict(io.parse_vitzoo_metadata(metadata, str(path))[0])
     cfg = target.replace(**overrides)
-    model = _loaded_model(state, native, cfg, resample="scipy" if jax else "bicubic",
-                          antialias=False, name=entry.name)
-    model.pretrained_cfg = {**pretrained_cfg(arch, entry.tag, img_size=cfg.img_size,
-                                             in_chans=cfg.in_chans,
-                                             num_classes=cfg.num_classes),
-                            "file": str(path)}
+    model, _ = load_state(state, cfg=cfg, native=native, resample=default_resample(entry.origin),
+                          name=entry.name, source_format=fmt)
+    model.pretrained_cfg = build_pretrained_cfg(cfg, arch=arch, entry=entry, file=str(path),
+                                                origin=entry.origin).to_dict()
     return model
-
-
-def _json(text: str) -> dict[str, Any]:
-    import json
-
-    return json.loads(text)
-
-
-def _hub_repo(name: str) -> Path:
-    """Download ``hf-hub:org/repo[@revision]``'s ``config.json`` and weights (or find them in
-    the cache); returns the local directory."""
-    from huggingface_hub import snapshot_download
-
-    from .hub import OfflineError, is_offline
-
-    repo, _, revision = name[len(HF_HUB_PREFIX):].partition("@")
-    patterns = ["config.json", "model.safetensors", "preprocessor_config.json"]
-    from .hub import hf_cache_dir
-
-    try:
-        return Path(snapshot_download(repo, revision=revision or None, allow_patterns=patterns,
-                                      cache_dir=hf_cache_dir(), local_files_only=is_offline()))
-    except Exception as err:  # noqa: BLE001 - huggingface_hub raises many kinds
-        if is_offline():
-            raise OfflineError(f"{repo} is not in the Hugging Face cache and the network is "
-                               f"off (HF_HUB_OFFLINE): {err}") from err
-        raise VitzooError(f"cannot fetch {repo} from the Hugging Face Hub: {err}") from err
 
 
 def load_model(path: str | Path, *, source_format: str = "auto", resample: str | None = None,
@@ -206,22 +157,23 @@ def load_model(path: str | Path, *, source_format: str = "auto", resample: str |
     img_size = overrides.get("img_size")
     if isinstance(img_size, int):
         img_size = (img_size, img_size)
-    source: Source = read_source(path, source_format=source_format, img_size=img_size)
-    native = ViTConfig.from_dict(source.config)
+    source = read_source(path, source_format=source_format, img_size=img_size)
+    native = source.native
     cfg = native.replace(**overrides)
-    mode = resample or ("scipy" if source.origin == "jax" else "bicubic")
-    model = _loaded_model(source.state, native, cfg, resample=mode, antialias=antialias,
-                          name=str(path))
+    model, _ = load_state(source.state, cfg=cfg, native=native,
+                          resample=resample or default_resample(source.origin),
+                          antialias=antialias, name=str(path),
+                          source_format=source.source_format)
     if source.zero_head and cfg.num_classes == native.num_classes:
         warnings.warn(
             f"the classifier in {path} is all zeros (Google zeroed the heads of some "
             "ImageNet-21k releases), so its logits carry no information: pass num_classes=0 "
             "for features, or num_classes=N to fine-tune a new head",
             ZeroHeadWarning, stacklevel=2)
-    model.pretrained_cfg = {
-        **source.pretrained_cfg,
-        "input_size": (cfg.in_chans, *cfg.img_size),
-        "num_classes": cfg.num_classes,
-        "source": str(path),
-    }
+    try:
+        model.pretrained_cfg = build_pretrained_cfg(
+            cfg, stored=source.pretrained_cfg, source=str(path), origin=source.origin).to_dict()
+    except ValueError as err:
+        raise CheckpointError(f"{path}: its pretrained_cfg is invalid: {err}") from err
     return model
+

@@ -14,25 +14,30 @@ have been searched):
 
 from __future__ import annotations
 
-import contextlib
-import hashlib
+import json
 import logging
 import os
 import shutil
-import sys
+import tempfile
 import time
 import urllib.error
 import urllib.request
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
-from ._utils import atomic_path
-from .errors import DownloadError, OfflineError, VitzooError
-from .pretrained.entry import HF_FILE, PretrainedEntry
+from safetensors import safe_open
 
-__all__ = ["DownloadError", "OfflineError", "cache_dir", "download_url", "is_offline",
-           "push_to_hub", "resolve_weights", "save_pretrained"]
+from . import io
+from ._utils import Progress, atomic_path, file_digest, file_lock
+from .convert import convert_checkpoint
+from .errors import DownloadError, OfflineError, VitzooError
+from .pretrained import HF_FILE, PretrainedEntry
+
+__all__ = ["HF_HUB_PREFIX", "cache_dir", "cached_weights", "copy_weights", "download_url",
+           "hf_cache_dir", "hub_repo_dir", "is_offline", "local_weights", "push_to_hub",
+           "remove_cached", "resolve_weights", "save_pretrained", "sha256_of", "verify_cached"]
+
+HF_HUB_PREFIX = "hf-hub:"
 
 logger = logging.getLogger(__name__)
 
@@ -60,57 +65,9 @@ def weights_dirs() -> list[Path]:
 
 
 # -- plain HTTP(S) downloads ----------------------------------------------------------------------
-@contextlib.contextmanager
-def _file_lock(path: Path) -> Iterator[None]:
-    """An exclusive lock on ``path`` (created if needed), held across processes."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    with open(path, "a+b") as handle:
-        if sys.platform == "win32":  # pragma: no cover
-            import msvcrt
-
-            msvcrt.locking(handle.fileno(), msvcrt.LK_LOCK, 1)
-        else:
-            import fcntl
-
-            fcntl.flock(handle.fileno(), fcntl.LOCK_EX)
-        try:
-            yield
-        finally:
-            if sys.platform != "win32":
-                import fcntl
-
-                fcntl.flock(handle.fileno(), fcntl.LOCK_UN)
-
-
 def sha256_of(path: Path) -> str:
-    digest = hashlib.sha256()
-    with open(path, "rb") as f:
-        for chunk in iter(lambda: f.read(1 << 20), b""):
-            digest.update(chunk)
-    return digest.hexdigest()
-
-
-class _Progress:
-    def __init__(self, name: str, total: int | None, enabled: bool) -> None:
-        self.name, self.total = name, total
-        self.enabled = enabled and sys.stderr.isatty()
-        self.last = 0.0
-
-    def __call__(self, done: int, final: bool = False) -> None:
-        now = time.monotonic()
-        if not self.enabled or (not final and now - self.last < 0.2):
-            return
-        self.last = now
-        mib = done / 2**20
-        if self.total:
-            pct = 100 * done / self.total
-            sys.stderr.write(f"\r  {self.name}: {mib:.1f} / {self.total / 2**20:.1f} MiB "
-                             f"({pct:.0f}%)")
-        else:
-            sys.stderr.write(f"\r  {self.name}: {mib:.1f} MiB")
-        if final:
-            sys.stderr.write("\n")
-        sys.stderr.flush()
+    """The sha256 hex digest of a file."""
+    return file_digest(path, "sha256")
 
 
 def _fetch(url: str, part: Path, timeout: float, progress: bool) -> None:
@@ -124,14 +81,14 @@ def _fetch(url: str, part: Path, timeout: float, progress: bool) -> None:
             start = 0
         length = response.headers.get("Content-Length")
         total = start + int(length) if length is not None else None
-        bar = _Progress(Path(url).name, total, progress)
-        with open(part, "ab" if start else "wb") as out:
+        with Progress(Path(url).name, unit="B", enabled=progress) as bar, \
+                open(part, "ab" if start else "wb") as out:
             done = start
+            bar(done, total)
             while chunk := response.read(1 << 20):
                 out.write(chunk)
                 done += len(chunk)
-                bar(done)
-        bar(done, final=True)
+                bar(done, total)
         if total is not None and done != total:
             raise DownloadError(f"{url}: the connection closed after {done} of {total} bytes")
 
@@ -152,7 +109,7 @@ def download_url(url: str, dst: str | Path, *, sha256: str | None = None, retrie
     """
     dst = Path(dst)
     part = dst.with_name(dst.name + ".part")
-    with _file_lock(dst.with_name(dst.name + ".lock")):
+    with file_lock(dst.with_name(dst.name + ".lock")):
         if dst.is_file():
             return dst
         if is_offline():
@@ -196,7 +153,7 @@ def hf_cache_dir() -> Path:
         return Path(os.environ["HF_HUB_CACHE"]).expanduser()
     if os.environ.get("HF_HOME"):
         return Path(os.environ["HF_HOME"]).expanduser() / "hub"
-    from huggingface_hub import constants
+    from huggingface_hub import constants  # huggingface_hub takes 0.2 s to import: lazily
 
     return Path(constants.HF_HUB_CACHE)
 
@@ -218,6 +175,28 @@ def _hf_download(repo_id: str, filename: str, *, revision: str | None,
         if local_only:
             return None
         raise DownloadError(f"cannot download {filename} from {repo_id}: {err}") from err
+
+
+def hub_repo_dir(name: str) -> Path:
+    """The local directory of ``hf-hub:org/repo[@revision]``: its ``config.json`` and weights,
+    from the Hugging Face cache or downloaded into it.
+
+    Raises:
+        OfflineError: not cached and the network is off.
+        VitzooError: the Hub could not be reached or has no such repository.
+    """
+    from huggingface_hub import snapshot_download
+
+    repo, _, revision = name.removeprefix(HF_HUB_PREFIX).partition("@")
+    patterns = ["config.json", "model.safetensors", "preprocessor_config.json"]
+    try:
+        return Path(snapshot_download(repo, revision=revision or None, allow_patterns=patterns,
+                                      cache_dir=hf_cache_dir(), local_files_only=is_offline()))
+    except Exception as err:  # noqa: BLE001 - huggingface_hub raises many kinds
+        if is_offline():
+            raise OfflineError(f"{repo} is not in the Hugging Face cache and the network is "
+                               f"off (HF_HUB_OFFLINE): {err}") from err
+        raise VitzooError(f"cannot fetch {repo} from the Hugging Face Hub: {err}") from err
 
 
 def converted_path(entry: PretrainedEntry) -> Path:
@@ -297,28 +276,22 @@ def resolve_weights(entry: PretrainedEntry, *, source: str | None = None,
 def _download_and_convert(entry: PretrainedEntry, progress: bool) -> Path:
     """Fetch the original file and keep it as vitzoo safetensors (Google's .npz converted once)."""
     target = converted_path(entry)
-    with _file_lock(target.with_name(target.name + ".lock")):
+    with file_lock(target.with_name(target.name + ".lock")):
         if target.is_file():
             return target
         raw_dir = cache_dir() / "downloads"
         raw = download_url(entry.url, raw_dir / Path(entry.url).name, sha256=entry.sha256,
                            progress=progress)
         if entry.url_format == "jax_npz":
-            from .checkpoints import convert_checkpoint
-
             convert_checkpoint(raw, target)
         else:
-            from .io import load_state_dict, save_state_dict
-
-            save_state_dict(load_state_dict(raw), target, {"source_url": entry.url})
+            io.save_state_dict(io.load_state_dict(raw), target, {"source_url": entry.url})
         raw.unlink(missing_ok=True)  # the converted copy is what is used from now on
     return target
 
 
 def copy_weights(entry: PretrainedEntry, directory: Path) -> Path:
     """Copy ``entry``'s weights to ``directory/<arch>.<tag>/`` with a ``config.json``."""
-    import json
-
     src = resolve_weights(entry)
     out = directory / entry.name
     out.mkdir(parents=True, exist_ok=True)
@@ -339,10 +312,6 @@ def save_pretrained(model: Any, directory: str | Path) -> Path:
     ``pretrained_cfg``) and vitzoo's full ``vitzoo_config``, so both
     :func:`vitzoo.load_model` and ``create_model("hf-hub:...")`` rebuild the exact model.
     """
-    import json
-
-    from .io import save_state_dict
-
     directory = Path(directory)
     cfg = model.cfg
     pretrained = dict(getattr(model, "pretrained_cfg", {}) or {})
@@ -350,7 +319,7 @@ def save_pretrained(model: Any, directory: str | Path) -> Path:
               "num_features": model.num_features, "global_pool": cfg.global_pool,
               "pretrained_cfg": pretrained, "vitzoo_config": cfg.to_dict()}
     directory.mkdir(parents=True, exist_ok=True)
-    save_state_dict(model.state_dict(), directory / HF_FILE, {"format": "pt"})
+    io.save_state_dict(model.state_dict(), directory / HF_FILE, {"format": "pt"})
     with atomic_path(directory / "config.json") as tmp:
         tmp.write_text(json.dumps(config, indent=2, default=list) + "\n")
     return directory
@@ -362,8 +331,6 @@ def push_to_hub(model: Any, repo_id: str, *, private: bool = False,
 
     Uses huggingface_hub's ``create_repo`` and ``upload_folder`` with the logged-in token.
     """
-    import tempfile
-
     from huggingface_hub import HfApi
 
     api = HfApi()
@@ -398,8 +365,6 @@ def verify_cached(path: Path) -> str | None:
     A Hugging Face blob is named by its sha256, which is checked; every file must open as
     safetensors and read completely.
     """
-    from safetensors import safe_open
-
     real = path.resolve()
     if real.parent.name == "blobs" and len(real.name) == 64:
         actual = sha256_of(real)

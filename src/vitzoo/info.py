@@ -11,7 +11,7 @@ from torch.utils.flop_counter import FlopCounterMode
 
 from .config import ViTConfig
 from .pretrained import get_entry, tags_for
-from .registry import get_builder, list_aliases, resolve_name
+from .registry import build, list_aliases, resolve_name
 
 __all__ = ["ModelInfo", "count_flops", "count_params", "model_info"]
 
@@ -78,7 +78,7 @@ def model_info(name: str) -> ModelInfo:
     """
     arch, tag = resolve_name(name)
     with torch.device("meta"):
-        model = get_builder(arch)()
+        model = build(arch)
     cfg = model.cfg
     return ModelInfo(
         name=arch,

@@ -1,8 +1,13 @@
-"""The model registry: architecture names, aliases and their builders.
+"""The model registry: architecture names -> configs, aliases, and their builders.
 
 Architectures use timm's names (``vit_base_patch16_224``); aliases are short names
 (``vit_b16``) and the original release's names (``ViT-B_16``). A name may carry a pretrained
 tag after a dot (``vit_base_patch16_224.augreg2_in21k_ft_in1k``).
+
+The built-in architectures are data (:mod:`vitzoo.models.archs`): each name stands for a
+:class:`vitzoo.ViTConfig`, and its builder is derived from it. User functions registered with
+:func:`register_model` work the same way; their config is read by building them once on the
+meta device.
 """
 
 from __future__ import annotations
@@ -10,34 +15,83 @@ from __future__ import annotations
 import fnmatch
 import functools
 from collections.abc import Callable, Iterable
-from typing import TYPE_CHECKING, Any, TypeVar
+from typing import Any, TypeVar
 
 import torch
 
-from ._utils import suggestion
+from ._utils import skip_init, suggestion
+from .config import ViTConfig
 from .errors import DuplicateModelError, UnknownModelError, UnknownTagError
+from .models import VisionTransformer, build_model
+from .models.archs import ARCHS, Arch
 from .pretrained import tags_for
 
-if TYPE_CHECKING:
-    from .config import ViTConfig
-    from .models.vision_transformer import VisionTransformer
-
 __all__ = [
+    "default_config",
+    "get_arch",
     "get_builder",
     "is_model",
     "list_aliases",
     "list_models",
     "list_pretrained",
     "register_alias",
+    "register_config",
     "register_model",
     "resolve_name",
 ]
 
-Builder = Callable[..., "VisionTransformer"]
+Builder = Callable[..., VisionTransformer]
 F = TypeVar("F", bound=Callable[..., Any])
 
 _BUILDERS: dict[str, Builder] = {}
+_ARCHS: dict[str, Arch] = {}
 _ALIASES: dict[str, str] = {}
+
+
+def _check_new(name: str) -> None:
+    if name in _BUILDERS or name in _ALIASES:
+        raise DuplicateModelError(
+            f"model {name!r} is already registered; give your builder another name"
+        )
+
+
+def _derived_builder(arch: Arch) -> Builder:
+    def builder(**overrides: Any) -> VisionTransformer:
+        return build_model(arch.cfg.replace(**overrides), arch.model_cls)
+
+    builder.__name__ = builder.__qualname__ = arch.name
+    builder.__module__ = __name__
+    builder.__doc__ = (
+        f"{arch.summary}\n\nArgs:\n    **overrides: any ViTConfig field, e.g. num_classes=10, "
+        "img_size=384, drop_path_rate=0.1.\n"
+    )
+    return builder
+
+
+def register_config(name: str, cfg: ViTConfig, *, summary: str = "",
+                    aliases: Iterable[str] = (),
+                    model_cls: type[VisionTransformer] | None = None) -> None:
+    """Register an architecture as data: ``name`` builds ``cfg`` (plus keyword overrides).
+
+    Args:
+        name: the architecture name.
+        cfg: its configuration.
+        summary: one line for the builder's docstring and ``vitzoo info``.
+        aliases: other names that resolve to it.
+        model_cls: the class to build (default: the one ``cfg`` implies).
+
+    Raises:
+        DuplicateModelError: the name or an alias is already registered.
+    """
+    _register_arch(Arch(name, cfg, summary, tuple(aliases), model_cls))
+
+
+def _register_arch(arch: Arch) -> None:
+    _check_new(arch.name)
+    _BUILDERS[arch.name] = _derived_builder(arch)
+    _ARCHS[arch.name] = arch
+    for alias in arch.aliases:
+        register_alias(alias, arch.name)
 
 
 def register_model(fn: F) -> F:
@@ -53,12 +107,8 @@ def register_model(fn: F) -> F:
     Raises:
         DuplicateModelError: the name is already an architecture or an alias.
     """
-    name = fn.__name__
-    if name in _BUILDERS or name in _ALIASES:
-        raise DuplicateModelError(
-            f"model {name!r} is already registered; give your builder another name"
-        )
-    _BUILDERS[name] = fn
+    _check_new(fn.__name__)
+    _BUILDERS[fn.__name__] = fn
     return fn
 
 
@@ -115,23 +165,36 @@ def resolve_name(name: str) -> tuple[str, str | None]:
 
 
 def get_builder(arch: str) -> Builder:
-    """The builder registered for an architecture name (aliases resolved)."""
+    """The builder of an architecture name (aliases resolved): ``builder(**overrides)``."""
     resolved, _ = resolve_name(arch)
     return _BUILDERS[resolved]
 
 
-@functools.cache
-def _default_config(builder: Builder) -> ViTConfig:
-    from ._utils import skip_init
+def get_arch(arch: str) -> Arch | None:
+    """The registered :class:`~vitzoo.models.archs.Arch` of an architecture (aliases
+    resolved), or None for a user builder function."""
+    resolved, _ = resolve_name(arch)
+    return _ARCHS.get(resolved)
 
+
+@functools.cache
+def _built_config(builder: Builder) -> ViTConfig:
     with torch.device("meta"), skip_init():
         return builder().cfg
 
 
 def default_config(arch: str) -> ViTConfig:
-    """The config an architecture's builder makes with no overrides (built on the meta device,
-    without initialisation, and remembered)."""
-    return _default_config(get_builder(arch))
+    """The config an architecture stands for (a lookup; a user builder function is built
+    once on the meta device, without initialisation, and remembered)."""
+    resolved, _ = resolve_name(arch)
+    if resolved in _ARCHS:
+        return _ARCHS[resolved].cfg
+    return _built_config(_BUILDERS[resolved])
+
+
+def build(arch: str, **overrides: Any) -> VisionTransformer:
+    """Build a registered architecture with config overrides."""
+    return get_builder(arch)(**overrides)
 
 
 def _match(name: str, patterns: Iterable[str]) -> bool:
@@ -179,3 +242,7 @@ def is_model(name: str) -> bool:
     except (UnknownModelError, UnknownTagError):
         return False
     return True
+
+
+for _arch in ARCHS:
+    _register_arch(_arch)

@@ -3,10 +3,10 @@
 from __future__ import annotations
 
 import argparse
-import sys
 import time
 
-from ..checkpoints import convert_checkpoint
+from .._utils import Progress
+from ..convert import convert_checkpoint
 
 
 def add_parser(commands: argparse._SubParsersAction) -> None:
@@ -31,30 +31,12 @@ def add_parser(commands: argparse._SubParsersAction) -> None:
     parser.set_defaults(run=run)
 
 
-class _ProgressBar:
-    """A one-line progress bar on stderr, shown only for interactive terminals."""
-
-    def __init__(self, enabled: bool) -> None:
-        self.enabled = enabled and sys.stderr.isatty()
-        self.last = 0.0
-
-    def __call__(self, done: int, total: int) -> None:
-        now = time.monotonic()
-        if not self.enabled or (done < total and now - self.last < 0.1):
-            return
-        self.last = now
-        filled = int(30 * done / max(total, 1))
-        sys.stderr.write(f"\r  converting [{'#' * filled}{'.' * (30 - filled)}] {done}/{total}")
-        if done == total:
-            sys.stderr.write("\n")
-        sys.stderr.flush()
-
-
 def run(args: argparse.Namespace) -> int:
     start = time.perf_counter()
-    out = convert_checkpoint(args.src, args.dst, target_format=args.target_format,
-                             layout=args.layout, img_size=args.img_size,
-                             verify=args.verify, progress=_ProgressBar(not args.quiet))
+    with Progress("converting", unit="array", enabled=not args.quiet) as progress:
+        out = convert_checkpoint(args.src, args.dst, target_format=args.target_format,
+                                 layout=args.layout, img_size=args.img_size,
+                                 verify=args.verify, progress=progress)
     took = time.perf_counter() - start
     checked = " (verified against Google's forward pass, 1e-5)" if args.verify else ""
     print(f"wrote {out} in {took:.1f} s{checked}")

@@ -8,7 +8,6 @@ Recognition of Handwritten Digits" (1998), bundled (resources/DIGITS_LICENSE.txt
 from __future__ import annotations
 
 import codecs
-import hashlib
 import io
 import pickle
 import tarfile
@@ -22,6 +21,8 @@ from typing import Any
 import numpy as np
 from torch.utils.data import Dataset
 
+from .. import hub
+from .._utils import file_digest
 from ..errors import DatasetError, VitzooError
 
 __all__ = ["CIFAR", "DatasetError", "Digits", "ImageFolder"]
@@ -209,21 +210,16 @@ class CIFAR(Dataset):
         Returns:
             The archive's path, ready for ``CIFAR(path)``.
         """
-        from ..hub import download_url
-
         if variant not in _CIFAR:
             raise DatasetError(f"variant={variant!r} is not one of {', '.join(map(repr, _CIFAR))}")
         layout = _CIFAR[variant]
         Path(root).mkdir(parents=True, exist_ok=True)
-        path = download_url(_CIFAR_URL + layout.archive, Path(root) / layout.archive,
+        path = hub.download_url(_CIFAR_URL + layout.archive, Path(root) / layout.archive,
                             sha256=None, progress=True)
-        md5 = hashlib.md5(usedforsecurity=False)
-        with open(path, "rb") as f:
-            for chunk in iter(lambda: f.read(1 << 20), b""):
-                md5.update(chunk)
-        if md5.hexdigest() != layout.md5:
+        md5 = file_digest(path, "md5")
+        if md5 != layout.md5:
             path.unlink()
-            raise DatasetError(f"{layout.archive} has md5 {md5.hexdigest()}, not the official "
+            raise DatasetError(f"{layout.archive} has md5 {md5}, not the official "
                                f"{layout.md5}; it was deleted, download it again")
         return path
 

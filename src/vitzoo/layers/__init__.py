@@ -1,22 +1,50 @@
-"""Building blocks of the Vision Transformer, one concept per module."""
+"""Building blocks of the Vision Transformer, one concept per module.
 
-from .attention import Attention
+The layers are standalone: they import nothing of vitzoo but :mod:`vitzoo.errors`, and every
+one that has parameters owns ``init_weights(mode)`` for the ``"timm"`` and ``"jax"`` schemes.
+"""
+
+from .attention import ATTN_IMPLS, Attention, attention_probs, scaled_dot_product
 from .attention_pool import AttentionPool
 from .block import Block
+from .bottleneck import Bottleneck, Downsample, ResNetStage, stem_layers
 from .drop_path import DropPath, drop_path
+from .helpers import layer_norm, to_2tuple
+from .hybrid_embed import HybridEmbed
 from .layer_scale import LayerScale
 from .mlp import Mlp
-from .patch_embed import PatchEmbed
-from .pos_embed import sincos_2d_pos_embed
+from .patch_embed import PatchEmbed, check_image
+from .pos_embed import RESAMPLE_MODES, resample_pos_embed, sincos_2d_pos_embed
+from .std_conv import MaxPool2dSame, StdConv2dSame
+from .weight_init import INIT_MODES, check_init_mode, init_linear_, lecun_normal_
 
 __all__ = [
+    "ATTN_IMPLS",
+    "INIT_MODES",
+    "RESAMPLE_MODES",
     "Attention",
     "AttentionPool",
     "Block",
+    "Bottleneck",
+    "Downsample",
     "DropPath",
+    "HybridEmbed",
     "LayerScale",
+    "MaxPool2dSame",
     "Mlp",
     "PatchEmbed",
+    "ResNetStage",
+    "StdConv2dSame",
+    "attention_probs",
+    "check_image",
+    "check_init_mode",
     "drop_path",
+    "init_linear_",
+    "layer_norm",
+    "lecun_normal_",
+    "resample_pos_embed",
+    "scaled_dot_product",
     "sincos_2d_pos_embed",
+    "stem_layers",
+    "to_2tuple",
 ]

@@ -1,4 +1,5 @@
-"""Multi-head self-attention with one fused q/k/v projection.
+"""Multi-head self-attention with one fused q/k/v projection, and the attention kernel it
+shares with the attention-pooling head.
 
 Vaswani et al., "Attention Is All You Need" (NeurIPS 2017); the ViT encoder's MSA.
 """
@@ -9,17 +10,48 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from ..config import ATTN_IMPLS
 from ..errors import ConfigError
+from .weight_init import init_linear_
 
-__all__ = ["Attention", "SelectableAttention"]
+__all__ = ["ATTN_IMPLS", "Attention", "SelectableAttention", "attention_probs",
+           "scaled_dot_product"]
+
+ATTN_IMPLS = ("sdpa", "math")
+
+
+def attention_probs(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, *,
+                    dropout_p: float = 0.0) -> tuple[torch.Tensor, torch.Tensor]:
+    """``softmax(q k^T / sqrt(hd)) v`` spelt out; also returns the probabilities.
+
+    Args:
+        q: ``(B, H, Nq, hd)``; k, v: ``(B, H, N, hd)``.
+        dropout_p: dropout on the probabilities (0 outside training).
+
+    Returns:
+        ``(out (B, H, Nq, hd), probs (B, H, Nq, N))``; the probabilities are taken before
+        dropout, so each row sums to one.
+    """
+    # Scale q before the product, as Google's and timm's code do.
+    attn = (q * q.shape[-1] ** -0.5) @ k.transpose(-2, -1)  # (B, H, Nq, N)
+    probs = attn.softmax(dim=-1)
+    dropped = F.dropout(probs, p=dropout_p) if dropout_p > 0.0 else probs
+    return dropped @ v, probs
+
+
+def scaled_dot_product(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, *, impl: str,
+                       dropout_p: float = 0.0) -> torch.Tensor:
+    """The attention kernel: ``"sdpa"`` (``F.scaled_dot_product_attention``, fused kernels
+    where available) or ``"math"`` (:func:`attention_probs`); the same function either way."""
+    if impl == "sdpa":
+        return F.scaled_dot_product_attention(q, k, v, dropout_p=dropout_p)
+    out, _ = attention_probs(q, k, v, dropout_p=dropout_p)
+    return out
 
 
 class SelectableAttention(nn.Module):
     """Base of the multi-head attention modules: the head split and the run-time choice of path.
 
-    ``attn_impl`` is ``"sdpa"`` (``F.scaled_dot_product_attention``) or ``"math"`` (the
-    explicit softmax); setting anything else raises.
+    ``attn_impl`` is ``"sdpa"`` or ``"math"``; setting anything else raises.
     """
 
     def __init__(self, dim: int, *, num_heads: int, attn_impl: str) -> None:
@@ -48,12 +80,9 @@ class Attention(SelectableAttention):
 
     ``qkv`` is one Linear whose output rows are q, k, v in that order, each laid out head-major
     (rows ``h * hd ... (h + 1) * hd - 1`` belong to head h), the layout of timm and of
-    ``nn.MultiheadAttention.in_proj_weight``.
-
-    Two implementations give the same function: ``"sdpa"`` calls
-    ``F.scaled_dot_product_attention`` (fused kernels where available) and ``"math"`` spells
-    out ``softmax(q k^T / sqrt(hd)) v``. Switch at run time with the ``attn_impl`` attribute.
-    :meth:`forward_with_attn` always uses the math path and also returns the probabilities.
+    ``nn.MultiheadAttention.in_proj_weight``. Switch between the SDPA and the explicit path at
+    run time with the ``attn_impl`` attribute; :meth:`forward_with_attn` always takes the
+    explicit path and also returns the probabilities.
 
     Args:
         dim: token width D.
@@ -74,6 +103,13 @@ class Attention(SelectableAttention):
         self.proj = nn.Linear(dim, dim)
         self.proj_drop = nn.Dropout(proj_drop)
 
+    @torch.no_grad()
+    def init_weights(self, mode: str) -> None:
+        """``"timm"``: trunc-normal 0.02; ``"jax"``: Xavier on each of q, k, v and the output
+        kernel. Biases zero."""
+        init_linear_(self.qkv, mode, parts=3)
+        init_linear_(self.proj, mode)
+
     def _split_heads(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
         B, N, D = x.shape
         qkv = self.qkv(x).reshape(B, N, 3, self.num_heads, self.head_dim)
@@ -85,21 +121,11 @@ class Attention(SelectableAttention):
         x = x.transpose(1, 2).reshape(B, N, H * hd)  # (B, N, D)
         return self.proj_drop(self.proj(x))
 
-    def _math(self, q: torch.Tensor, k: torch.Tensor,
-              v: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        # Scale q before the product, as Google's and timm's code do.
-        attn = (q * self.scale) @ k.transpose(-2, -1)  # (B, H, N, N)
-        probs = attn.softmax(dim=-1)
-        return self.attn_drop(probs) @ v, probs  # (B, H, N, hd), (B, H, N, N)
-
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         q, k, v = self._split_heads(x)
-        if self._attn_impl == "sdpa":
-            dropout_p = self.attn_drop.p if self.training else 0.0
-            out = F.scaled_dot_product_attention(q, k, v, dropout_p=dropout_p)
-        else:
-            out, _ = self._math(q, k, v)
-        return self._merge_heads(out)
+        dropout_p = self.attn_drop.p if self.training else 0.0
+        return self._merge_heads(scaled_dot_product(q, k, v, impl=self._attn_impl,
+                                                    dropout_p=dropout_p))
 
     def forward_with_attn(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         """Like :meth:`forward`, also returning the attention probabilities ``(B, H, N, N)``.
@@ -107,7 +133,8 @@ class Attention(SelectableAttention):
         The probabilities are taken before attention dropout; each row sums to one.
         """
         q, k, v = self._split_heads(x)
-        out, probs = self._math(q, k, v)
+        dropout_p = self.attn_drop.p if self.training else 0.0
+        out, probs = attention_probs(q, k, v, dropout_p=dropout_p)
         return self._merge_heads(out), probs
 
     def extra_repr(self) -> str:

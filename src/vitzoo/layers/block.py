@@ -5,11 +5,14 @@ Dosovitskiy et al., "An Image is Worth 16x16 Words" (ICLR 2021), eqs. 2-3.
 
 from __future__ import annotations
 
+from collections.abc import Callable
+
 import torch
 from torch import nn
 
 from .attention import Attention
 from .drop_path import DropPath
+from .helpers import layer_norm
 from .layer_scale import LayerScale
 from .mlp import Mlp
 
@@ -18,6 +21,9 @@ __all__ = ["Block"]
 
 class Block(nn.Module):
     """``x + MSA(LN(x))`` then ``x + MLP(LN(x))``, with optional LayerScale and DropPath.
+
+    The norm, activation, MLP and attention are injected as callables, so a family changes
+    its numerics or its layers without a new block class.
 
     Args:
         dim: token width D.
@@ -28,28 +34,29 @@ class Block(nn.Module):
         attn_drop: dropout on the attention probabilities.
         drop_path: stochastic-depth rate of this block.
         init_values: LayerScale initial value, or ``None`` for no LayerScale.
-        gelu_approximate: ``"none"`` (exact erf) or ``"tanh"``.
-        norm_eps: LayerNorm epsilon.
-        attn_impl: ``"sdpa"`` or ``"math"``.
+        norm_layer: ``norm_layer(dim)`` builds each norm (default LayerNorm, eps 1e-6).
+        act_layer: ``act_layer()`` builds the MLP's activation (default exact GELU).
+        mlp_layer: ``mlp_layer(dim, hidden_features=, act_layer=, drop=)`` builds the MLP.
+        attn_layer: ``attn_layer(dim, num_heads=, qkv_bias=, attn_drop=, proj_drop=)`` builds
+            the attention (default :class:`Attention` with SDPA).
     """
 
     def __init__(self, dim: int, *, num_heads: int, mlp_dim: int | None = None,
                  qkv_bias: bool = True, proj_drop: float = 0.0, attn_drop: float = 0.0,
                  drop_path: float = 0.0, init_values: float | None = None,
-                 gelu_approximate: str = "none", norm_eps: float = 1e-6,
-                 attn_impl: str = "sdpa") -> None:
+                 norm_layer: Callable[[int], nn.Module] = layer_norm,
+                 act_layer: Callable[[], nn.Module] = nn.GELU,
+                 mlp_layer: Callable[..., nn.Module] = Mlp,
+                 attn_layer: Callable[..., nn.Module] = Attention) -> None:
         super().__init__()
-        self.norm1 = nn.LayerNorm(dim, eps=norm_eps)
-        self.attn = Attention(dim, num_heads=num_heads, qkv_bias=qkv_bias,
-                              attn_drop=attn_drop, proj_drop=proj_drop, attn_impl=attn_impl)
-        self.ls1 = (LayerScale(dim, init_values=init_values) if init_values is not None
-                    else nn.Identity())
+        self.norm1 = norm_layer(dim)
+        self.attn = attn_layer(dim, num_heads=num_heads, qkv_bias=qkv_bias,
+                               attn_drop=attn_drop, proj_drop=proj_drop)
+        self.ls1 = _layer_scale(dim, init_values)
         self.drop_path1 = DropPath(drop_path) if drop_path > 0.0 else nn.Identity()
-        self.norm2 = nn.LayerNorm(dim, eps=norm_eps)
-        self.mlp = Mlp(dim, hidden_features=mlp_dim, gelu_approximate=gelu_approximate,
-                       drop=proj_drop)
-        self.ls2 = (LayerScale(dim, init_values=init_values) if init_values is not None
-                    else nn.Identity())
+        self.norm2 = norm_layer(dim)
+        self.mlp = mlp_layer(dim, hidden_features=mlp_dim, act_layer=act_layer, drop=proj_drop)
+        self.ls2 = _layer_scale(dim, init_values)
         self.drop_path2 = DropPath(drop_path) if drop_path > 0.0 else nn.Identity()
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
@@ -63,3 +70,7 @@ class Block(nn.Module):
         x = x + self.drop_path1(self.ls1(y))
         x = x + self.drop_path2(self.ls2(self.mlp(self.norm2(x))))
         return x, probs
+
+
+def _layer_scale(dim: int, init_values: float | None) -> nn.Module:
+    return LayerScale(dim, init_values=init_values) if init_values is not None else nn.Identity()

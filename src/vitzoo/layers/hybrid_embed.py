@@ -5,10 +5,9 @@ from __future__ import annotations
 import torch
 from torch import nn
 
-from ..config import _pair
 from ..errors import ImageSizeError
-from .patch_embed import check_image
-from .weight_init import lecun_normal_
+from .helpers import to_2tuple
+from .patch_embed import check_image, init_conv_
 
 __all__ = ["HybridEmbed"]
 
@@ -17,8 +16,7 @@ class HybridEmbed(nn.Module):
     """``backbone`` then a patch projection of its feature map: ``(B, C, H, W) -> (B, N, D)``.
 
     Args:
-        backbone: a module mapping images to ``(B, feature_dim, *feature_size)`` and having an
-            ``init_weights(mode)`` method.
+        backbone: a module mapping images to ``(B, feature_dim, *feature_size)``.
         img_size: input height and width.
         feature_size: the backbone's output height and width for that input.
         feature_dim: the backbone's output channels.
@@ -32,8 +30,8 @@ class HybridEmbed(nn.Module):
                  patch_size: int | tuple[int, int] = 1, in_chans: int = 3,
                  embed_dim: int = 768) -> None:
         super().__init__()
-        self.img_size = _pair(img_size, "img_size")
-        self.patch_size = _pair(patch_size, "patch_size")
+        self.img_size = to_2tuple(img_size)
+        self.patch_size = to_2tuple(patch_size)
         if any(f < p for f, p in zip(feature_size, self.patch_size, strict=True)):
             raise ImageSizeError(
                 f"the backbone's {feature_size[0]}x{feature_size[1]} feature map is smaller "
@@ -49,13 +47,8 @@ class HybridEmbed(nn.Module):
 
     @torch.no_grad()
     def init_weights(self, mode: str) -> None:
-        """Initialise the backbone and the projection (``"timm"`` or ``"jax"``)."""
-        self.backbone.init_weights(mode)
-        if mode == "jax":
-            lecun_normal_(self.proj.weight)
-            nn.init.zeros_(self.proj.bias)
-        else:
-            self.proj.reset_parameters()
+        """The projection (the backbone's layers initialise themselves)."""
+        init_conv_(self.proj, mode)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         check_image(x, self.img_size, self.in_chans)

@@ -27,5 +27,9 @@ class LayerScale(nn.Module):
     def reset_parameters(self) -> None:
         nn.init.constant_(self.gamma, self.init_values)
 
+    def init_weights(self, mode: str) -> None:
+        """Every entry back to ``init_values`` (the same in both schemes)."""
+        self.reset_parameters()
+
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return x * self.gamma

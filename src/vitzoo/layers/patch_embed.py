@@ -8,8 +8,8 @@ from __future__ import annotations
 import torch
 from torch import nn
 
-from ..config import _pair
 from ..errors import ImageSizeError
+from .helpers import to_2tuple
 from .weight_init import lecun_normal_
 
 __all__ = ["PatchEmbed", "check_image"]
@@ -53,8 +53,8 @@ class PatchEmbed(nn.Module):
                  patch_size: int | tuple[int, int] = 16, in_chans: int = 3,
                  embed_dim: int = 768, bias: bool = True) -> None:
         super().__init__()
-        self.img_size = _pair(img_size, "img_size")
-        self.patch_size = _pair(patch_size, "patch_size")
+        self.img_size = to_2tuple(img_size)
+        self.patch_size = to_2tuple(patch_size)
         if any(i < p for i, p in zip(self.img_size, self.patch_size, strict=True)):
             raise ImageSizeError(
                 f"img_size={self.img_size} is smaller than patch_size={self.patch_size}"
@@ -69,14 +69,21 @@ class PatchEmbed(nn.Module):
     @torch.no_grad()
     def init_weights(self, mode: str) -> None:
         """``"timm"``: PyTorch's default conv init; ``"jax"``: LeCun-normal kernel, zero bias."""
-        if mode == "jax":
-            lecun_normal_(self.proj.weight)
-            if self.proj.bias is not None:
-                nn.init.zeros_(self.proj.bias)
-        else:
-            self.proj.reset_parameters()
+        init_conv_(self.proj, mode)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         check_image(x, self.img_size, self.in_chans)
         x = self.proj(x)  # (B, D, gh, gw)
         return x.flatten(2).transpose(1, 2)  # (B, N, D), row-major over the grid
+
+
+@torch.no_grad()
+def init_conv_(conv: nn.Conv2d, mode: str) -> None:
+    """A patch projection's init: LeCun-normal kernel and zero bias for ``"jax"`` (flax's
+    Conv default), PyTorch's own ``reset_parameters`` for ``"timm"``."""
+    if mode == "jax":
+        lecun_normal_(conv.weight)
+        if conv.bias is not None:
+            nn.init.zeros_(conv.bias)
+    else:
+        conv.reset_parameters()

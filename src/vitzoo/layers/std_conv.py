@@ -14,6 +14,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from .weight_init import lecun_normal_
+
 __all__ = ["MaxPool2dSame", "StdConv2dSame", "pad_same", "standardize_weight"]
 
 
@@ -61,6 +63,14 @@ class StdConv2dSame(nn.Conv2d):
         super().__init__(in_channels, out_channels, kernel_size, stride=stride, padding=0,
                          bias=False)
         self.eps = eps
+
+    @torch.no_grad()
+    def init_weights(self, mode: str) -> None:
+        """``"jax"``: LeCun-normal (Google); ``"timm"``: Kaiming-normal, fan-out."""
+        if mode == "jax":
+            lecun_normal_(self.weight)
+        else:
+            nn.init.kaiming_normal_(self.weight, mode="fan_out", nonlinearity="relu")
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         x = pad_same(x, self.kernel_size[0], self.stride[0])

@@ -1,19 +1,21 @@
-"""Model classes and the registered architectures."""
+"""Model classes, and the tables of registered architectures (:mod:`vitzoo.models.archs`)."""
 
 from __future__ import annotations
 
 from ..config import ViTConfig
 from .deit import DistilledVisionTransformer
-from .vision_transformer import VisionTransformer
+from .vision_transformer import VisionTransformer, init_submodules
 
-__all__ = ["DistilledVisionTransformer", "VisionTransformer", "build_model"]
-
-
-def build_model(cfg: ViTConfig) -> VisionTransformer:
-    """The model class a config describes: distilled DeiT or plain ViT."""
-    if cfg.distilled:
-        return DistilledVisionTransformer(cfg)
-    return VisionTransformer(cfg)
+__all__ = ["DistilledVisionTransformer", "VisionTransformer", "build_model", "init_submodules",
+           "model_class"]
 
 
-from . import variants  # noqa: E402,F401  (registers the architectures)
+def model_class(cfg: ViTConfig) -> type[VisionTransformer]:
+    """The class a config describes: DeiT's distilled model or the plain ViT."""
+    return DistilledVisionTransformer if cfg.distilled else VisionTransformer
+
+
+def build_model(cfg: ViTConfig,
+                model_cls: type[VisionTransformer] | None = None) -> VisionTransformer:
+    """Build ``cfg`` as ``model_cls`` (default: the class the config describes)."""
+    return (model_cls or model_class(cfg))(cfg)

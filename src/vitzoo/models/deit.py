@@ -7,7 +7,6 @@ attention" (ICML 2021).
 from __future__ import annotations
 
 import torch
-from torch import nn
 
 from ..config import ViTConfig
 from ..errors import ConfigError
@@ -35,9 +34,6 @@ class DistilledVisionTransformer(VisionTransformer):
     def _replace_heads(self, num_classes: int) -> None:
         self.head = self._new_head(num_classes)
         self.head_dist = self._new_head(num_classes)
-
-    def _heads(self) -> list[nn.Linear]:
-        return [h for h in (self.head, self.head_dist) if isinstance(h, nn.Linear)]
 
     def forward_head(self, x: torch.Tensor, pre_logits: bool = False) -> torch.Tensor:
         """Mean of the class-token and distillation-token logits (or of their features)."""

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 from collections import OrderedDict
 from collections.abc import Callable, Iterable, Sequence
+from functools import partial
 from typing import Any
 
 import torch
@@ -16,14 +17,53 @@ from torch.utils.checkpoint import checkpoint
 
 from ..config import ViTConfig
 from ..errors import ConfigError
-from ..layers import Attention, Block, LayerScale, PatchEmbed, sincos_2d_pos_embed
+from ..layers import (
+    Attention,
+    AttentionPool,
+    Block,
+    HybridEmbed,
+    Mlp,
+    PatchEmbed,
+    check_init_mode,
+    lecun_normal_,
+    sincos_2d_pos_embed,
+)
 from ..layers.attention import SelectableAttention
-from ..layers.attention_pool import AttentionPool
-from ..layers.hybrid_embed import HybridEmbed
-from ..layers.weight_init import lecun_normal_
 from .hybrid import build_resnet_backbone
 
-__all__ = ["VisionTransformer"]
+__all__ = ["LayerFactories", "VisionTransformer", "init_submodules"]
+
+
+class LayerFactories:
+    """The layers a config describes, as the callables the blocks take: its numerics (norm
+    eps, GELU variant) and its choice of MLP and attention."""
+
+    def __init__(self, cfg: ViTConfig) -> None:
+        self.norm: Callable[[int], nn.Module] = partial(nn.LayerNorm, eps=cfg.norm_eps)
+        self.act: Callable[[], nn.Module] = partial(nn.GELU, approximate=cfg.gelu_approximate)
+        self.mlp: Callable[..., nn.Module] = Mlp
+        self.attn: Callable[..., nn.Module] = partial(Attention, attn_impl=cfg.attn_impl)
+
+
+def init_submodules(model: nn.Module, mode: str, *, only: Iterable[str] | None = None) -> None:
+    """Initialise every submodule of ``model`` in ``mode`` by its own ``init_weights(mode)``
+    (LayerNorm and GroupNorm by ``reset_parameters``), optionally only those under the
+    top-level names ``only``.
+
+    Children come before their parents, so a parent refines what its children set (the
+    bottleneck unit zeroes its last norm's scale). Plain ``nn.Linear`` / ``nn.Conv2d`` children
+    are their owner layer's business; the model's own parameters (tokens, position table,
+    heads) are not touched here.
+    """
+    check_init_mode(mode)
+    roots = None if only is None else set(only)
+    for name, module in reversed(list(model.named_modules())):
+        if not name or (roots is not None and name.split(".")[0] not in roots):
+            continue
+        if isinstance(module, (nn.LayerNorm, nn.GroupNorm)):
+            module.reset_parameters()
+        elif callable(getattr(module, "init_weights", None)):
+            module.init_weights(mode)
 
 
 def _patch_embed(cfg: ViTConfig) -> PatchEmbed | HybridEmbed:
@@ -55,7 +95,8 @@ class VisionTransformer(nn.Module):
         head_hidden_size: width of the head's input (the representation size when there is
             a ``pre_logits`` layer, else D).
         num_prefix_tokens: class/distillation tokens before the patch tokens.
-        pretrained_cfg: preprocessing and provenance of the weights (set by ``create_model``).
+        pretrained_cfg: preprocessing and provenance of the weights (a dict with the keys of
+            :class:`vitzoo.pretrained.PretrainedCfg`; set by ``create_model`` / ``load_model``).
     """
 
     def __init__(self, cfg: ViTConfig | None = None) -> None:
@@ -75,39 +116,25 @@ class VisionTransformer(nn.Module):
         self.num_prefix_tokens = cfg.num_prefix_tokens
         self.grad_checkpointing = False
         self.pretrained_cfg: dict[str, Any] = {}
+        self._layers = LayerFactories(cfg)
 
         self.patch_embed = _patch_embed(cfg)
         self.cls_token = nn.Parameter(torch.zeros(1, 1, D)) if cfg.class_token else None
-        num_tokens = self.num_prefix_tokens + self.patch_embed.num_patches
-        if cfg.pos_embed == "learn":
-            self.pos_embed = nn.Parameter(torch.zeros(1, num_tokens, D))
-        else:
-            # Prefix tokens get a zero row: the same function as big_vision, which adds the
-            # table to the patch tokens only.
-            table = sincos_2d_pos_embed(self.patch_embed.grid_size, D)
-            prefix = table.new_zeros(1, self.num_prefix_tokens, D)
-            self.register_buffer("pos_embed", torch.cat([prefix, table], dim=1),
-                                 persistent=False)
+        self._build_pos_embed(cfg)
         self.dist_token = nn.Parameter(torch.zeros(1, 1, D)) if cfg.distilled else None
         self.pos_drop = nn.Dropout(cfg.pos_drop_rate)
-
         self.blocks = nn.Sequential(*[
             Block(D, num_heads=cfg.num_heads, mlp_dim=cfg.mlp_hidden_dim, qkv_bias=cfg.qkv_bias,
                   proj_drop=cfg.proj_drop_rate, attn_drop=cfg.attn_drop_rate, drop_path=rate,
-                  init_values=cfg.init_values, gelu_approximate=cfg.gelu_approximate,
-                  norm_eps=cfg.norm_eps, attn_impl=cfg.attn_impl)
+                  init_values=cfg.init_values, norm_layer=self._layers.norm,
+                  act_layer=self._layers.act, mlp_layer=self._layers.mlp,
+                  attn_layer=self._layers.attn)
             for rate in _drop_path_rates(cfg.drop_path_rate, cfg.depth)
         ])
         # Google: final norm over all tokens, then pool. timm's fc_norm: pool, then norm.
-        self.norm = nn.Identity() if cfg.fc_norm else nn.LayerNorm(D, eps=cfg.norm_eps)
-        if cfg.global_pool == "map":
-            self.attn_pool = AttentionPool(D, num_heads=cfg.num_heads, mlp_dim=cfg.mlp_hidden_dim,
-                                           qkv_bias=cfg.qkv_bias,
-                                           gelu_approximate=cfg.gelu_approximate,
-                                           norm_eps=cfg.norm_eps, attn_impl=cfg.attn_impl)
-        else:
-            self.attn_pool = None
-        self.fc_norm = nn.LayerNorm(D, eps=cfg.norm_eps) if cfg.fc_norm else nn.Identity()
+        self.norm = nn.Identity() if cfg.fc_norm else self._layers.norm(D)
+        self.attn_pool = self._new_attn_pool() if cfg.global_pool == "map" else None
+        self.fc_norm = self._layers.norm(D) if cfg.fc_norm else nn.Identity()
         if cfg.representation_size:
             self.pre_logits = nn.Sequential(OrderedDict([
                 ("fc", nn.Linear(D, cfg.representation_size)),
@@ -119,26 +146,38 @@ class VisionTransformer(nn.Module):
         self._replace_heads(cfg.num_classes)
         self.init_weights(cfg.weight_init)
 
+    def _build_pos_embed(self, cfg: ViTConfig) -> None:
+        num_tokens = self.num_prefix_tokens + self.patch_embed.num_patches
+        if cfg.pos_embed == "learn":
+            self.pos_embed = nn.Parameter(torch.zeros(1, num_tokens, cfg.embed_dim))
+            return
+        # Prefix tokens get a zero row: the same function as big_vision, which adds the table
+        # to the patch tokens only.
+        table = sincos_2d_pos_embed(self.patch_embed.grid_size, cfg.embed_dim)
+        prefix = table.new_zeros(1, self.num_prefix_tokens, cfg.embed_dim)
+        self.register_buffer("pos_embed", torch.cat([prefix, table], dim=1), persistent=False)
+
+    def _new_attn_pool(self) -> AttentionPool:
+        cfg = self.cfg
+        return AttentionPool(cfg.embed_dim, num_heads=cfg.num_heads, mlp_dim=cfg.mlp_hidden_dim,
+                             qkv_bias=cfg.qkv_bias, norm_layer=self._layers.norm,
+                             act_layer=self._layers.act, attn_impl=cfg.attn_impl)
+
     # -- initialisation ----------------------------------------------------------------------
     def _new_head(self, num_classes: int) -> nn.Module:
         if num_classes == 0:
             return nn.Identity()
         head = nn.Linear(self.head_hidden_size, num_classes)
-        self._init_head(head, self.cfg.weight_init)
+        _init_head(head, self.cfg.weight_init)
         return head
-
-    @staticmethod
-    def _init_head(head: nn.Linear, mode: str) -> None:
-        if mode == "jax":
-            nn.init.zeros_(head.weight)  # Google fine-tunes from a zero head
-        else:
-            nn.init.trunc_normal_(head.weight, std=0.02)
-        nn.init.zeros_(head.bias)
 
     @torch.no_grad()
     def init_weights(self, mode: str | None = None, *,
                      only: Iterable[str] | None = None) -> None:
         """Re-initialise the parameters (all of them, or those under the ``only`` roots).
+
+        Every layer initialises itself (``init_weights(mode)`` of :mod:`vitzoo.layers`, applied
+        by :func:`init_submodules`); the model sets its own tokens, position table and heads.
 
         Args:
             mode: ``None`` for the config's ``weight_init``, or one of
@@ -151,80 +190,42 @@ class VisionTransformer(nn.Module):
                 initialise, leaving the rest as it is; used after loading weights.
         """
         mode = self.cfg.weight_init if mode is None else mode
-        if mode not in ("timm", "jax"):
-            raise ConfigError(f"weight_init mode {mode!r} is not 'timm' or 'jax'")
+        check_init_mode(mode)
         roots = None if only is None else set(only)
 
         def keep(name: str) -> bool:
-            return roots is None or name.split(".")[0] in roots
+            return roots is None or name in roots
 
-        heads = {id(m) for m in self._heads()}
-        for name, module in self.named_modules():
-            if not name or not keep(name):
-                continue
-            if isinstance(module, (nn.LayerNorm, LayerScale)):
-                module.reset_parameters()
-            elif isinstance(module, nn.Linear) and id(module) not in heads and mode == "timm":
-                nn.init.trunc_normal_(module.weight, std=0.02)
-                if module.bias is not None:
-                    nn.init.zeros_(module.bias)
-        if keep("patch_embed"):
-            self.patch_embed.init_weights(mode)
-        if mode == "timm":
-            if isinstance(self.pos_embed, nn.Parameter) and keep("pos_embed"):
-                nn.init.trunc_normal_(self.pos_embed, std=0.02)
-            if self.cls_token is not None and keep("cls_token"):
-                nn.init.normal_(self.cls_token, std=1e-6)
-            if self.attn_pool is not None and keep("attn_pool"):
-                nn.init.trunc_normal_(self.attn_pool.latent, std=self.embed_dim ** -0.5)
-            if self.dist_token is not None and keep("dist_token"):
-                nn.init.trunc_normal_(self.dist_token, std=0.02)
-        else:
-            self._init_weights_jax(keep)
+        init_submodules(self, mode, only=roots)
+        self._init_tokens(mode, keep)
+        if isinstance(self.pre_logits, nn.Sequential) and keep("pre_logits"):
+            fc = self.pre_logits.fc
+            if mode == "jax":
+                lecun_normal_(fc.weight)
+            else:
+                nn.init.trunc_normal_(fc.weight, std=0.02)
+            nn.init.zeros_(fc.bias)
         for name in ("head", "head_dist"):
             head = getattr(self, name, None)
             if isinstance(head, nn.Linear) and keep(name):
-                self._init_head(head, mode)
+                _init_head(head, mode)
 
-    def _init_weights_jax(self, keep: Callable[[str], bool]) -> None:
+    def _init_tokens(self, mode: str, keep: Callable[[str], bool]) -> None:
         if isinstance(self.pos_embed, nn.Parameter) and keep("pos_embed"):
-            nn.init.normal_(self.pos_embed, std=0.02)
-        for name in ("cls_token", "dist_token"):
-            token = getattr(self, name)
-            if token is not None and keep(name):
-                nn.init.zeros_(token)
-        for name, module in self.named_modules():
-            if not name or not keep(name):
-                continue
-            if isinstance(module, Attention):
-                # q, k and v are separate (D, D) kernels in flax, each Xavier-initialised.
-                for part in module.qkv.weight.chunk(3, dim=0):
-                    nn.init.xavier_uniform_(part)
-                nn.init.xavier_uniform_(module.proj.weight)
-                for linear in (module.qkv, module.proj):
-                    if linear.bias is not None:
-                        nn.init.zeros_(linear.bias)
-            elif isinstance(module, Block):
-                for linear in (module.mlp.fc1, module.mlp.fc2):
-                    nn.init.xavier_uniform_(linear.weight)
-                    nn.init.normal_(linear.bias, std=1e-6)
-        if self.attn_pool is not None and keep("attn_pool"):
-            pool = self.attn_pool
-            nn.init.xavier_uniform_(pool.latent.view(1, -1))  # big_vision's probe init
-            for part in (pool.q.weight, *pool.kv.weight.chunk(2, dim=0), pool.proj.weight):
-                nn.init.xavier_uniform_(part)
-            for linear in (pool.q, pool.kv, pool.proj):
-                if linear.bias is not None:
-                    nn.init.zeros_(linear.bias)
-            for linear in (pool.mlp.fc1, pool.mlp.fc2):
-                nn.init.xavier_uniform_(linear.weight)
-                nn.init.normal_(linear.bias, std=1e-6)
-        if isinstance(self.pre_logits, nn.Sequential) and keep("pre_logits"):
-            lecun_normal_(self.pre_logits.fc.weight)
-            nn.init.zeros_(self.pre_logits.fc.bias)
-
-    def _heads(self) -> list[nn.Linear]:
-        return [self.head] if isinstance(self.head, nn.Linear) else []
+            if mode == "jax":
+                nn.init.normal_(self.pos_embed, std=0.02)
+            else:
+                nn.init.trunc_normal_(self.pos_embed, std=0.02)
+        if self.cls_token is not None and keep("cls_token"):
+            if mode == "jax":
+                nn.init.zeros_(self.cls_token)
+            else:
+                nn.init.normal_(self.cls_token, std=1e-6)
+        if self.dist_token is not None and keep("dist_token"):
+            if mode == "jax":
+                nn.init.zeros_(self.dist_token)
+            else:
+                nn.init.trunc_normal_(self.dist_token, std=0.02)
 
     # -- the backbone contract ---------------------------------------------------------------
     def _prefix_tokens(self, batch: int) -> list[torch.Tensor]:
@@ -347,7 +348,11 @@ class VisionTransformer(nn.Module):
 
     # -- training helpers ----------------------------------------------------------------------
     def reset_classifier(self, num_classes: int, global_pool: str | None = None) -> None:
-        """Replace the head (initialised as ``cfg.weight_init`` says) and optionally the pooling."""
+        """Replace the head (initialised as ``cfg.weight_init`` says) and optionally the pooling.
+
+        Changing to or from ``global_pool="map"`` adds or removes the attention-pooling module
+        (a new one is initialised like the head), so the model pools as its config says.
+        """
         changes: dict[str, Any] = {"num_classes": num_classes}
         if global_pool is not None:
             changes["global_pool"] = global_pool
@@ -355,6 +360,11 @@ class VisionTransformer(nn.Module):
         self.num_classes = num_classes
         self.global_pool = self.cfg.global_pool
         reference = self.patch_embed.proj.weight
+        if self.global_pool != "map":
+            self.attn_pool = None
+        elif self.attn_pool is None:
+            self.attn_pool = self._new_attn_pool()
+            self.init_weights(only=["attn_pool"])
         self._replace_heads(num_classes)
         self.to(device=reference.device, dtype=reference.dtype)
 
@@ -364,6 +374,7 @@ class VisionTransformer(nn.Module):
     def set_attn_impl(self, impl: str) -> None:
         """Use ``"sdpa"`` or ``"math"`` attention in every block from now on."""
         self.cfg = self.cfg.replace(attn_impl=impl)
+        self._layers = LayerFactories(self.cfg)
         for module in self.modules():
             if isinstance(module, SelectableAttention):
                 module.attn_impl = impl
@@ -386,3 +397,11 @@ class VisionTransformer(nn.Module):
                 (r"^norm", (99999,)),
             ],
         }
+
+
+def _init_head(head: nn.Linear, mode: str) -> None:
+    if mode == "jax":
+        nn.init.zeros_(head.weight)  # Google fine-tunes from a zero head
+    else:
+        nn.init.trunc_normal_(head.weight, std=0.02)
+    nn.init.zeros_(head.bias)

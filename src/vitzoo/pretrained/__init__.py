@@ -1,4 +1,5 @@
-"""Pretrained weights: one table per family (``vit.py``, ``deit.py``, ``hybrid.py``).
+"""Pretrained weights: one table per family (``vit.py``, ``deit.py``, ``hybrid.py``), and
+:class:`PretrainedCfg`, the schema of ``model.pretrained_cfg``.
 
 Each ``arch.tag`` is a :class:`PretrainedEntry`; an architecture's first entry is its default
 tag (models.md).
@@ -6,13 +7,13 @@ tag (models.md).
 
 from __future__ import annotations
 
-from typing import Any
-
 from . import deit, hybrid, vit
-from .entry import IMAGENET_MEAN, IMAGENET_STD, PretrainedEntry
+from .cfg import PretrainedCfg, build_pretrained_cfg
+from .entry import GOOGLE_PREPROCESSING, HF_FILE, IMAGENET_MEAN, IMAGENET_STD, PretrainedEntry
 
-__all__ = ["IMAGENET_MEAN", "IMAGENET_STD", "PretrainedEntry", "all_entries", "default_tag",
-           "get_entry", "pretrained_cfg", "tag_num_classes", "tags_for"]
+__all__ = ["GOOGLE_PREPROCESSING", "HF_FILE", "IMAGENET_MEAN", "IMAGENET_STD", "PretrainedCfg",
+           "PretrainedEntry", "all_entries", "build_pretrained_cfg", "default_tag", "get_entry",
+           "tag_num_classes", "tags_for"]
 
 _BY_ARCH: dict[str, list[PretrainedEntry]] = {}
 for _entry in (*vit.ENTRIES, *deit.ENTRIES, *hybrid.ENTRIES):
@@ -47,21 +48,4 @@ def tag_num_classes(arch: str, tag: str | None) -> int | None:
     """Classes of the weights ``arch.tag`` (None when the architecture has no table)."""
     entry = get_entry(arch, tag)
     return entry.num_classes if entry is not None else None
-
-
-def pretrained_cfg(arch: str, tag: str | None, *, img_size: tuple[int, int],
-                   in_chans: int, num_classes: int) -> dict[str, Any]:
-    """The ``model.pretrained_cfg`` dict: the tag's preprocessing and provenance.
-
-    Architectures without a table (user registrations) get the ImageNet statistics,
-    crop_pct 0.875 (1.0 at 384 and above) and bicubic interpolation.
-    """
-    entry = get_entry(arch, tag)
-    if entry is not None:
-        cfg = entry.to_dict()
-    else:
-        cfg = {"architecture": arch, "tag": tag, "mean": IMAGENET_MEAN, "std": IMAGENET_STD,
-               "crop_pct": 1.0 if min(img_size) >= 384 else 0.875, "interpolation": "bicubic"}
-    cfg.update(input_size=(in_chans, *img_size), num_classes=num_classes)
-    return cfg
 

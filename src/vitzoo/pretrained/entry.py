@@ -5,12 +5,16 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any
 
-__all__ = ["GOOGLE_MEAN", "GOOGLE_STD", "IMAGENET_MEAN", "IMAGENET_STD", "PretrainedEntry"]
+__all__ = ["CLIP_MEAN", "CLIP_STD", "GOOGLE_MEAN", "GOOGLE_STD", "GOOGLE_PREPROCESSING", "HF_FILE",
+           "IMAGENET_MEAN", "IMAGENET_STD", "PretrainedEntry"]
 
 IMAGENET_MEAN = (0.485, 0.456, 0.406)
 IMAGENET_STD = (0.229, 0.224, 0.225)
 GOOGLE_MEAN = (0.5, 0.5, 0.5)  # pixels to [-1, 1]
 GOOGLE_STD = (0.5, 0.5, 0.5)
+# What Google's own code feeds its models: pixels to [-1, 1], resized (bilinear) without a crop.
+GOOGLE_PREPROCESSING = {"mean": GOOGLE_MEAN, "std": GOOGLE_STD, "interpolation": "bilinear",
+                        "crop_pct": 1.0}
 CLIP_MEAN = (0.48145466, 0.4578275, 0.40821073)
 CLIP_STD = (0.26862954, 0.26130258, 0.27577711)
 

@@ -301,7 +301,7 @@ def _distill_forward(net: nn.Module, model: nn.Module,
 
 def _resume(model: nn.Module, optimizer, scheduler, scaler, output_dir: Path,
             device: torch.device) -> tuple[int, dict[str, float]]:
-    from ..io import load_checkpoint
+    from ..loading import load_checkpoint
 
     state_path, weights = output_dir / STATE_FILE, output_dir / "last.safetensors"
     if not state_path.is_file() or not weights.is_file():

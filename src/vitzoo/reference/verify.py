@@ -8,13 +8,12 @@ import numpy as np
 import torch
 from torch import nn
 
-from .adapters.jax_npz import select_params
-from .errors import VerificationError
-from .jax_reference import jax_vit_forward
+from ..adapters.jax_npz import select_params
+from ..errors import VerificationError
+from ..io import read_npz
+from .jax_numpy import jax_vit_forward
 
 __all__ = ["VerificationError", "verify_against_jax"]
-
-
 
 def verify_against_jax(npz_path: str | Path, model: nn.Module, *, atol: float = 1e-5,
                        batch: int = 2, seed: int = 0) -> float:
@@ -27,8 +26,6 @@ def verify_against_jax(npz_path: str | Path, model: nn.Module, *, atol: float = 
     Raises:
         VerificationError: the difference exceeds ``atol``.
     """
-    from .checkpoints import read_npz
-
     params = select_params(read_npz(npz_path))
     cfg = model.cfg
     rng = np.random.default_rng(seed)

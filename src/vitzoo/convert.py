@@ -1,0 +1,219 @@
+"""``convert_checkpoint`` and the writers: vitzoo's self-describing safetensors, Google's
+``.npz`` (the published ``vision_transformer`` layout or big_vision's) and a Hugging Face
+transformers directory.
+
+Every output is written atomically; with ``verify=True`` it is checked against Google's
+forward pass (:mod:`vitzoo.reference`) before it replaces anything, so a failed conversion
+leaves nothing behind and an older file at the destination untouched.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from . import io
+from ._utils import atomic_path
+from .adapters import hf_transformers, jax_npz
+from .config import ViTConfig
+from .errors import CheckpointError
+from .loading import Progress, Source, load_state, read_source
+from .reference import verify_against_jax
+
+__all__ = ["TARGET_FORMATS", "convert_checkpoint", "write_hf", "write_npz", "write_vitzoo"]
+
+TARGET_FORMATS = ("vitzoo", "jax_npz", "hf")
+
+
+def _model_from(source: Source) -> torch.nn.Module:
+    """The model a source describes, for verification (through the one load path)."""
+    model, _ = load_state(source.state, cfg=source.native, native=source.native,
+                          name="the converted checkpoint", source_format=source.source_format)
+    return model
+
+
+# -- Google's .npz --------------------------------------------------------------------------------
+def _google_expressible(cfg: ViTConfig, layout: str) -> None:
+    problems = []
+    if cfg.distilled:
+        problems.append("a distillation token")
+    if cfg.fc_norm:
+        problems.append("fc_norm pooling (Google normalises before pooling)")
+    if cfg.init_values is not None:
+        problems.append("LayerScale")
+    if not cfg.qkv_bias:
+        problems.append("q/k/v without bias")
+    if cfg.global_pool == "avg" and cfg.class_token:
+        problems.append("avg pooling next to a class token (Google's gap has no class token)")
+    if layout == "vision_transformer" and (cfg.global_pool == "map" or cfg.pos_embed == "sincos"):
+        problems.append("a MAP head or sin-cos embeddings (use layout='big_vision')")
+    if layout == "big_vision" and cfg.backbone_layers is not None:
+        problems.append("a hybrid ResNet stem (use layout='vision_transformer')")
+    if problems:
+        raise CheckpointError("this model cannot be written in Google's layout: it has "
+                              + "; ".join(problems))
+
+
+def _npz_arrays(source: Source, layout: str | None) -> dict[str, np.ndarray]:
+    cfg = source.native
+    meta = source.metadata
+    if layout is None:
+        layout = meta.get("source_layout") or (
+            "big_vision" if cfg.global_pool == "map" or cfg.pos_embed == "sincos"
+            else "vision_transformer")
+    _google_expressible(cfg, layout)
+    state = {k: v.detach().cpu().float().numpy() for k, v in source.state.items()}
+    arrays = jax_npz.from_vitzoo(state, num_heads=cfg.num_heads, layout=layout)
+    if meta.get("source_scanned") == "true":
+        arrays = jax_npz.scan_blocks(arrays)
+    if "|V2" in meta.get("source_dtypes", "").split(","):  # the source stored bfloat16
+        arrays = {k: jax_npz.float32_to_bfloat16(v) for k, v in arrays.items()}
+    prefix = meta.get("source_prefix", "")
+    return {prefix + k: v for k, v in arrays.items()}
+
+
+def write_npz(source: Source, dst: Path, *, layout: str | None = None,
+              verify: bool = False) -> Path:
+    """Write ``source`` as a Google ``.npz`` (``layout``: the one it came from by default);
+    with ``verify``, the written arrays must reproduce the model in Google's forward pass."""
+    arrays = _npz_arrays(source, layout)
+    with atomic_path(dst) as tmp:
+        with open(tmp, "wb") as f:
+            np.savez(f, **arrays)
+        if verify:
+            verify_against_jax(tmp, _model_from(source))
+    return dst
+
+
+# -- vitzoo safetensors ---------------------------------------------------------------------------
+def write_vitzoo(source: Source, dst: Path, *, verify_against: Path | None = None) -> Path:
+    """Write ``source`` as vitzoo's self-describing safetensors; with ``verify_against`` (the
+    Google ``.npz`` it came from), the written file must reproduce Google's forward pass."""
+    metadata = io.vitzoo_metadata(source.native, source.pretrained_cfg, source.metadata)
+    tensors = ((k, v.detach().cpu().contiguous().numpy()) for k, v in source.state.items())
+    with atomic_path(dst) as tmp:
+        io.write_safetensors(tmp, tensors, metadata)
+        if verify_against is not None:
+            verify_against_jax(verify_against, _model_from(read_source(tmp,
+                                                                       source_format="vitzoo")))
+    return dst
+
+
+# -- Hugging Face transformers --------------------------------------------------------------------
+def _hf_problems(cfg: ViTConfig) -> list[str]:
+    problems = []
+    if cfg.backbone_layers is not None:
+        problems.append("a hybrid ResNet stem")
+    if cfg.global_pool != "token" or cfg.fc_norm:
+        problems.append(f"global_pool={cfg.global_pool!r} (transformers classifies the class "
+                        "token)")
+    if cfg.representation_size or cfg.init_values is not None or cfg.pos_embed != "learn":
+        problems.append("a representation layer, LayerScale or fixed position embeddings")
+    if cfg.img_size[0] != cfg.img_size[1] or cfg.patch_size[0] != cfg.patch_size[1]:
+        problems.append("a rectangular image or patch")
+    if cfg.num_classes == 0:
+        problems.append("no classifier head")
+    return problems
+
+
+def _hf_config(cfg: ViTConfig, names: list[str]) -> dict[str, object]:
+    act = "gelu" if cfg.gelu_approximate == "none" else "gelu_pytorch_tanh"
+    return {
+        "architectures": ["DeiTForImageClassificationWithTeacher" if cfg.distilled
+                          else "ViTForImageClassification"],
+        "model_type": "deit" if cfg.distilled else "vit",
+        "hidden_size": cfg.embed_dim, "num_hidden_layers": cfg.depth,
+        "num_attention_heads": cfg.num_heads, "intermediate_size": cfg.mlp_hidden_dim,
+        "hidden_act": act, "hidden_dropout_prob": 0.0, "attention_probs_dropout_prob": 0.0,
+        "initializer_range": 0.02, "layer_norm_eps": cfg.norm_eps,
+        "image_size": cfg.img_size[0], "patch_size": cfg.patch_size[0],
+        "num_channels": cfg.in_chans, "qkv_bias": cfg.qkv_bias,
+        "encoder_stride": cfg.patch_size[0],
+        "id2label": {str(i): n for i, n in enumerate(names)},
+        "label2id": {n: i for i, n in enumerate(names)},
+    }
+
+
+def write_hf(source: Source, dst: Path) -> Path:
+    """Write ``source`` as a transformers directory (``config.json`` + ``model.safetensors``)
+    for ``ViTForImageClassification`` (``DeiTForImageClassificationWithTeacher`` when
+    distilled)."""
+    cfg = source.native
+    problems = _hf_problems(cfg)
+    if problems:
+        raise CheckpointError("this model has no transformers equivalent: it has "
+                              + "; ".join(problems))
+    tensors, unmatched = hf_transformers.from_vitzoo(source.state, distilled=cfg.distilled)
+    if unmatched:
+        raise CheckpointError(f"no transformers name for {', '.join(unmatched)}")
+    names = source.pretrained_cfg.get("label_names") or [
+        f"LABEL_{i}" for i in range(cfg.num_classes)]
+    dst.mkdir(parents=True, exist_ok=True)
+    io.save_state_dict(dict(sorted(tensors.items())), dst / "model.safetensors", {"format": "pt"})
+    with atomic_path(dst / "config.json") as tmp:
+        tmp.write_text(json.dumps(_hf_config(cfg, names), indent=2, sort_keys=True) + "\n")
+    return dst
+
+
+# -- the conversion -------------------------------------------------------------------------------
+def _target_format(dst: Path, target_format: str | None) -> str:
+    if target_format is not None:
+        if target_format not in TARGET_FORMATS:
+            raise CheckpointError(f"target_format={target_format!r} is not 'hf', 'vitzoo' or "
+                                  "'jax_npz'")
+        return target_format
+    if dst.suffix == ".npz":
+        return "jax_npz"
+    if dst.suffix == ".safetensors":
+        return "vitzoo"
+    raise CheckpointError(f"cannot tell the output format of {dst}: use .safetensors or "
+                          ".npz, or pass target_format='hf' for a transformers directory")
+
+
+def convert_checkpoint(src: str | Path, dst: str | Path, *, source_format: str = "auto",
+                       target_format: str | None = None, layout: str | None = None,
+                       img_size: int | tuple[int, int] | None = None, verify: bool = False,
+                       progress: Progress | None = None) -> Path:
+    """Convert a checkpoint; the output format follows ``dst``'s suffix.
+
+    ``.npz`` -> ``.safetensors``: a Google checkpoint to vitzoo's self-describing file (config
+    and numerics in the metadata). ``.safetensors`` / directory -> ``.npz``: back to Google's
+    layout (``layout="vision_transformer"`` for ``vit_jax.checkpoint.load``, or
+    ``"big_vision"``; default: the layout the weights came from). ``target_format="hf"``:
+    a Hugging Face transformers directory (``config.json`` + ``model.safetensors``) for
+    ``ViTForImageClassification`` (``DeiTForImageClassificationWithTeacher`` when distilled).
+
+    Args:
+        src: the checkpoint to read.
+        dst: the file to write (atomically: a failed conversion leaves nothing, and an older
+            file at ``dst`` as it was), or the directory for ``target_format="hf"``.
+        source_format: as in :func:`vitzoo.loading.read_source`.
+        target_format: ``None`` (from ``dst``'s suffix: ``"vitzoo"`` or ``"jax_npz"``) or
+            ``"hf"``.
+        layout: Google layout of an ``.npz`` output.
+        img_size: image size of a sin-cos source (no position table in the file).
+        verify: check the result against Google's forward pass in NumPy (1e-5 on the outputs
+            of two random images) before it is put in place; one side must be a Google
+            ``.npz``. A failure raises and writes nothing.
+        progress: called with ``(done, total)`` arrays.
+
+    Returns:
+        ``dst`` as a path.
+    """
+    dst = Path(dst)
+    fmt = _target_format(dst, target_format)
+    if isinstance(img_size, int):
+        img_size = (img_size, img_size)
+    source = read_source(src, source_format=source_format, img_size=img_size,
+                         progress=progress)
+    if verify and fmt != "jax_npz" and source.source_format != "jax_npz":
+        raise CheckpointError("verify=True compares with Google's forward pass, so the source "
+                              "or the output must be a Google .npz")
+    if fmt == "hf":
+        return write_hf(source, dst)
+    if fmt == "jax_npz":
+        return write_npz(source, dst, layout=layout, verify=verify)
+    return write_vitzoo(source, dst, verify_against=Path(src) if verify else None)

@@ -1,0 +1,595 @@
+"""Tensors -> model: THE build-and-load path, the :class:`LoadReport`, what a checkpoint file
+says about itself, and the explanations of a checkpoint that does not fit.
+
+Every way weights reach a model goes through :func:`load_state`: ``create_model(pretrained=
+True)``, ``create_model(checkpoint_path=...)``, :func:`vitzoo.load_model`,
+:func:`load_checkpoint` and ``convert_checkpoint(verify=True)``. It fits the state dict to the
+requested config (a replaced head, resampled position embeddings, adapted input channels),
+builds the model without initialising what is then loaded, loads it and initialises only the
+new parts.
+"""
+
+from __future__ import annotations
+
+import logging
+import re
+from collections import Counter
+from collections.abc import Callable, Iterable, Mapping, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+from torch import nn
+
+from . import io, registry
+from ._utils import skip_init
+from .adapters import STATE_DICT_FORMATS, convert_state_dict, hf_transformers, jax_npz, timm
+from .adapters.in_chans import adapt_input_conv
+from .config import ViTConfig
+from .errors import CheckpointError, CheckpointMismatchError, ConfigError
+from .layers import resample_pos_embed
+from .models import build_model
+from .pretrained import GOOGLE_PREPROCESSING
+
+__all__ = ["CheckpointFacts", "LoadReport", "Source", "compare_state_dict", "default_resample",
+           "explain_mismatch", "fit_state", "load_checkpoint", "load_state",
+           "matching_architectures", "read_source", "read_state_dict"]
+
+logger = logging.getLogger(__name__)
+
+Progress = Callable[[int, int], None]
+
+
+# -- the report -----------------------------------------------------------------------------------
+@dataclass
+class LoadReport:
+    """What happened when a state dict was loaded into a model."""
+
+    missing: list[str] = field(default_factory=list)
+    unexpected: list[str] = field(default_factory=list)
+    mismatched: dict[str, tuple[tuple[int, ...], tuple[int, ...]]] = field(default_factory=dict)
+    """key -> (shape in the checkpoint, shape in the model)."""
+    reshaped: dict[str, str] = field(default_factory=dict)
+    """key -> how it was adapted (an input convolution for another channel count)."""
+    dropped: list[str] = field(default_factory=list)
+    """Keys of the file left out on purpose (a head replaced for another class count)."""
+    resampled: dict[str, str] = field(default_factory=dict)
+    """key -> how it was resized (position embeddings for another image size)."""
+    source_format: str | None = None
+    """The layout the checkpoint was read in (``timm``, ``hf_transformers``, ...)."""
+
+    @property
+    def ok(self) -> bool:
+        """No key missing, unexpected or of another shape (dropped/resampled keys are fine)."""
+        return not (self.missing or self.unexpected or self.mismatched)
+
+    def describe(self) -> str:
+        """A grouped, human-readable account of every difference."""
+        if self.ok and not (self.dropped or self.resampled or self.reshaped):
+            return "all keys matched"
+        lines = []
+        if self.missing:
+            lines.append(f"missing from the checkpoint ({len(self.missing)}): "
+                         + _group_keys(self.missing))
+        if self.unexpected:
+            lines.append(f"in the checkpoint but not in the model ({len(self.unexpected)}): "
+                         + _group_keys(self.unexpected))
+        if self.reshaped:
+            lines.append("adapted: " + "; ".join(f"{k} ({how})"
+                                                 for k, how in self.reshaped.items()))
+        if self.dropped:
+            lines.append(f"left out on purpose ({len(self.dropped)}): "
+                         + _group_keys(self.dropped))
+        if self.resampled:
+            lines.append("resampled: " + "; ".join(f"{k} ({how})"
+                                                  for k, how in self.resampled.items()))
+        if self.mismatched:
+            shapes = [f"{k} {tuple(a)} in the file vs {tuple(b)} in the model"
+                      for k, (a, b) in self.mismatched.items()]
+            lines.append(f"different shapes ({len(self.mismatched)}): " + "; ".join(shapes[:8])
+                         + (" ..." if len(shapes) > 8 else ""))
+        return "\n".join(lines)
+
+
+def _group_keys(keys: Iterable[str]) -> str:
+    """``blocks.0.attn.qkv.bias, blocks.1.attn.qkv.bias`` -> ``blocks.*.attn.qkv.bias (x2)``."""
+    counts = Counter(re.sub(r"\.\d+\.", ".*.", k) for k in keys)
+    return ", ".join(k if n == 1 else f"{k} (x{n})" for k, n in counts.items())
+
+
+# -- what a state dict says about its architecture ------------------------------------------------
+@dataclass(frozen=True)
+class CheckpointFacts:
+    """What a vitzoo-layout state dict (or a config) says about its architecture."""
+
+    width: int | None
+    depth: int
+    patch: tuple[int, int] | None
+    grid_tokens: int | None
+    class_token: bool
+    distilled: bool
+    hybrid: bool
+    num_classes: int
+    layer_scale: bool
+    map_head: bool
+    representation: bool
+
+    @classmethod
+    def of(cls, state: Mapping[str, torch.Tensor]) -> CheckpointFacts:
+        proj = state.get("patch_embed.proj.weight")
+        hybrid = any(k.startswith("patch_embed.backbone.") for k in state)
+        blocks = {int(m.group(1)) for k in state if (m := re.match(r"blocks\.(\d+)\.", k))}
+        prefix = int("cls_token" in state) + int("dist_token" in state)
+        pos = state.get("pos_embed")
+        head = state.get("head.weight")
+        return cls(
+            width=int(proj.shape[0]) if proj is not None else None, depth=len(blocks),
+            patch=(int(proj.shape[-2]), int(proj.shape[-1])) if proj is not None and not hybrid
+            else None,
+            grid_tokens=int(pos.shape[1]) - prefix if pos is not None else None,
+            class_token="cls_token" in state, distilled="dist_token" in state, hybrid=hybrid,
+            num_classes=int(head.shape[0]) if head is not None else 0,
+            layer_scale=any(k.endswith("ls1.gamma") for k in state),
+            map_head="attn_pool.latent" in state,
+            representation="pre_logits.fc.weight" in state,
+        )
+
+    @classmethod
+    def of_config(cls, cfg: ViTConfig) -> CheckpointFacts:
+        """The facts of the state dict a model built as ``cfg`` has."""
+        hybrid = cfg.backbone_layers is not None
+        return cls(
+            width=cfg.embed_dim, depth=cfg.depth, patch=None if hybrid else cfg.patch_size,
+            grid_tokens=cfg.num_patches if cfg.pos_embed == "learn" else None,
+            class_token=cfg.class_token, distilled=cfg.distilled, hybrid=hybrid,
+            num_classes=cfg.num_classes, layer_scale=cfg.init_values is not None,
+            map_head=cfg.global_pool == "map", representation=bool(cfg.representation_size),
+        )
+
+
+_ARCHITECTURE_FACTS = ("width", "depth", "patch", "grid_tokens", "class_token", "distilled",
+                       "hybrid", "layer_scale", "map_head")
+
+
+def matching_architectures(state: Mapping[str, torch.Tensor]) -> list[str]:
+    """Registered architectures whose shapes fit ``state`` (the head and representation layer
+    aside), the ``vit_*`` names first."""
+    facts = CheckpointFacts.of(state)
+    found = [name for name in registry.list_models()
+             if _same_architecture(facts, CheckpointFacts.of_config(registry.default_config(name)))]
+    return sorted(found, key=lambda name: (not name.startswith("vit_"), name))
+
+
+def _same_architecture(a: CheckpointFacts, b: CheckpointFacts) -> bool:
+    return all(getattr(a, k) == getattr(b, k) for k in _ARCHITECTURE_FACTS)
+
+
+def explain_mismatch(state: Mapping[str, torch.Tensor], model: nn.Module) -> list[str]:
+    """Sentences naming each architectural difference between ``state`` and ``model``."""
+    file, own = CheckpointFacts.of(state), CheckpointFacts.of(model.state_dict())
+    lines = []
+    if file.distilled and not own.distilled:
+        lines.append("this is a DeiT checkpoint with a distillation token; the model has none")
+    if own.distilled and not file.distilled:
+        lines.append("the model has a distillation token; the checkpoint has none")
+    if file.hybrid != own.hybrid:
+        which = "the checkpoint" if file.hybrid else "the model"
+        lines.append(f"{which} has a ResNet stem (an R+ViT hybrid), the other does not")
+    if (file.width, file.depth) != (own.width, own.depth):
+        lines.append(f"the checkpoint is {file.width} wide with {file.depth} blocks, the model "
+                     f"{own.width} wide with {own.depth} blocks")
+    if file.patch != own.patch and file.patch and own.patch:
+        lines.append(f"the checkpoint has {file.patch[0]}x{file.patch[1]} patches, the model "
+                     f"{own.patch[0]}x{own.patch[1]}")
+    if file.grid_tokens != own.grid_tokens and file.grid_tokens and own.grid_tokens:
+        lines.append(f"the checkpoint's position table covers {file.grid_tokens} patches, the "
+                     f"model's {own.grid_tokens}: the image sizes differ")
+    if file.class_token != own.class_token:
+        lines.append("the checkpoint " + ("has" if file.class_token else "has no")
+                     + " class token, the model " + ("has" if own.class_token else "has none"))
+    if file.num_classes != own.num_classes:
+        lines.append(f"the checkpoint's head has {file.num_classes} classes, the model's "
+                     f"{own.num_classes}: pass num_classes={file.num_classes}, or "
+                     "strict=False to keep the model's head")
+    candidates = matching_architectures(state)
+    if candidates and lines:
+        lines.append("architectures that fit the checkpoint: " + ", ".join(candidates[:5]))
+    return lines
+
+
+# -- what a file says about itself ----------------------------------------------------------------
+@dataclass
+class Source:
+    """A checkpoint read from disk: vitzoo-layout tensors, the config fields, and provenance."""
+
+    state: dict[str, torch.Tensor]
+    config: dict[str, Any]
+    origin: str
+    """``"jax"`` (Google/JAX numerics) or ``"pytorch"``."""
+    metadata: dict[str, str] = field(default_factory=dict)
+    pretrained_cfg: dict[str, Any] = field(default_factory=dict)
+    zero_head: bool = False
+    source_format: str | None = None
+
+    @property
+    def native(self) -> ViTConfig:
+        """The config the tensors were saved for.
+
+        Raises:
+            CheckpointError: the file's config fields are not a valid ViTConfig.
+        """
+        try:
+            return ViTConfig.from_dict(self.config)
+        except (ConfigError, TypeError) as err:
+            raise CheckpointError(f"the checkpoint describes an invalid model: {err}") from err
+
+
+def default_resample(origin: str) -> str:
+    """Google's scipy zoom for JAX-origin weights, bicubic for the rest (timm's rule)."""
+    return "scipy" if origin == "jax" else "bicubic"
+
+
+def _origin(config: Mapping[str, Any]) -> str:
+    return "jax" if config.get("gelu_approximate") == "tanh" else "pytorch"
+
+
+def _npz_prefix(arrays: Mapping[str, np.ndarray]) -> str:
+    for prefix in ("params/img/", "params/", "opt/target/"):
+        if any(k.startswith(prefix) for k in arrays):
+            return prefix
+    return ""
+
+
+def _read_jax(path: Path, img_size: tuple[int, int] | None,
+              progress: Progress | None = None) -> Source:
+    arrays = io.read_npz(path)
+    prefix = _npz_prefix(arrays)
+    tree, notes = jax_npz.canonicalize(arrays)
+    del arrays  # the tree now holds the only reference, and gives each array up as converted
+    try:
+        config = jax_npz.infer_config(tree, notes, img_size)
+    except ValueError as err:
+        raise CheckpointError(f"{path}: {err}") from err
+    zero_head = jax_npz.head_is_zero(tree)
+    try:
+        state = {k: torch.from_numpy(v) for k, v in jax_npz.iter_vitzoo(tree, progress)}
+    except KeyError as err:
+        raise CheckpointError(f"{path} is not a ViT checkpoint vitzoo can read: {err}") from err
+    metadata = {"source_format": "jax_npz", "source_layout": notes["layout"],
+                "source_scanned": str(notes["scanned"]).lower(),
+                "source_dtypes": ",".join(notes["dtypes"]), "source_prefix": prefix}
+    return Source(state, config, "jax", metadata, dict(GOOGLE_PREPROCESSING), zero_head,
+                  "jax_npz")
+
+
+def _read_vitzoo(path: Path) -> Source:
+    state, metadata = io.read_safetensors(path)
+    config, pretrained = io.parse_vitzoo_metadata(metadata, str(path))
+    return Source(state, config, _origin(config), metadata, pretrained,
+                  source_format=io.FORMAT_NAME)
+
+
+def _hub_weights(path: Path) -> dict[str, torch.Tensor]:
+    for name in ("model.safetensors", "pytorch_model.bin"):
+        if (path / name).is_file():
+            return io.load_state_dict(path / name)
+    raise CheckpointError(f"{path} has no model.safetensors or pytorch_model.bin")
+
+
+def _hf_preprocessing(path: Path) -> dict[str, Any]:
+    """Mean and std from a transformers ``preprocessor_config.json``, when there is one."""
+    file = path / "preprocessor_config.json"
+    if not file.is_file():
+        return {}
+    try:
+        pre = io.read_json(file)
+    except CheckpointError:
+        return {}
+    if "image_mean" in pre and "image_std" in pre:
+        return {"mean": tuple(pre["image_mean"]), "std": tuple(pre["image_std"])}
+    return {}
+
+
+def _read_hf_dir(path: Path, hub_config: dict[str, Any],
+                 state: dict[str, torch.Tensor]) -> Source:
+    try:
+        config = hf_transformers.config_fields(hub_config, state)
+    except ValueError as err:
+        raise CheckpointError(f"{path / 'config.json'}: {err}") from err
+    state, unmatched = hf_transformers.to_vitzoo(state)
+    if unmatched:
+        raise CheckpointError(f"{path} has weights with no vitzoo place: "
+                              + ", ".join(unmatched[:8]))
+    pretrained: dict[str, Any] = {**hub_config.get("pretrained_cfg", {}), **_hf_preprocessing(path)}
+    names = hf_transformers.labels(hub_config)
+    if names and config["num_classes"] == len(names):
+        pretrained["label_names"] = names
+    return Source(state, config, "pytorch", {"source_format": "hf_transformers"}, pretrained,
+                  source_format="hf_transformers")
+
+
+def _read_hub_dir(path: Path) -> Source:
+    config_file = path / "config.json"
+    if not config_file.is_file():
+        raise CheckpointError(
+            f"{path} is a directory without config.json; point at a checkpoint file or a "
+            "hub-layout directory (config.json + model.safetensors)"
+        )
+    hub_config = io.read_json(config_file)
+    state = _hub_weights(path)
+    if "model_type" in hub_config:  # Hugging Face transformers
+        return _read_hf_dir(path, hub_config, state)
+    pretrained = dict(hub_config.get("pretrained_cfg") or {})
+    if "vitzoo_config" in hub_config:
+        config = dict(hub_config["vitzoo_config"])
+    elif "architecture" in hub_config:  # timm's hub layout
+        config = registry.default_config(hub_config["architecture"]).to_dict()
+        if "num_classes" in hub_config:
+            config["num_classes"] = hub_config["num_classes"]
+    else:
+        raise CheckpointError(
+            f"{config_file} names no architecture (no 'vitzoo_config', 'architecture' or "
+            "'model_type')"
+        )
+    return Source(timm.to_vitzoo(state), config, _origin(config), {}, pretrained,
+                  source_format="hub_dir")
+
+
+def read_state_dict(path: str | Path | Mapping[str, torch.Tensor], source_format: str = "auto",
+                    ) -> tuple[dict[str, torch.Tensor], str, list[str]]:
+    """A plain state dict (a file, or a dict) in vitzoo's names: ``(tensors, layout, keys with
+    no vitzoo place)``; the layout is detected from the key names unless named."""
+    name = "the state dict" if isinstance(path, Mapping) else str(path)
+    raw = path if isinstance(path, Mapping) else io.load_state_dict(path)
+    try:
+        return convert_state_dict(raw, source_format)
+    except ValueError as err:
+        raise CheckpointError(f"{name}: {err}") from err
+
+
+def _read_state_dict(path: Path, source_format: str) -> Source:
+    """A plain state dict (timm, DeiT, torchvision, ViT-pytorch): the architecture is the
+    registered one whose shapes fit; heads and image size come from the tensors."""
+    state, fmt, unmatched = read_state_dict(path, source_format)
+    if unmatched:
+        raise CheckpointError(f"{path} ({fmt} layout) has arrays with no vitzoo place: "
+                              + ", ".join(unmatched[:8]))
+    candidates = matching_architectures(state)
+    facts = CheckpointFacts.of(state)
+    if not candidates:
+        raise CheckpointError(
+            f"{path} is a plain {fmt} state dict and no registered architecture has its shapes "
+            f"(width {facts.width}, {facts.depth} blocks, {facts.grid_tokens} patches): build "
+            "the model with vitzoo.create_model(NAME, ...) or a ViTConfig and call "
+            "vitzoo.load_checkpoint(model, path)"
+        )
+    config = registry.default_config(candidates[0]).to_dict()
+    config["num_classes"] = facts.num_classes
+    if "pre_logits.fc.weight" in state:
+        config["representation_size"] = int(state["pre_logits.fc.weight"].shape[0])
+    logger.info("%s: %s layout, built as %s", path, fmt, candidates[0])
+    return Source(state, config, "pytorch", {"source_format": fmt},
+                  {"architecture": candidates[0]}, source_format=fmt)
+
+
+SOURCE_FORMATS = ("auto", "jax_npz", "vitzoo", "hub_dir", "state_dict", *STATE_DICT_FORMATS)
+
+
+def read_source(path: str | Path, *, source_format: str = "auto",
+                img_size: tuple[int, int] | None = None,
+                progress: Progress | None = None) -> Source:
+    """Read a self-describing checkpoint into vitzoo's layout.
+
+    Args:
+        path: a Google ``.npz``, a vitzoo ``.safetensors``, a hub-layout directory, or a plain
+            state dict of a registered architecture.
+        source_format: ``"auto"`` (from the content), ``"jax_npz"``, ``"vitzoo"``,
+            ``"hub_dir"``, ``"state_dict"`` or a state-dict layout (``"timm"`` ...).
+        img_size: the image size of a Google file with no position table (sin-cos).
+        progress: called with ``(done, total)`` arrays while converting.
+    """
+    path = Path(path)
+    if source_format not in SOURCE_FORMATS:
+        raise CheckpointError(f"unknown source_format {source_format!r}: use "
+                              + ", ".join(map(repr, SOURCE_FORMATS)))
+    fmt = source_format
+    if fmt == "auto":
+        fmt = io.detect_format(path)
+        fmt = {"safetensors": "state_dict", "pickle": "state_dict"}.get(fmt, fmt)
+    if fmt == "jax_npz":
+        return _read_jax(path, img_size, progress)
+    if fmt == "vitzoo":
+        return _read_vitzoo(path)
+    if fmt == "hub_dir":
+        return _read_hub_dir(path)
+    return _read_state_dict(path, "auto" if fmt == "state_dict" else fmt)
+
+
+# -- fitting a state dict to a config -------------------------------------------------------------
+def fit_state(state: Mapping[str, torch.Tensor], native: ViTConfig, cfg: ViTConfig, *,
+              resample: str, antialias: bool = False,
+              report: LoadReport) -> tuple[dict[str, torch.Tensor], set[str]]:
+    """Adapt a checkpoint saved for ``native`` to a model built with ``cfg``.
+
+    A different class count or representation layer drops the head (the model keeps its own,
+    zero-initialised for JAX-origin weights, as Google fine-tunes); a model without the
+    representation layer drops ``pre_logits`` (Google's ``load_pretrained`` rule); leaving
+    MAP pooling drops ``attn_pool``; another grid resamples the position embeddings, prefix
+    rows kept. What was done goes into ``report``.
+
+    Returns:
+        The adapted tensors and the top-level parts (``head``, ``pre_logits`` ...) the model
+        must initialise itself.
+    """
+    state = dict(state)
+    drop_head = (cfg.num_classes != native.num_classes
+                 or cfg.representation_size != native.representation_size)
+    drop_pre_logits = cfg.representation_size != native.representation_size
+    drop_pool = cfg.global_pool != native.global_pool and native.global_pool == "map"
+    fresh = ({"head", "head_dist"} if drop_head else set()) | (
+        {"pre_logits"} if drop_pre_logits else set()) | ({"attn_pool"} if drop_pool else set())
+    for key in list(state):
+        if key.split(".")[0] in fresh:
+            del state[key]
+            report.dropped.append(key)
+    if "pos_embed" in state and cfg.grid_size != native.grid_size:
+        state["pos_embed"] = resample_pos_embed(
+            state["pos_embed"], cfg.grid_size, old_grid=native.grid_size,
+            num_prefix_tokens=native.num_prefix_tokens, mode=resample, antialias=antialias)
+        report.resampled["pos_embed"] = (
+            f"{native.grid_size[0]}x{native.grid_size[1]} -> "
+            f"{cfg.grid_size[0]}x{cfg.grid_size[1]}, {resample}"
+            + (" with antialias" if antialias and resample != "scipy" else ""))
+    return state, fresh
+
+
+_INPUT_CONVS = ("patch_embed.proj.weight", "patch_embed.backbone.stem.conv.weight",
+                "patch_embed.backbone.conv.weight")
+
+
+def adapt_input_channels(state: dict[str, torch.Tensor], own: Mapping[str, torch.Tensor],
+                         report: LoadReport) -> None:
+    """3-channel input kernels of ``state`` adapted in place to the model's channel count."""
+    for key in _INPUT_CONVS:
+        if key == "patch_embed.proj.weight" and "patch_embed.backbone.stem.conv.weight" in own:
+            continue  # a hybrid's patch projection sees features, not images
+        if key not in state or key not in own:
+            continue
+        src, dst = state[key].shape, own[key].shape
+        if src != dst and src[1] == 3 and (src[0], *src[2:]) == (dst[0], *dst[2:]):
+            state[key] = adapt_input_conv(state[key], dst[1])
+            how = "summed" if dst[1] == 1 else "repeated and scaled by 3/" + str(dst[1])
+            report.reshaped[key] = f"3 -> {dst[1]} input channels, {how}"
+
+
+def compare_state_dict(model: nn.Module, state: Mapping[str, torch.Tensor]) -> LoadReport:
+    """The differences between a model's state dict and ``state``, without loading anything."""
+    own = model.state_dict()
+    report = LoadReport(
+        missing=[k for k in own if k not in state],
+        unexpected=[k for k in state if k not in own],
+    )
+    for key, value in state.items():
+        if key in own and tuple(own[key].shape) != tuple(value.shape):
+            report.mismatched[key] = (tuple(value.shape), tuple(own[key].shape))
+    return report
+
+
+# -- THE build-and-load path ----------------------------------------------------------------------
+def _mismatch(name: str, model: nn.Module, state: Mapping[str, torch.Tensor],
+              report: LoadReport, self_describing: bool) -> CheckpointMismatchError:
+    reasons = "".join(f"\n- {line}" for line in explain_mismatch(state, model))
+    layout = f" ({report.source_format} layout)" if report.source_format else ""
+    if self_describing:
+        return CheckpointMismatchError(
+            f"{name}{layout} does not fit the model it describes:{reasons}\n{report.describe()}\n"
+            "The file's tensors disagree with its own config: it is damaged or was edited; "
+            "get it again")
+    return CheckpointMismatchError(
+        f"{name}{layout} does not fit {type(model).__name__}:{reasons}\n{report.describe()}\n"
+        "Create the architecture the checkpoint was saved from, or pass strict=False "
+        "(vitzoo.load_checkpoint(model, path, strict=False)) to load the keys that fit.")
+
+
+def load_state(state: Mapping[str, torch.Tensor], *, cfg: ViTConfig | None = None,
+               native: ViTConfig | None = None, model: nn.Module | None = None,
+               strict: bool = True, resample: str = "bicubic", antialias: bool = False,
+               name: str = "the state dict", source_format: str | None = None,
+               unmatched: Sequence[str] = (),
+               model_cls: type[nn.Module] | None = None) -> tuple[nn.Module, LoadReport]:
+    """Fit a vitzoo-layout state dict to a model, build it (or take ``model``) and load it.
+
+    Args:
+        state: the tensors, in vitzoo's names.
+        cfg: the config to build (default: ``model.cfg``).
+        native: the config ``state`` was saved for, when the file says (a self-describing
+            checkpoint): a different class count then replaces the head, another grid
+            resamples the position embeddings (``resample``, ``antialias``). None: a plain
+            state dict, loaded as it is.
+        model: load into this model in place (its parameters keep their identity, device and
+            dtype) instead of building one.
+        strict: raise when any key is missing, unexpected or of a different shape (the model
+            is left unchanged); otherwise load what fits and report the rest.
+        name: the checkpoint's name in messages.
+        source_format: the layout the tensors were read in, for the report.
+        unmatched: keys of the file that no adapter rule placed (reported as unexpected).
+        model_cls: the class to build (default: the one ``cfg`` implies).
+
+    Returns:
+        ``(model, report)``. A model built here is in eval mode, was never randomly
+        initialised where it was loaded, has its new parts (a replaced head, parts missing
+        with ``strict=False``) initialised as ``cfg.weight_init`` says, and carries the report
+        as ``model.load_report``.
+
+    Raises:
+        CheckpointMismatchError: with ``strict``, the checkpoint does not fit; the message
+            explains the difference in words and names architectures that fit.
+    """
+    target = cfg if cfg is not None else getattr(model, "cfg", None)
+    if model is None and target is None:
+        raise TypeError("load_state needs cfg or model")
+    report = LoadReport(source_format=source_format)
+    fresh: set[str] = set()
+    if native is not None and target is not None:
+        state, fresh = fit_state(state, native, target, resample=resample, antialias=antialias,
+                                 report=report)
+    else:
+        state = dict(state)
+    built = model is None
+    if model is None:
+        with skip_init():
+            model = build_model(target, model_cls)
+    own = model.state_dict()
+    adapt_input_channels(state, own, report)
+    diff = compare_state_dict(model, state)
+    report.missing = [k for k in diff.missing if k.split(".")[0] not in fresh]
+    report.unexpected = diff.unexpected + list(unmatched)
+    report.mismatched = diff.mismatched
+    if strict and not report.ok:
+        raise _mismatch(name, model, state, report, self_describing=native is not None)
+    fitting = {k: v for k, v in state.items()
+               if k not in report.mismatched and k not in report.unexpected}
+    model.load_state_dict(fitting, strict=False, assign=built)
+    if built:
+        uninitialised = fresh | {k.split(".")[0] for k in report.missing}
+        if uninitialised:
+            model.init_weights(only=uninitialised)
+        model.eval()
+        model.load_report = report
+        if report.dropped or report.resampled or report.reshaped:
+            logger.info("loaded %s: %s", name, report.describe())
+    return model, report
+
+
+def load_checkpoint(model: nn.Module, path: str | Path | Mapping[str, torch.Tensor], *,
+                    strict: bool = True, source_format: str = "auto") -> LoadReport:
+    """Load a state dict written by vitzoo, timm, DeiT, Hugging Face transformers, torchvision
+    or the original PyTorch port of Google's ViT into ``model``.
+
+    The layout is detected from the key names (or named with ``source_format``). 3-channel
+    weights load into models with other ``in_chans`` (summed for 1 channel, otherwise repeated
+    and scaled by ``3 / in_chans``).
+
+    Args:
+        model: the model to load into (changed in place).
+        path: a ``.safetensors`` / ``.pth`` / ``.bin`` file, or a state dict.
+        strict: raise when any key is missing, unexpected or of a different shape; with
+            ``strict=False`` the keys that fit are loaded and the rest reported.
+        source_format: ``"auto"``, ``"timm"``, ``"hf_transformers"``, ``"torchvision"`` or
+            ``"vit_pytorch"``.
+
+    Returns:
+        The :class:`LoadReport`.
+
+    Raises:
+        CheckpointMismatchError: with ``strict=True``, when the checkpoint does not fit; the
+            message explains the difference in words and names architectures that fit. The
+            model is left unchanged.
+    """
+    name = "the state dict" if isinstance(path, Mapping) else str(path)
+    state, fmt, unmatched = read_state_dict(path, source_format)
+    _, report = load_state(state, model=model, strict=strict, name=name, source_format=fmt,
+                           unmatched=unmatched)
+    return report

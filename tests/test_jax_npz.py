@@ -42,6 +42,23 @@ def test_attention_kernels_match_googles_einsums():
     np.testing.assert_array_equal(J.heads_out_to_jax(J.heads_out_to_torch(ko), H), ko)
 
 
+def test_attention_biases_and_group_norms_are_flat_in_torch():
+    b = np.random.default_rng(0).normal(size=(3, 4))  # (H, hd)
+    flat = J.flatten(b)
+    assert flat.shape == (12,) and flat[5] == b[1, 1]  # head-major, like the kernels' rows
+    np.testing.assert_array_equal(J.heads_bias_to_jax(flat, 3), b)
+    gn = np.arange(8.0).reshape(1, 1, 1, 8)
+    np.testing.assert_array_equal(J.flatten(gn), np.arange(8.0))
+
+
+def test_the_table_uses_the_named_transforms():
+    assert J.TABLE.rules == J.RENAMES
+    assert J.TRANSFORMS["conv"] == (J.conv_kernel_to_torch, J.conv_kernel_to_jax, ())
+    assert J.TRANSFORMS["heads_in"] == (J.heads_in_to_torch, J.heads_in_to_jax, ("num_heads",))
+    assert J.TRANSFORMS["heads_out"].from_vitzoo is J.heads_out_to_jax
+    assert J.TRANSFORMS["heads_bias"] == (J.flatten, J.heads_bias_to_jax, ("num_heads",))
+
+
 def test_bfloat16_is_the_upper_half_of_float32():
     values = np.array([1.0, -2.5, 3.140625, 0.0], dtype=np.float32)
     stored = (values.view(np.uint32) >> 16).astype(np.uint16).view("V2")
@@ -92,9 +109,9 @@ def test_select_params_prefers_params_and_ignores_optimizer_state():
 def _used_rows(tree) -> set[str]:
     used = set()
     for key in tree:
-        for (pattern, _, _, _), row in zip(J._TO_VITZOO, J.RENAMES, strict=True):
-            if pattern.match(key):
-                used.add(row[0])
+        found = J.TABLE.match(key)
+        if found is not None:
+            used.add(found[0].source)
     return used
 
 
@@ -120,6 +137,20 @@ def test_every_rename_row_is_exercised_key_by_key(layout):
         used |= _used_rows(J.canonicalize(J.from_vitzoo(_state(models[1]), num_heads=4,
                                                         layout="big_vision"))[0])
         assert used == {row[0] for row in J.RENAMES}
+
+
+def test_the_stem_only_hybrid_has_no_stem_level():
+    stem_only = _state(jax_model(backbone_layers=(), backbone_width=32, patch_size=2))
+    staged = _state(jax_model(backbone_layers=(1,), backbone_width=32, patch_size=1))
+    for state, prefix in ((stem_only, "patch_embed.backbone."),
+                          (staged, "patch_embed.backbone.stem.")):
+        assert prefix + "conv.weight" in state
+        arrays = J.from_vitzoo(state, num_heads=4)
+        np.testing.assert_array_equal(arrays["conv_root/kernel"],
+                                      J.conv_kernel_to_jax(state[prefix + "conv.weight"]))
+        back = J.to_vitzoo(J.canonicalize(arrays)[0])
+        assert [k for k in back if "backbone" in k and ".stages." not in k] == [
+            prefix + "conv.weight", prefix + "norm.bias", prefix + "norm.weight"]
 
 
 def test_published_layout_has_googles_names_and_shapes():

@@ -7,6 +7,7 @@ import pytest
 import torch
 import torch.nn.functional as F
 
+from vitzoo.adapters import big_vision
 from vitzoo.adapters import jax_npz as J
 
 from conftest import jax_model
@@ -191,6 +192,46 @@ def test_old_style_top_level_table_keeps_its_class_row():
     arrays["Transformer/pos_embedding"] = arrays.pop("Transformer/posembed_input/pos_embedding")
     tree, _ = J.canonicalize(arrays)
     np.testing.assert_array_equal(J.to_vitzoo(tree)["pos_embed"], state["pos_embed"])
+
+
+def test_scanned_blocks_unscan_to_views_and_scan_back():
+    state = _state(jax_model())
+    per_block = J.from_vitzoo(state, num_heads=4, layout="big_vision")
+    scanned = big_vision.scan_blocks(per_block)
+    key = "Transformer/encoderblock/MlpBlock_0/Dense_0/kernel"
+    assert scanned[key].shape == (2, 32, 64)
+    assert not any(k.startswith("Transformer/encoderblock_") for k in scanned)
+    unscanned = big_vision.unscan(scanned)
+    assert sorted(unscanned) == sorted(per_block)
+    for k in per_block:
+        np.testing.assert_array_equal(unscanned[k], per_block[k], err_msg=k)
+    assert np.shares_memory(unscanned["Transformer/encoderblock_1/MlpBlock_0/Dense_0/kernel"],
+                            scanned[key])
+
+
+def test_big_vision_position_table_gets_a_zero_class_row_and_folds_back():
+    rng = np.random.default_rng(0)
+    cls, table = rng.normal(size=(1, 1, 8)), rng.normal(size=(1, 4, 8))  # 2x2 patches
+    rest, placed = big_vision.split_pos_embedding({"cls": cls, "pos_embedding": table})
+    assert list(rest) == ["cls"] and placed.shape == (1, 5, 8)
+    assert not placed[:, 0].any()
+    np.testing.assert_array_equal(placed[:, 1:], table)
+    back = big_vision.join_pos_embedding(rest, placed)
+    np.testing.assert_array_equal(back["pos_embedding"], table)
+    np.testing.assert_array_equal(back["cls"], cls)
+    rest, placed = big_vision.split_pos_embedding({"cls": cls})
+    assert list(rest) == ["cls"] and placed is None  # sin-cos: no table stored
+    gap, placed = big_vision.split_pos_embedding({"pos_embedding": table})
+    assert gap == {} and placed is table  # no class token, no class row
+
+
+def test_big_vision_pieces_stay_reachable_from_jax_npz():
+    for name in ("select_params", "scan_blocks", "bfloat16_to_float32", "float32_to_bfloat16"):
+        assert getattr(J, name) is getattr(big_vision, name)
+    values = np.array([1.0, -2.5, 3.140625], np.float32)
+    np.testing.assert_array_equal(big_vision.to_float32(J.float32_to_bfloat16(values)), values)
+    assert big_vision.to_float32(values) is values
+    assert set(big_vision.MAP_HEAD_RENAMES) <= set(J.RENAMES)
 
 
 @pytest.mark.parametrize("overrides, expected", [

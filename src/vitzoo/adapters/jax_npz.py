@@ -2,13 +2,13 @@
 
 Layouts (../shared/reference/jax-npz-format.md, big-vision-format.md): the published
 vision_transformer files (pre-Linen names, GroupNorm ``(1, 1, 1, C)``), the Linen layout, and
-big_vision's (``params/`` or ``params/img/`` prefixes, ``opt/`` state beside them, a top-level
-``pos_embedding`` without a class row, no table for sin-cos models, scanned
-``encoderblock`` arrays, the MAP head, bfloat16 storage). Everything is first brought to one
-canonical form (Linen names, one key per block, the position table under
+big_vision's (prefixes, scanned blocks, a position table without a class row, the MAP head,
+bfloat16 storage: the pieces in :mod:`vitzoo.adapters.big_vision`). Everything is first brought
+to one canonical form (Linen names, one key per block, the position table under
 ``Transformer/posembed_input/pos_embedding`` in vitzoo's row order), which the rename table
-maps to vitzoo's keys. The reverse direction writes the published layout that Google's
-``checkpoint.load`` reads (or big_vision's, for what only big_vision can express).
+maps to vitzoo's keys on the shared engine (:mod:`vitzoo.adapters.rename`). The reverse
+direction writes the published layout that Google's ``checkpoint.load`` reads (or big_vision's,
+for what only big_vision can express).
 
 Pure functions: arrays in, arrays out; nothing here builds or touches a model.
 """
@@ -23,6 +23,8 @@ from typing import Any
 
 import numpy as np
 
+from . import big_vision
+from .big_vision import bfloat16_to_float32, float32_to_bfloat16, scan_blocks, select_params
 from .rename import RenameTable, Rule, Transform, contiguous, fuse_parts
 
 __all__ = [
@@ -37,9 +39,10 @@ __all__ = [
 # (canonical JAX key, vitzoo key, transform, part) on the shared engine (rename.py): the
 # transforms are TRANSFORMS below; ``part = (i, n)``: the array is the i-th of n row blocks of
 # the vitzoo tensor (q, k, v in the fused qkv; k, v in the MAP head's kv).
+_POS = "Transformer/posembed_input/pos_embedding"
+_GROUP_NORM = re.compile(r"(^|/)gn(\d+|_root|_proj)/(scale|bias)$")
 _BLOCK = "Transformer/encoderblock_{i}/"
 _MHA = _BLOCK + "MultiHeadDotProductAttention_0/"
-_MAP_MHA = "MAPHead_0/MultiHeadDotProductAttention_0/"
 _UNIT = "block{s+1}/unit{u+1}/"  # 1-based in Google's names, 0-based in timm's
 _STAGE = "patch_embed.backbone.stages.{s}.blocks.{u}."
 _STEM = "patch_embed.backbone.stem."
@@ -48,7 +51,7 @@ RENAMES: tuple[Rule, ...] = (
     Rule("embedding/kernel", "patch_embed.proj.weight", "conv"),
     Rule("embedding/bias", "patch_embed.proj.bias"),
     Rule("cls", "cls_token"),
-    Rule("Transformer/posembed_input/pos_embedding", "pos_embed"),
+    Rule(_POS, "pos_embed"),
     Rule(_BLOCK + "LayerNorm_0/scale", "blocks.{i}.norm1.weight"),
     Rule(_BLOCK + "LayerNorm_0/bias", "blocks.{i}.norm1.bias"),
     Rule(_MHA + "query/kernel", "blocks.{i}.attn.qkv.weight", "heads_in", part=(0, 3)),
@@ -67,21 +70,7 @@ RENAMES: tuple[Rule, ...] = (
     Rule(_BLOCK + "MlpBlock_0/Dense_1/bias", "blocks.{i}.mlp.fc2.bias"),
     Rule("Transformer/encoder_norm/scale", "norm.weight"),
     Rule("Transformer/encoder_norm/bias", "norm.bias"),
-    Rule("MAPHead_0/probe", "attn_pool.latent"),
-    Rule(_MAP_MHA + "query/kernel", "attn_pool.q.weight", "heads_in"),
-    Rule(_MAP_MHA + "query/bias", "attn_pool.q.bias", "heads_bias"),
-    Rule(_MAP_MHA + "key/kernel", "attn_pool.kv.weight", "heads_in", part=(0, 2)),
-    Rule(_MAP_MHA + "value/kernel", "attn_pool.kv.weight", "heads_in", part=(1, 2)),
-    Rule(_MAP_MHA + "key/bias", "attn_pool.kv.bias", "heads_bias", part=(0, 2)),
-    Rule(_MAP_MHA + "value/bias", "attn_pool.kv.bias", "heads_bias", part=(1, 2)),
-    Rule(_MAP_MHA + "out/kernel", "attn_pool.proj.weight", "heads_out"),
-    Rule(_MAP_MHA + "out/bias", "attn_pool.proj.bias"),
-    Rule("MAPHead_0/LayerNorm_0/scale", "attn_pool.norm.weight"),
-    Rule("MAPHead_0/LayerNorm_0/bias", "attn_pool.norm.bias"),
-    Rule("MAPHead_0/MlpBlock_0/Dense_0/kernel", "attn_pool.mlp.fc1.weight", "dense"),
-    Rule("MAPHead_0/MlpBlock_0/Dense_0/bias", "attn_pool.mlp.fc1.bias"),
-    Rule("MAPHead_0/MlpBlock_0/Dense_1/kernel", "attn_pool.mlp.fc2.weight", "dense"),
-    Rule("MAPHead_0/MlpBlock_0/Dense_1/bias", "attn_pool.mlp.fc2.bias"),
+    *big_vision.MAP_HEAD_RENAMES,
     Rule("pre_logits/kernel", "pre_logits.fc.weight", "dense"),
     Rule("pre_logits/bias", "pre_logits.fc.bias"),
     Rule("head/kernel", "head.weight", "dense"),
@@ -163,32 +152,7 @@ _STEM_ONLY = {_STEM + n: "patch_embed.backbone." + n
 _STAGED = {v: k for k, v in _STEM_ONLY.items()}
 
 
-def bfloat16_to_float32(a: np.ndarray) -> np.ndarray:
-    """Decode bfloat16 saved by ``np.savez`` (dtype ``V2``): the upper half of a float32."""
-    return (a.view(np.uint16).astype(np.uint32) << 16).view(np.float32)
-
-
 # -- canonical form -------------------------------------------------------------------------------
-def select_params(arrays: Mapping[str, np.ndarray]) -> dict[str, np.ndarray]:
-    """The model's parameters from a file's arrays, without their container prefix.
-
-    ``params/`` is preferred to ``opt/target/`` (big_vision's rule); optimizer state and other
-    top-level entries are ignored. A ``params/img/`` tower (SigLIP, PaliGemma) is selected when
-    the file has no image model at the top of ``params/``.
-    """
-    def subtree(prefix: str) -> dict[str, np.ndarray]:
-        return {k[len(prefix):]: v for k, v in arrays.items() if k.startswith(prefix)}
-
-    tree = dict(arrays)
-    for prefix in ("params/", "opt/target/"):
-        if any(k.startswith(prefix) for k in arrays):
-            tree = subtree(prefix)
-            break
-    if "embedding/kernel" not in tree and any(k.startswith("img/") for k in tree):
-        tree = {k[len("img/"):]: v for k, v in tree.items() if k.startswith("img/")}
-    return tree
-
-
 def _natural_key(name: str) -> list[Any]:
     return [int(t) if t.isdigit() else t for t in re.split(r"(\d+)", name)]
 
@@ -234,50 +198,22 @@ def canonicalize(arrays: Mapping[str, np.ndarray]) -> tuple[dict[str, np.ndarray
     params = select_params(arrays)
     notes: dict[str, Any] = {"layout": "vision_transformer", "scanned": False,
                              "dtypes": sorted({str(v.dtype) for v in params.values()})}
-    decoded = {}
-    for key, value in params.items():
-        value = np.asarray(value)
-        if value.dtype.kind == "V" and value.dtype.itemsize == 2:
-            value = bfloat16_to_float32(value)
-        decoded[key] = value.astype(np.float32, copy=False)
+    decoded = {key: big_vision.to_float32(value) for key, value in params.items()}
     mapping = renumber_pre_linen(decoded)
     tree = {mapping[k]: v for k, v in decoded.items()}
-
-    stacked = [k for k in tree if k.startswith("Transformer/encoderblock/")]
-    if stacked:
+    if any(k.startswith(big_vision.SCANNED) for k in tree):
         notes["scanned"] = True
-        for key in stacked:
-            value = tree.pop(key)
-            rest = key[len("Transformer/encoderblock/"):]
-            for i in range(value.shape[0]):
-                tree[f"Transformer/encoderblock_{i}/{rest}"] = value[i]
-
+        tree = big_vision.unscan(tree)
     for key in list(tree):
-        if re.search(r"(^|/)gn(\d+|_root|_proj)/(scale|bias)$", key):
+        if _GROUP_NORM.search(key):
             tree[key] = tree[key].reshape(-1)
-
-    if "Transformer/posembed_input/pos_embedding" in tree:
-        notes["pos_embed"] = "learn"
-    else:
-        table = tree.pop("pos_embedding", None)
-        if table is None:
-            table = tree.pop("Transformer/pos_embedding", None)
-        if table is None:
-            notes["pos_embed"] = "sincos"
-        else:
-            notes["pos_embed"] = "learn"
-            notes["layout"] = "big_vision"
-            rows = table.shape[1]
-            old_style = math.isqrt(rows - 1) ** 2 == rows - 1 and math.isqrt(rows) ** 2 != rows
-            if "cls" in tree and old_style:
-                pass  # an old table moved out of posembed_input: its class row is already first
-            elif "cls" in tree:
-                # big_vision adds the table to the patches before the class token is
-                # prepended, so the class token's row is zero in vitzoo's (N + 1)-row table.
-                zero = np.zeros_like(table[:, :1])
-                table = np.concatenate([zero, table], axis=1)
-            tree["Transformer/posembed_input/pos_embedding"] = table
-    if "MAPHead_0/probe" in tree or notes["pos_embed"] == "sincos":
+    if _POS not in tree:  # big_vision's table (or none: sin-cos)
+        notes["layout"] = "big_vision"
+        tree, table = big_vision.split_pos_embedding(tree)
+        if table is not None:
+            tree[_POS] = table
+    notes["pos_embed"] = "learn" if _POS in tree else "sincos"
+    if "MAPHead_0/probe" in tree:
         notes["layout"] = "big_vision"
     return tree, notes
 
@@ -342,7 +278,8 @@ def from_vitzoo(state: Mapping[str, np.ndarray], *, num_heads: int,
                                       on_unmatched=_no_equivalent))
     if layout == "vision_transformer":
         return _published_names(out)
-    return _big_vision_positions(out)
+    table = out.pop(_POS, None)
+    return big_vision.join_pos_embedding(out, table)
 
 
 _PUBLISHED = {
@@ -359,45 +296,10 @@ def _published_names(tree: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
             parts = key.split("/")
             parts[2] = _PUBLISHED.get(parts[2], parts[2])
             key = "/".join(parts)
-        if re.search(r"(^|/)gn(\d+|_root|_proj)/(scale|bias)$", key):
+        if _GROUP_NORM.search(key):
             value = value.reshape(1, 1, 1, -1)  # flax < 0.3.6 stored GroupNorm params 4-D
         out[key] = value
     return out
-
-
-def scan_blocks(tree: Mapping[str, np.ndarray]) -> dict[str, np.ndarray]:
-    """Stack ``Transformer/encoderblock_{i}/...`` into big_vision's scanned
-    ``Transformer/encoderblock/...`` arrays (leading depth axis)."""
-    out: dict[str, np.ndarray] = {}
-    per_child: dict[str, dict[int, np.ndarray]] = defaultdict(dict)
-    for key, value in tree.items():
-        match = re.match(r"Transformer/encoderblock_(\d+)/(.*)$", key)
-        if match:
-            per_child[match.group(2)][int(match.group(1))] = value
-        else:
-            out[key] = value
-    for child, blocks in per_child.items():
-        out[f"Transformer/encoderblock/{child}"] = np.stack([blocks[i] for i in sorted(blocks)])
-    return out
-
-
-def float32_to_bfloat16(a: np.ndarray) -> np.ndarray:
-    """Store float32 as bfloat16 the way ``np.savez`` does (dtype ``V2``), by truncation.
-
-    Exact for values that came from bfloat16.
-    """
-    bits = np.ascontiguousarray(a, dtype=np.float32).view(np.uint32) >> 16
-    return bits.astype(np.uint16).view("V2")
-
-
-def _big_vision_positions(tree: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
-    table = tree.pop("Transformer/posembed_input/pos_embedding", None)
-    if table is not None:
-        if "cls" in tree:
-            tree["cls"] = tree["cls"] + table[:, :1]
-            table = table[:, 1:]
-        tree["pos_embedding"] = table
-    return tree
 
 
 # -- architecture from shapes ---------------------------------------------------------------------
@@ -447,7 +349,7 @@ def infer_config(tree: Mapping[str, np.ndarray], notes: Mapping[str, Any],
         cin = tree["conv_root/kernel"].shape[2]
         halvings = 2 + max(len(stages) - 1, 0)
     cfg["in_chans"] = int(cin)
-    table = tree.get("Transformer/posembed_input/pos_embedding")
+    table = tree.get(_POS)
     if table is not None:
         patches = table.shape[1] - int(cfg["class_token"])
         side = math.isqrt(patches)

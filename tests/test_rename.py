@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import gc
+import weakref
+
 import numpy as np
 import pytest
 import torch
@@ -9,7 +12,6 @@ import torch
 from vitzoo.adapters.rename import (
     RenameTable,
     Rule,
-    Template,
     Transform,
     contiguous,
     fuse_parts,
@@ -54,23 +56,25 @@ TABLE = RenameTable([
 
 # -- templates ------------------------------------------------------------------------------------
 def test_a_field_with_an_offset_counts_from_one_in_the_source():
-    source = Template("block{s+1}/unit{u+1}/conv{c}/kernel")
-    vitzoo = Template("patch_embed.backbone.stages.{s}.blocks.{u}.conv{c}.weight")
-    fields = source.match("block3/unit10/conv2/kernel")
-    assert fields == {"s": "2", "u": "9", "c": "2"}
-    assert vitzoo.format(fields) == "patch_embed.backbone.stages.2.blocks.9.conv2.weight"
-    back = vitzoo.match("patch_embed.backbone.stages.0.blocks.0.conv1.weight")
-    assert source.format(back) == "block1/unit1/conv1/kernel"
-    assert source.match("block0/unit1/conv1/kernel") is None  # there is no block 0 when 1-based
-    assert source.match("block1/unit1/conv1/kernel/extra") is None
-    assert source.match("xblock1/unit1/conv1/kernel") is None
+    table = RenameTable([Rule("block{s+1}/unit{u+1}/conv{c}/kernel",
+                              "patch_embed.backbone.stages.{s}.blocks.{u}.conv{c}.weight")])
+    rule = table.rules[0]
+    assert table.match("block3/unit10/conv2/kernel") == (
+        rule, "patch_embed.backbone.stages.2.blocks.9.conv2.weight")
+    a = np.zeros(1, np.float32)
+    out, _ = table.from_vitzoo({"patch_embed.backbone.stages.0.blocks.0.conv1.weight": a})
+    assert list(out) == ["block1/unit1/conv1/kernel"]
+    assert table.match("block0/unit1/conv1/kernel") is None  # there is no block 0 when 1-based
+    assert table.match("block1/unit1/conv1/kernel/extra") is None
+    assert table.match("xblock1/unit1/conv1/kernel") is None
 
 
 def test_a_field_without_an_offset_keeps_its_digits():
-    template = Template("blocks.{i}.norm1.weight")
-    assert template.match("blocks.07.norm1.weight") == {"i": "07"}
-    assert template.format({"i": "07"}) == "blocks.07.norm1.weight"
-    assert Template("a.b").match("aXb") is None  # literal text is escaped
+    table = RenameTable([Rule("layer.{i}.ln", "blocks.{i}.norm1.weight"), Rule("a.b", "c")])
+    assert table.match("layer.07.ln")[1] == "blocks.07.norm1.weight"
+    a = np.zeros(1, np.float32)
+    assert list(table.from_vitzoo({"blocks.07.norm1.weight": a})[0]) == ["layer.07.ln"]
+    assert table.match("aXb") is None  # literal text is escaped
 
 
 def test_the_table_renames_with_offsets_both_ways():
@@ -136,6 +140,27 @@ def test_the_iterator_yields_each_tensor_as_soon_as_it_is_complete():
     assert next(stream)[0] == "blocks.0.attn.qkv.weight" and len(consumed) == 4
     assert next(stream)[0] == "blocks.1.norm1.weight" and len(consumed) == 5
     assert next(stream, None) is None
+
+
+def test_the_iterator_keeps_no_part_once_its_tensor_is_fused():
+    converted: list[weakref.ref] = []
+
+    def doubled(a):  # a transform that makes a new array, as the transposes do
+        out = a * 2
+        converted.append(weakref.ref(out))
+        return out
+
+    table = RenameTable([Rule("q", "qkv", "double", (0, 3)), Rule("k", "qkv", "double", (1, 3)),
+                         Rule("v", "qkv", "double", (2, 3)), Rule("n", "norm")],
+                        {"double": Transform(doubled, contiguous)})
+    make = LIBRARIES["numpy"]
+    stream = table.iter_to_vitzoo((k, _rows(make, i)) for i, k in enumerate("qkvn"))
+    name, fused = next(stream)
+    gc.collect()
+    assert name == "qkv" and len(converted) == 3
+    assert all(ref() is None for ref in converted)  # only the fused tensor is alive
+    assert _equal(fused, make(2 * np.concatenate([np.asarray(_rows(make, i)) for i in range(3)])))
+    assert [k for k, _ in stream] == ["norm"]
 
 
 def test_the_dict_form_lists_plain_tensors_first_then_fused_ones_by_first_part():

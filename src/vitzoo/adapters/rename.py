@@ -25,8 +25,7 @@ from typing import Any, NamedTuple
 import numpy as np
 import torch
 
-__all__ = ["COPY", "RenameTable", "Rule", "Template", "Transform", "contiguous", "fuse_parts",
-           "split_parts"]
+__all__ = ["COPY", "RenameTable", "Rule", "Transform", "contiguous", "fuse_parts", "split_parts"]
 
 Array = Any  # a np.ndarray or a torch.Tensor
 OnUnmatched = Callable[[str, Array], None]
@@ -84,14 +83,13 @@ def split_parts(a: Array, count: int) -> list[Array]:
 _FIELD = re.compile(r"\{(\w+)(?:\+(\d+))?\}")
 
 
-class Template:
+class _Template:
     """A key with numbered fields: ``blocks.{i}.attn.qkv.weight``, ``block{s+1}/unit{u+1}``.
 
     Field values are decimal strings; a field without an offset keeps the digits it matched.
     """
 
     def __init__(self, text: str) -> None:
-        self.text = text
         self.offsets: dict[str, int] = {}
         self._pieces: list[str | tuple[str, int]] = []
         regex, end = [], 0
@@ -135,8 +133,8 @@ class Template:
 
 class _Compiled(NamedTuple):
     rule: Rule
-    source: Template
-    vitzoo: Template
+    source: _Template
+    vitzoo: _Template
     transform: Transform
 
 
@@ -168,20 +166,20 @@ class RenameTable:
         self.rules = tuple(Rule(*r) for r in rules)
         self.transforms = {"copy": COPY, **(transforms or {})}
         self._compiled = [self._compile(r) for r in self.rules]
-        counts: dict[str, set[tuple[int, int]]] = {}
+        fused: dict[str, set[tuple[int, int]]] = {}
         for r in self.rules:
             if r.part is not None:
-                counts.setdefault(r.vitzoo, set()).add(r.part)
-        for name, parts in counts.items():
-            n = {p[1] for p in parts}
-            if len(n) != 1 or {p[0] for p in parts} != set(range(n.pop())):
+                fused.setdefault(r.vitzoo, set()).add(r.part)
+        for name, parts in fused.items():
+            count = max(n for _, n in parts)
+            if parts != {(k, count) for k in range(count)}:
                 raise ValueError(f"the parts of {name!r} are {sorted(parts)}, not 0..n-1 of n")
 
     def _compile(self, rule: Rule) -> _Compiled:
         if rule.transform not in self.transforms:
             raise ValueError(f"rule {rule.source!r} names the transform {rule.transform!r}; "
                              f"known: {', '.join(self.transforms)}")
-        source, vitzoo = Template(rule.source), Template(rule.vitzoo)
+        source, vitzoo = _Template(rule.source), _Template(rule.vitzoo)
         if set(source.offsets) != set(vitzoo.offsets):
             raise ValueError(f"{rule.source!r} and {rule.vitzoo!r} have different fields")
         return _Compiled(rule, source, vitzoo, self.transforms[rule.transform])
@@ -226,10 +224,9 @@ class RenameTable:
                 continue
             k, n = c.rule.part
             first.setdefault(name, index)
-            blocks = pending.setdefault(name, {})
-            blocks[k] = value
-            del value  # the pending dict holds the only reference
-            if len(blocks) == n:
+            pending.setdefault(name, {})[k] = value
+            del value  # only `pending` holds the parts: fused, they are freed at once
+            if len(pending[name]) == n:
                 yield name, fuse_parts(pending.pop(name), n), (1, first.pop(name))
         if pending:
             on_incomplete({name: sorted(blocks) for name, blocks in pending.items()})
@@ -291,6 +288,7 @@ class RenameTable:
             found = self._find_back(key)
             if not found:
                 on_unmatched(key, value)
+                continue
             blocks: dict[int, list[Array]] = {}  # the split of the tensor, by count
             for c, source in found:
                 piece = value

@@ -139,10 +139,9 @@ def test_deit_iii_layer_scale_names(tmp_path):
 def _covered(table, state) -> set[str]:
     used = set()
     for key in state:
-        for (pattern, _, _), rule in zip(table._forward, table.rules, strict=True):
-            if pattern.match(key):
-                used.add(rule[0])
-                break
+        found = table.match(key)
+        if found is not None:
+            used.add(found[0].source)
     return used
 
 

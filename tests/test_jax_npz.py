@@ -7,6 +7,7 @@ import pytest
 import torch
 import torch.nn.functional as F
 
+from vitzoo.adapters import big_vision
 from vitzoo.adapters import jax_npz as J
 
 from conftest import jax_model
@@ -40,6 +41,23 @@ def test_attention_kernels_match_googles_einsums():
     got = torch.from_numpy(o.reshape(2, 5, -1)) @ torch.from_numpy(J.heads_out_to_torch(ko)).T
     np.testing.assert_allclose(got.numpy(), expected, atol=1e-12)
     np.testing.assert_array_equal(J.heads_out_to_jax(J.heads_out_to_torch(ko), H), ko)
+
+
+def test_attention_biases_and_group_norms_are_flat_in_torch():
+    b = np.random.default_rng(0).normal(size=(3, 4))  # (H, hd)
+    flat = J.flatten(b)
+    assert flat.shape == (12,) and flat[5] == b[1, 1]  # head-major, like the kernels' rows
+    np.testing.assert_array_equal(J.heads_bias_to_jax(flat, 3), b)
+    gn = np.arange(8.0).reshape(1, 1, 1, 8)
+    np.testing.assert_array_equal(J.flatten(gn), np.arange(8.0))
+
+
+def test_the_table_uses_the_named_transforms():
+    assert J.TABLE.rules == J.RENAMES
+    assert J.TRANSFORMS["conv"] == (J.conv_kernel_to_torch, J.conv_kernel_to_jax, ())
+    assert J.TRANSFORMS["heads_in"] == (J.heads_in_to_torch, J.heads_in_to_jax, ("num_heads",))
+    assert J.TRANSFORMS["heads_out"].from_vitzoo is J.heads_out_to_jax
+    assert J.TRANSFORMS["heads_bias"] == (J.flatten, J.heads_bias_to_jax, ("num_heads",))
 
 
 def test_bfloat16_is_the_upper_half_of_float32():
@@ -92,9 +110,9 @@ def test_select_params_prefers_params_and_ignores_optimizer_state():
 def _used_rows(tree) -> set[str]:
     used = set()
     for key in tree:
-        for (pattern, _, _, _), row in zip(J._TO_VITZOO, J.RENAMES, strict=True):
-            if pattern.match(key):
-                used.add(row[0])
+        found = J.TABLE.match(key)
+        if found is not None:
+            used.add(found[0].source)
     return used
 
 
@@ -120,6 +138,20 @@ def test_every_rename_row_is_exercised_key_by_key(layout):
         used |= _used_rows(J.canonicalize(J.from_vitzoo(_state(models[1]), num_heads=4,
                                                         layout="big_vision"))[0])
         assert used == {row[0] for row in J.RENAMES}
+
+
+def test_the_stem_only_hybrid_has_no_stem_level():
+    stem_only = _state(jax_model(backbone_layers=(), backbone_width=32, patch_size=2))
+    staged = _state(jax_model(backbone_layers=(1,), backbone_width=32, patch_size=1))
+    for state, prefix in ((stem_only, "patch_embed.backbone."),
+                          (staged, "patch_embed.backbone.stem.")):
+        assert prefix + "conv.weight" in state
+        arrays = J.from_vitzoo(state, num_heads=4)
+        np.testing.assert_array_equal(arrays["conv_root/kernel"],
+                                      J.conv_kernel_to_jax(state[prefix + "conv.weight"]))
+        back = J.to_vitzoo(J.canonicalize(arrays)[0])
+        assert [k for k in back if "backbone" in k and ".stages." not in k] == [
+            prefix + "conv.weight", prefix + "norm.bias", prefix + "norm.weight"]
 
 
 def test_published_layout_has_googles_names_and_shapes():
@@ -160,6 +192,46 @@ def test_old_style_top_level_table_keeps_its_class_row():
     arrays["Transformer/pos_embedding"] = arrays.pop("Transformer/posembed_input/pos_embedding")
     tree, _ = J.canonicalize(arrays)
     np.testing.assert_array_equal(J.to_vitzoo(tree)["pos_embed"], state["pos_embed"])
+
+
+def test_scanned_blocks_unscan_to_views_and_scan_back():
+    state = _state(jax_model())
+    per_block = J.from_vitzoo(state, num_heads=4, layout="big_vision")
+    scanned = big_vision.scan_blocks(per_block)
+    key = "Transformer/encoderblock/MlpBlock_0/Dense_0/kernel"
+    assert scanned[key].shape == (2, 32, 64)
+    assert not any(k.startswith("Transformer/encoderblock_") for k in scanned)
+    unscanned = big_vision.unscan(scanned)
+    assert sorted(unscanned) == sorted(per_block)
+    for k in per_block:
+        np.testing.assert_array_equal(unscanned[k], per_block[k], err_msg=k)
+    assert np.shares_memory(unscanned["Transformer/encoderblock_1/MlpBlock_0/Dense_0/kernel"],
+                            scanned[key])
+
+
+def test_big_vision_position_table_gets_a_zero_class_row_and_folds_back():
+    rng = np.random.default_rng(0)
+    cls, table = rng.normal(size=(1, 1, 8)), rng.normal(size=(1, 4, 8))  # 2x2 patches
+    rest, placed = big_vision.split_pos_embedding({"cls": cls, "pos_embedding": table})
+    assert list(rest) == ["cls"] and placed.shape == (1, 5, 8)
+    assert not placed[:, 0].any()
+    np.testing.assert_array_equal(placed[:, 1:], table)
+    back = big_vision.join_pos_embedding(rest, placed)
+    np.testing.assert_array_equal(back["pos_embedding"], table)
+    np.testing.assert_array_equal(back["cls"], cls)
+    rest, placed = big_vision.split_pos_embedding({"cls": cls})
+    assert list(rest) == ["cls"] and placed is None  # sin-cos: no table stored
+    gap, placed = big_vision.split_pos_embedding({"pos_embedding": table})
+    assert gap == {} and placed is table  # no class token, no class row
+
+
+def test_big_vision_pieces_stay_reachable_from_jax_npz():
+    for name in ("select_params", "scan_blocks", "bfloat16_to_float32", "float32_to_bfloat16"):
+        assert getattr(J, name) is getattr(big_vision, name)
+    values = np.array([1.0, -2.5, 3.140625], np.float32)
+    np.testing.assert_array_equal(big_vision.to_float32(J.float32_to_bfloat16(values)), values)
+    assert big_vision.to_float32(values) is values
+    assert set(big_vision.MAP_HEAD_RENAMES) <= set(J.RENAMES)
 
 
 @pytest.mark.parametrize("overrides, expected", [

@@ -13,73 +13,73 @@ from typing import Any
 
 import torch
 
-from ._rename import RenameTable
+from .rename import RenameTable, Rule
 
 _DISK = "{p}encoder.layer.{i}."
 _MEM = "{p}layers.{i}."
 
 
-def _rules(prefix: str) -> list[tuple[str, str, tuple[int, int] | None]]:
+def _rules(prefix: str) -> list[Rule]:
     d, m = _DISK.replace("{p}", prefix), _MEM.replace("{p}", prefix)
     e = f"{prefix}embeddings."
     return [
-        (e + "cls_token", "cls_token", None),
-        (e + "distillation_token", "dist_token", None),
-        (e + "position_embeddings", "pos_embed", None),
-        (e + "patch_embeddings.projection.weight", "patch_embed.proj.weight", None),
-        (e + "patch_embeddings.projection.bias", "patch_embed.proj.bias", None),
-        (d + "layernorm_before.weight", "blocks.{i}.norm1.weight", None),
-        (d + "layernorm_before.bias", "blocks.{i}.norm1.bias", None),
-        (d + "attention.attention.query.weight", "blocks.{i}.attn.qkv.weight", (0, 3)),
-        (d + "attention.attention.key.weight", "blocks.{i}.attn.qkv.weight", (1, 3)),
-        (d + "attention.attention.value.weight", "blocks.{i}.attn.qkv.weight", (2, 3)),
-        (d + "attention.attention.query.bias", "blocks.{i}.attn.qkv.bias", (0, 3)),
-        (d + "attention.attention.key.bias", "blocks.{i}.attn.qkv.bias", (1, 3)),
-        (d + "attention.attention.value.bias", "blocks.{i}.attn.qkv.bias", (2, 3)),
-        (d + "attention.output.dense.weight", "blocks.{i}.attn.proj.weight", None),
-        (d + "attention.output.dense.bias", "blocks.{i}.attn.proj.bias", None),
-        (d + "layernorm_after.weight", "blocks.{i}.norm2.weight", None),
-        (d + "layernorm_after.bias", "blocks.{i}.norm2.bias", None),
-        (d + "intermediate.dense.weight", "blocks.{i}.mlp.fc1.weight", None),
-        (d + "intermediate.dense.bias", "blocks.{i}.mlp.fc1.bias", None),
-        (d + "output.dense.weight", "blocks.{i}.mlp.fc2.weight", None),
-        (d + "output.dense.bias", "blocks.{i}.mlp.fc2.bias", None),
-        (m + "layernorm_before.weight", "blocks.{i}.norm1.weight", None),
-        (m + "layernorm_before.bias", "blocks.{i}.norm1.bias", None),
-        (m + "attention.q_proj.weight", "blocks.{i}.attn.qkv.weight", (0, 3)),
-        (m + "attention.k_proj.weight", "blocks.{i}.attn.qkv.weight", (1, 3)),
-        (m + "attention.v_proj.weight", "blocks.{i}.attn.qkv.weight", (2, 3)),
-        (m + "attention.q_proj.bias", "blocks.{i}.attn.qkv.bias", (0, 3)),
-        (m + "attention.k_proj.bias", "blocks.{i}.attn.qkv.bias", (1, 3)),
-        (m + "attention.v_proj.bias", "blocks.{i}.attn.qkv.bias", (2, 3)),
-        (m + "attention.o_proj.weight", "blocks.{i}.attn.proj.weight", None),
-        (m + "attention.o_proj.bias", "blocks.{i}.attn.proj.bias", None),
-        (m + "layernorm_after.weight", "blocks.{i}.norm2.weight", None),
-        (m + "layernorm_after.bias", "blocks.{i}.norm2.bias", None),
-        (m + "mlp.fc1.weight", "blocks.{i}.mlp.fc1.weight", None),
-        (m + "mlp.fc1.bias", "blocks.{i}.mlp.fc1.bias", None),
-        (m + "mlp.fc2.weight", "blocks.{i}.mlp.fc2.weight", None),
-        (m + "mlp.fc2.bias", "blocks.{i}.mlp.fc2.bias", None),
-        (f"{prefix}layernorm.weight", "norm.weight", None),
-        (f"{prefix}layernorm.bias", "norm.bias", None),
+        Rule(e + "cls_token", "cls_token"),
+        Rule(e + "distillation_token", "dist_token"),
+        Rule(e + "position_embeddings", "pos_embed"),
+        Rule(e + "patch_embeddings.projection.weight", "patch_embed.proj.weight"),
+        Rule(e + "patch_embeddings.projection.bias", "patch_embed.proj.bias"),
+        Rule(d + "layernorm_before.weight", "blocks.{i}.norm1.weight"),
+        Rule(d + "layernorm_before.bias", "blocks.{i}.norm1.bias"),
+        Rule(d + "attention.attention.query.weight", "blocks.{i}.attn.qkv.weight", part=(0, 3)),
+        Rule(d + "attention.attention.key.weight", "blocks.{i}.attn.qkv.weight", part=(1, 3)),
+        Rule(d + "attention.attention.value.weight", "blocks.{i}.attn.qkv.weight", part=(2, 3)),
+        Rule(d + "attention.attention.query.bias", "blocks.{i}.attn.qkv.bias", part=(0, 3)),
+        Rule(d + "attention.attention.key.bias", "blocks.{i}.attn.qkv.bias", part=(1, 3)),
+        Rule(d + "attention.attention.value.bias", "blocks.{i}.attn.qkv.bias", part=(2, 3)),
+        Rule(d + "attention.output.dense.weight", "blocks.{i}.attn.proj.weight"),
+        Rule(d + "attention.output.dense.bias", "blocks.{i}.attn.proj.bias"),
+        Rule(d + "layernorm_after.weight", "blocks.{i}.norm2.weight"),
+        Rule(d + "layernorm_after.bias", "blocks.{i}.norm2.bias"),
+        Rule(d + "intermediate.dense.weight", "blocks.{i}.mlp.fc1.weight"),
+        Rule(d + "intermediate.dense.bias", "blocks.{i}.mlp.fc1.bias"),
+        Rule(d + "output.dense.weight", "blocks.{i}.mlp.fc2.weight"),
+        Rule(d + "output.dense.bias", "blocks.{i}.mlp.fc2.bias"),
+        Rule(m + "layernorm_before.weight", "blocks.{i}.norm1.weight"),
+        Rule(m + "layernorm_before.bias", "blocks.{i}.norm1.bias"),
+        Rule(m + "attention.q_proj.weight", "blocks.{i}.attn.qkv.weight", part=(0, 3)),
+        Rule(m + "attention.k_proj.weight", "blocks.{i}.attn.qkv.weight", part=(1, 3)),
+        Rule(m + "attention.v_proj.weight", "blocks.{i}.attn.qkv.weight", part=(2, 3)),
+        Rule(m + "attention.q_proj.bias", "blocks.{i}.attn.qkv.bias", part=(0, 3)),
+        Rule(m + "attention.k_proj.bias", "blocks.{i}.attn.qkv.bias", part=(1, 3)),
+        Rule(m + "attention.v_proj.bias", "blocks.{i}.attn.qkv.bias", part=(2, 3)),
+        Rule(m + "attention.o_proj.weight", "blocks.{i}.attn.proj.weight"),
+        Rule(m + "attention.o_proj.bias", "blocks.{i}.attn.proj.bias"),
+        Rule(m + "layernorm_after.weight", "blocks.{i}.norm2.weight"),
+        Rule(m + "layernorm_after.bias", "blocks.{i}.norm2.bias"),
+        Rule(m + "mlp.fc1.weight", "blocks.{i}.mlp.fc1.weight"),
+        Rule(m + "mlp.fc1.bias", "blocks.{i}.mlp.fc1.bias"),
+        Rule(m + "mlp.fc2.weight", "blocks.{i}.mlp.fc2.weight"),
+        Rule(m + "mlp.fc2.bias", "blocks.{i}.mlp.fc2.bias"),
+        Rule(f"{prefix}layernorm.weight", "norm.weight"),
+        Rule(f"{prefix}layernorm.bias", "norm.bias"),
     ]
 
 
 # ViTModel's pooler (Linear + tanh on the class token) is vitzoo's representation layer; the
 # classification models build their ViTModel without it.
 _POOLER = [
-    ("pooler.dense.weight", "pre_logits.fc.weight", None),
-    ("pooler.dense.bias", "pre_logits.fc.bias", None),
+    Rule("pooler.dense.weight", "pre_logits.fc.weight"),
+    Rule("pooler.dense.bias", "pre_logits.fc.bias"),
 ]
 
 
 _HEADS = [
-    ("classifier.weight", "head.weight", None),
-    ("classifier.bias", "head.bias", None),
-    ("cls_classifier.weight", "head.weight", None),
-    ("cls_classifier.bias", "head.bias", None),
-    ("distillation_classifier.weight", "head_dist.weight", None),
-    ("distillation_classifier.bias", "head_dist.bias", None),
+    Rule("classifier.weight", "head.weight"),
+    Rule("classifier.bias", "head.bias"),
+    Rule("cls_classifier.weight", "head.weight"),
+    Rule("cls_classifier.bias", "head.bias"),
+    Rule("distillation_classifier.weight", "head_dist.weight"),
+    Rule("distillation_classifier.bias", "head_dist.bias"),
 ]
 
 # ViTForImageClassification (``vit.``), DeiT*WithTeacher (``deit.``), ViTModel (no prefix).

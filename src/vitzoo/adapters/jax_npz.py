@@ -2,13 +2,13 @@
 
 Layouts (../shared/reference/jax-npz-format.md, big-vision-format.md): the published
 vision_transformer files (pre-Linen names, GroupNorm ``(1, 1, 1, C)``), the Linen layout, and
-big_vision's (``params/`` or ``params/img/`` prefixes, ``opt/`` state beside them, a top-level
-``pos_embedding`` without a class row, no table for sin-cos models, scanned
-``encoderblock`` arrays, the MAP head, bfloat16 storage). Everything is first brought to one
-canonical form (Linen names, one key per block, the position table under
+big_vision's (prefixes, scanned blocks, a position table without a class row, the MAP head,
+bfloat16 storage: the pieces in :mod:`vitzoo.adapters.big_vision`). Everything is first brought
+to one canonical form (Linen names, one key per block, the position table under
 ``Transformer/posembed_input/pos_embedding`` in vitzoo's row order), which the rename table
-maps to vitzoo's keys. The reverse direction writes the published layout that Google's
-``checkpoint.load`` reads (or big_vision's, for what only big_vision can express).
+maps to vitzoo's keys on the shared engine (:mod:`vitzoo.adapters.rename`). The reverse
+direction writes the published layout that Google's ``checkpoint.load`` reads (or big_vision's,
+for what only big_vision can express).
 
 Pure functions: arrays in, arrays out; nothing here builds or touches a model.
 """
@@ -23,80 +23,69 @@ from typing import Any
 
 import numpy as np
 
+from . import big_vision
+from .big_vision import bfloat16_to_float32, float32_to_bfloat16, scan_blocks, select_params
+from .rename import RenameTable, Rule, Transform, contiguous, fuse_parts
+
+__all__ = [
+    "RENAMES", "TABLE", "TRANSFORMS", "bfloat16_to_float32", "canonicalize", "conv_kernel_to_jax",
+    "conv_kernel_to_torch", "dense_to_torch", "flatten", "float32_to_bfloat16", "from_vitzoo",
+    "fuse_parts", "head_is_zero", "heads_bias_to_jax", "heads_in_to_jax", "heads_in_to_torch",
+    "heads_out_to_jax", "heads_out_to_torch", "infer_config", "iter_vitzoo", "renumber_pre_linen",
+    "scan_blocks", "select_params", "to_vitzoo",
+]
+
 # -- the rename table -----------------------------------------------------------------------------
-# (canonical JAX key, vitzoo key, transform, part). ``part = (i, n)``: the array is the i-th of
-# n row blocks of the vitzoo tensor (q, k, v in the fused qkv; k, v in the MAP head's kv).
+# (canonical JAX key, vitzoo key, transform, part) on the shared engine (rename.py): the
+# transforms are TRANSFORMS below; ``part = (i, n)``: the array is the i-th of n row blocks of
+# the vitzoo tensor (q, k, v in the fused qkv; k, v in the MAP head's kv).
+_POS = "Transformer/posembed_input/pos_embedding"
+_GROUP_NORM = re.compile(r"(^|/)gn(\d+|_root|_proj)/(scale|bias)$")
 _BLOCK = "Transformer/encoderblock_{i}/"
 _MHA = _BLOCK + "MultiHeadDotProductAttention_0/"
-_MAP_MHA = "MAPHead_0/MultiHeadDotProductAttention_0/"
-_UNIT = "block{s1}/unit{u1}/"
+_UNIT = "block{s+1}/unit{u+1}/"  # 1-based in Google's names, 0-based in timm's
 _STAGE = "patch_embed.backbone.stages.{s}.blocks.{u}."
+_STEM = "patch_embed.backbone.stem."
 
-RENAMES: tuple[tuple[str, str, str, tuple[int, int] | None], ...] = (
-    ("embedding/kernel", "patch_embed.proj.weight", "conv", None),
-    ("embedding/bias", "patch_embed.proj.bias", "copy", None),
-    ("cls", "cls_token", "copy", None),
-    ("Transformer/posembed_input/pos_embedding", "pos_embed", "copy", None),
-    (_BLOCK + "LayerNorm_0/scale", "blocks.{i}.norm1.weight", "copy", None),
-    (_BLOCK + "LayerNorm_0/bias", "blocks.{i}.norm1.bias", "copy", None),
-    (_MHA + "query/kernel", "blocks.{i}.attn.qkv.weight", "heads_in", (0, 3)),
-    (_MHA + "key/kernel", "blocks.{i}.attn.qkv.weight", "heads_in", (1, 3)),
-    (_MHA + "value/kernel", "blocks.{i}.attn.qkv.weight", "heads_in", (2, 3)),
-    (_MHA + "query/bias", "blocks.{i}.attn.qkv.bias", "heads_bias", (0, 3)),
-    (_MHA + "key/bias", "blocks.{i}.attn.qkv.bias", "heads_bias", (1, 3)),
-    (_MHA + "value/bias", "blocks.{i}.attn.qkv.bias", "heads_bias", (2, 3)),
-    (_MHA + "out/kernel", "blocks.{i}.attn.proj.weight", "heads_out", None),
-    (_MHA + "out/bias", "blocks.{i}.attn.proj.bias", "copy", None),
-    (_BLOCK + "LayerNorm_1/scale", "blocks.{i}.norm2.weight", "copy", None),
-    (_BLOCK + "LayerNorm_1/bias", "blocks.{i}.norm2.bias", "copy", None),
-    (_BLOCK + "MlpBlock_0/Dense_0/kernel", "blocks.{i}.mlp.fc1.weight", "dense", None),
-    (_BLOCK + "MlpBlock_0/Dense_0/bias", "blocks.{i}.mlp.fc1.bias", "copy", None),
-    (_BLOCK + "MlpBlock_0/Dense_1/kernel", "blocks.{i}.mlp.fc2.weight", "dense", None),
-    (_BLOCK + "MlpBlock_0/Dense_1/bias", "blocks.{i}.mlp.fc2.bias", "copy", None),
-    ("Transformer/encoder_norm/scale", "norm.weight", "copy", None),
-    ("Transformer/encoder_norm/bias", "norm.bias", "copy", None),
-    ("MAPHead_0/probe", "attn_pool.latent", "copy", None),
-    (_MAP_MHA + "query/kernel", "attn_pool.q.weight", "heads_in", None),
-    (_MAP_MHA + "query/bias", "attn_pool.q.bias", "heads_bias", None),
-    (_MAP_MHA + "key/kernel", "attn_pool.kv.weight", "heads_in", (0, 2)),
-    (_MAP_MHA + "value/kernel", "attn_pool.kv.weight", "heads_in", (1, 2)),
-    (_MAP_MHA + "key/bias", "attn_pool.kv.bias", "heads_bias", (0, 2)),
-    (_MAP_MHA + "value/bias", "attn_pool.kv.bias", "heads_bias", (1, 2)),
-    (_MAP_MHA + "out/kernel", "attn_pool.proj.weight", "heads_out", None),
-    (_MAP_MHA + "out/bias", "attn_pool.proj.bias", "copy", None),
-    ("MAPHead_0/LayerNorm_0/scale", "attn_pool.norm.weight", "copy", None),
-    ("MAPHead_0/LayerNorm_0/bias", "attn_pool.norm.bias", "copy", None),
-    ("MAPHead_0/MlpBlock_0/Dense_0/kernel", "attn_pool.mlp.fc1.weight", "dense", None),
-    ("MAPHead_0/MlpBlock_0/Dense_0/bias", "attn_pool.mlp.fc1.bias", "copy", None),
-    ("MAPHead_0/MlpBlock_0/Dense_1/kernel", "attn_pool.mlp.fc2.weight", "dense", None),
-    ("MAPHead_0/MlpBlock_0/Dense_1/bias", "attn_pool.mlp.fc2.bias", "copy", None),
-    ("pre_logits/kernel", "pre_logits.fc.weight", "dense", None),
-    ("pre_logits/bias", "pre_logits.fc.bias", "copy", None),
-    ("head/kernel", "head.weight", "dense", None),
-    ("head/bias", "head.bias", "copy", None),
-    # the hybrid's ResNet (stages and units are 1-based in Google's names, 0-based in timm's)
-    ("conv_root/kernel", "{stem}conv.weight", "conv", None),
-    ("gn_root/scale", "{stem}norm.weight", "group_norm", None),
-    ("gn_root/bias", "{stem}norm.bias", "group_norm", None),
-    (_UNIT + "conv{c}/kernel", _STAGE + "conv{c}.weight", "conv", None),
-    (_UNIT + "gn{c}/scale", _STAGE + "norm{c}.weight", "group_norm", None),
-    (_UNIT + "gn{c}/bias", _STAGE + "norm{c}.bias", "group_norm", None),
-    (_UNIT + "conv_proj/kernel", _STAGE + "downsample.conv.weight", "conv", None),
-    (_UNIT + "gn_proj/scale", _STAGE + "downsample.norm.weight", "group_norm", None),
-    (_UNIT + "gn_proj/bias", _STAGE + "downsample.norm.bias", "group_norm", None),
+RENAMES: tuple[Rule, ...] = (
+    Rule("embedding/kernel", "patch_embed.proj.weight", "conv"),
+    Rule("embedding/bias", "patch_embed.proj.bias"),
+    Rule("cls", "cls_token"),
+    Rule(_POS, "pos_embed"),
+    Rule(_BLOCK + "LayerNorm_0/scale", "blocks.{i}.norm1.weight"),
+    Rule(_BLOCK + "LayerNorm_0/bias", "blocks.{i}.norm1.bias"),
+    Rule(_MHA + "query/kernel", "blocks.{i}.attn.qkv.weight", "heads_in", part=(0, 3)),
+    Rule(_MHA + "key/kernel", "blocks.{i}.attn.qkv.weight", "heads_in", part=(1, 3)),
+    Rule(_MHA + "value/kernel", "blocks.{i}.attn.qkv.weight", "heads_in", part=(2, 3)),
+    Rule(_MHA + "query/bias", "blocks.{i}.attn.qkv.bias", "heads_bias", part=(0, 3)),
+    Rule(_MHA + "key/bias", "blocks.{i}.attn.qkv.bias", "heads_bias", part=(1, 3)),
+    Rule(_MHA + "value/bias", "blocks.{i}.attn.qkv.bias", "heads_bias", part=(2, 3)),
+    Rule(_MHA + "out/kernel", "blocks.{i}.attn.proj.weight", "heads_out"),
+    Rule(_MHA + "out/bias", "blocks.{i}.attn.proj.bias"),
+    Rule(_BLOCK + "LayerNorm_1/scale", "blocks.{i}.norm2.weight"),
+    Rule(_BLOCK + "LayerNorm_1/bias", "blocks.{i}.norm2.bias"),
+    Rule(_BLOCK + "MlpBlock_0/Dense_0/kernel", "blocks.{i}.mlp.fc1.weight", "dense"),
+    Rule(_BLOCK + "MlpBlock_0/Dense_0/bias", "blocks.{i}.mlp.fc1.bias"),
+    Rule(_BLOCK + "MlpBlock_0/Dense_1/kernel", "blocks.{i}.mlp.fc2.weight", "dense"),
+    Rule(_BLOCK + "MlpBlock_0/Dense_1/bias", "blocks.{i}.mlp.fc2.bias"),
+    Rule("Transformer/encoder_norm/scale", "norm.weight"),
+    Rule("Transformer/encoder_norm/bias", "norm.bias"),
+    *big_vision.MAP_HEAD_RENAMES,
+    Rule("pre_logits/kernel", "pre_logits.fc.weight", "dense"),
+    Rule("pre_logits/bias", "pre_logits.fc.bias"),
+    Rule("head/kernel", "head.weight", "dense"),
+    Rule("head/bias", "head.bias"),
+    # the hybrid's ResNet
+    Rule("conv_root/kernel", _STEM + "conv.weight", "conv"),
+    Rule("gn_root/scale", _STEM + "norm.weight", "group_norm"),
+    Rule("gn_root/bias", _STEM + "norm.bias", "group_norm"),
+    Rule(_UNIT + "conv{c}/kernel", _STAGE + "conv{c}.weight", "conv"),
+    Rule(_UNIT + "gn{c}/scale", _STAGE + "norm{c}.weight", "group_norm"),
+    Rule(_UNIT + "gn{c}/bias", _STAGE + "norm{c}.bias", "group_norm"),
+    Rule(_UNIT + "conv_proj/kernel", _STAGE + "downsample.conv.weight", "conv"),
+    Rule(_UNIT + "gn_proj/scale", _STAGE + "downsample.norm.weight", "group_norm"),
+    Rule(_UNIT + "gn_proj/bias", _STAGE + "downsample.norm.bias", "group_norm"),
 )
-
-
-def _pattern(template: str) -> re.Pattern[str]:
-    escaped = re.escape(template)
-    for name in ("i", "s1", "u1", "c", "s", "u"):
-        escaped = escaped.replace(re.escape("{" + name + "}"), f"(?P<{name}>\\d+)")
-    escaped = escaped.replace(re.escape("{stem}"), r"(?P<stem>patch_embed\.backbone\.(?:stem\.)?)")
-    return re.compile(escaped + "$")
-
-
-_TO_VITZOO = [(_pattern(j), v, t, p) for j, v, t, p in RENAMES]
-_TO_JAX = [(_pattern(v), j, t, p) for j, v, t, p in RENAMES]
 
 
 # -- array transforms (each tested on its own) ----------------------------------------------------
@@ -135,37 +124,35 @@ def heads_out_to_jax(w: np.ndarray, num_heads: int) -> np.ndarray:
     return np.ascontiguousarray(w.T.reshape(num_heads, -1, w.shape[0]))
 
 
-def fuse_parts(parts: Mapping[int, np.ndarray], count: int) -> np.ndarray:
-    """Stack q, k, v (or k, v) row blocks in order into one fused tensor."""
-    return np.concatenate([parts[i] for i in range(count)], axis=0)
+def flatten(a: np.ndarray) -> np.ndarray:
+    """An ``(H, hd)`` attention bias -> ``(H*hd,)``; GroupNorm ``(1, 1, 1, C)`` -> ``(C,)``."""
+    return a.reshape(-1)
 
 
-def bfloat16_to_float32(a: np.ndarray) -> np.ndarray:
-    """Decode bfloat16 saved by ``np.savez`` (dtype ``V2``): the upper half of a float32."""
-    return (a.view(np.uint16).astype(np.uint32) << 16).view(np.float32)
+def heads_bias_to_jax(b: np.ndarray, num_heads: int) -> np.ndarray:
+    """``(H*hd,)`` Linear bias -> ``(H, hd)``."""
+    return np.ascontiguousarray(b.reshape(num_heads, -1))
+
+
+TRANSFORMS = {
+    "conv": Transform(conv_kernel_to_torch, conv_kernel_to_jax),
+    "dense": Transform(dense_to_torch, dense_to_torch),  # a transpose is its own inverse
+    "heads_in": Transform(heads_in_to_torch, heads_in_to_jax, needs=("num_heads",)),
+    "heads_out": Transform(heads_out_to_torch, heads_out_to_jax, needs=("num_heads",)),
+    "heads_bias": Transform(flatten, heads_bias_to_jax, needs=("num_heads",)),
+    # flat in vitzoo; the published layout's (1, 1, 1, C) is restored by _published_names
+    "group_norm": Transform(flatten, contiguous),
+}
+TABLE = RenameTable(RENAMES, TRANSFORMS)
+
+# The stem-only hybrid (R+ViT-Ti/16: a ResNet stem, no stages) has no ``stem.`` level in timm's
+# names (``patch_embed.backbone.conv.weight``); the table writes the staged models' names.
+_STEM_ONLY = {_STEM + n: "patch_embed.backbone." + n
+              for n in ("conv.weight", "norm.weight", "norm.bias")}
+_STAGED = {v: k for k, v in _STEM_ONLY.items()}
 
 
 # -- canonical form -------------------------------------------------------------------------------
-def select_params(arrays: Mapping[str, np.ndarray]) -> dict[str, np.ndarray]:
-    """The model's parameters from a file's arrays, without their container prefix.
-
-    ``params/`` is preferred to ``opt/target/`` (big_vision's rule); optimizer state and other
-    top-level entries are ignored. A ``params/img/`` tower (SigLIP, PaliGemma) is selected when
-    the file has no image model at the top of ``params/``.
-    """
-    def subtree(prefix: str) -> dict[str, np.ndarray]:
-        return {k[len(prefix):]: v for k, v in arrays.items() if k.startswith(prefix)}
-
-    tree = dict(arrays)
-    for prefix in ("params/", "opt/target/"):
-        if any(k.startswith(prefix) for k in arrays):
-            tree = subtree(prefix)
-            break
-    if "embedding/kernel" not in tree and any(k.startswith("img/") for k in tree):
-        tree = {k[len("img/"):]: v for k, v in tree.items() if k.startswith("img/")}
-    return tree
-
-
 def _natural_key(name: str) -> list[Any]:
     return [int(t) if t.isdigit() else t for t in re.split(r"(\d+)", name)]
 
@@ -211,58 +198,34 @@ def canonicalize(arrays: Mapping[str, np.ndarray]) -> tuple[dict[str, np.ndarray
     params = select_params(arrays)
     notes: dict[str, Any] = {"layout": "vision_transformer", "scanned": False,
                              "dtypes": sorted({str(v.dtype) for v in params.values()})}
-    decoded = {}
-    for key, value in params.items():
-        value = np.asarray(value)
-        if value.dtype.kind == "V" and value.dtype.itemsize == 2:
-            value = bfloat16_to_float32(value)
-        decoded[key] = value.astype(np.float32, copy=False)
+    decoded = {key: big_vision.to_float32(value) for key, value in params.items()}
     mapping = renumber_pre_linen(decoded)
     tree = {mapping[k]: v for k, v in decoded.items()}
-
-    stacked = [k for k in tree if k.startswith("Transformer/encoderblock/")]
-    if stacked:
+    if any(k.startswith(big_vision.SCANNED) for k in tree):
         notes["scanned"] = True
-        for key in stacked:
-            value = tree.pop(key)
-            rest = key[len("Transformer/encoderblock/"):]
-            for i in range(value.shape[0]):
-                tree[f"Transformer/encoderblock_{i}/{rest}"] = value[i]
-
+        tree = big_vision.unscan(tree)
     for key in list(tree):
-        if re.search(r"(^|/)gn(\d+|_root|_proj)/(scale|bias)$", key):
+        if _GROUP_NORM.search(key):
             tree[key] = tree[key].reshape(-1)
-
-    if "Transformer/posembed_input/pos_embedding" in tree:
-        notes["pos_embed"] = "learn"
-    else:
-        table = tree.pop("pos_embedding", None)
-        if table is None:
-            table = tree.pop("Transformer/pos_embedding", None)
-        if table is None:
-            notes["pos_embed"] = "sincos"
-        else:
-            notes["pos_embed"] = "learn"
-            notes["layout"] = "big_vision"
-            rows = table.shape[1]
-            old_style = math.isqrt(rows - 1) ** 2 == rows - 1 and math.isqrt(rows) ** 2 != rows
-            if "cls" in tree and old_style:
-                pass  # an old table moved out of posembed_input: its class row is already first
-            elif "cls" in tree:
-                # big_vision adds the table to the patches before the class token is
-                # prepended, so the class token's row is zero in vitzoo's (N + 1)-row table.
-                zero = np.zeros_like(table[:, :1])
-                table = np.concatenate([zero, table], axis=1)
-            tree["Transformer/posembed_input/pos_embedding"] = table
-    if "MAPHead_0/probe" in tree or notes["pos_embed"] == "sincos":
+    if _POS not in tree:  # big_vision's table (or none: sin-cos)
+        notes["layout"] = "big_vision"
+        tree, table = big_vision.split_pos_embedding(tree)
+        if table is not None:
+            tree[_POS] = table
+    notes["pos_embed"] = "learn" if _POS in tree else "sincos"
+    if "MAPHead_0/probe" in tree:
         notes["layout"] = "big_vision"
     return tree, notes
 
 
 # -- conversion -----------------------------------------------------------------------------------
-def _hybrid_stem_prefix(tree: Mapping[str, np.ndarray]) -> str:
-    has_stages = any(re.match(r"block\d+/", k) for k in tree)
-    return "patch_embed.backbone.stem." if has_stages else "patch_embed.backbone."
+def _no_place(key: str, value: np.ndarray) -> None:
+    raise KeyError(f"array {key!r} {tuple(value.shape)} has no place in a vitzoo model")
+
+
+def _incomplete(pending: Mapping[str, list[int]]) -> None:
+    missing = ", ".join(sorted(pending))
+    raise KeyError(f"incomplete attention projections (q, k, v) for {missing}")
 
 
 def iter_vitzoo(tree: dict[str, np.ndarray],
@@ -276,34 +239,18 @@ def iter_vitzoo(tree: dict[str, np.ndarray],
     Raises:
         KeyError: an array has no place in vitzoo (the message names it).
     """
-    stem = _hybrid_stem_prefix(tree)
-    parts: dict[str, dict[int, np.ndarray]] = defaultdict(dict)
+    stem_only = not any(re.match(r"block\d+/", k) for k in tree)
     total = len(tree)
-    for done, key in enumerate(sorted(tree), start=1):
-        value = tree.pop(key)
-        for pattern, target, transform, part in _TO_VITZOO:
-            match = pattern.match(key)
-            if match is None:
-                continue
-            fields = match.groupdict()
-            if "s1" in fields:
-                fields["s"], fields["u"] = int(fields["s1"]) - 1, int(fields["u1"]) - 1
-            name = target.format(stem=stem, **fields)
-            converted = _forward(value, transform)
-            if part is None:
-                yield name, converted
-            else:
-                parts[name][part[0]] = converted
-                if len(parts[name]) == part[1]:
-                    yield name, fuse_parts(parts.pop(name), part[1])
-            break
-        else:
-            raise KeyError(f"array {key!r} {tuple(value.shape)} has no place in a vitzoo model")
-        if progress is not None:
-            progress(done, total)
-    if parts:
-        missing = ", ".join(sorted(parts))
-        raise KeyError(f"incomplete attention projections (q, k, v) for {missing}")
+
+    def popped() -> Iterator[tuple[str, np.ndarray]]:
+        for done, key in enumerate(sorted(tree), start=1):
+            yield key, tree.pop(key)
+            if progress is not None:
+                progress(done, total)
+
+    for name, value in TABLE.iter_to_vitzoo(popped(), on_unmatched=_no_place,
+                                            on_incomplete=_incomplete):
+        yield (_STEM_ONLY.get(name, name) if stem_only else name), value
 
 
 def to_vitzoo(tree: Mapping[str, np.ndarray]) -> dict[str, np.ndarray]:
@@ -311,18 +258,8 @@ def to_vitzoo(tree: Mapping[str, np.ndarray]) -> dict[str, np.ndarray]:
     return dict(iter_vitzoo(dict(tree)))
 
 
-def _forward(value: np.ndarray, transform: str) -> np.ndarray:
-    if transform == "conv":
-        return conv_kernel_to_torch(value)
-    if transform == "dense":
-        return dense_to_torch(value)
-    if transform == "heads_in":
-        return heads_in_to_torch(value)
-    if transform == "heads_out":
-        return heads_out_to_torch(value)
-    if transform in ("heads_bias", "group_norm"):
-        return value.reshape(-1)
-    return value
+def _no_equivalent(key: str, value: np.ndarray) -> None:
+    raise KeyError(f"{key!r} {tuple(value.shape)} has no Google equivalent")
 
 
 def from_vitzoo(state: Mapping[str, np.ndarray], *, num_heads: int,
@@ -336,39 +273,13 @@ def from_vitzoo(state: Mapping[str, np.ndarray], *, num_heads: int,
     """
     if layout not in ("vision_transformer", "big_vision"):
         raise ValueError(f"layout={layout!r} is not 'vision_transformer' or 'big_vision'")
-    out: dict[str, np.ndarray] = {}
-    for key, value in state.items():
-        matched = False
-        # a fused tensor (qkv, kv) matches one table row per part; anything else matches one
-        for pattern, target, transform, part in _TO_JAX:
-            match = pattern.match(key)
-            if match is None:
-                continue
-            matched = True
-            fields = {k: v for k, v in match.groupdict().items() if k != "stem"}
-            if "s" in fields:
-                fields["s1"], fields["u1"] = int(fields["s"]) + 1, int(fields["u"]) + 1
-            chunk = value if part is None else np.split(value, part[1], axis=0)[part[0]]
-            out[target.format(**fields)] = _backward(chunk, transform, num_heads)
-        if not matched:
-            raise KeyError(f"{key!r} {tuple(value.shape)} has no Google equivalent")
+    staged = ((_STAGED.get(k, k), v) for k, v in state.items())
+    out = dict(TABLE.iter_from_vitzoo(staged, context={"num_heads": num_heads},
+                                      on_unmatched=_no_equivalent))
     if layout == "vision_transformer":
         return _published_names(out)
-    return _big_vision_positions(out)
-
-
-def _backward(value: np.ndarray, transform: str, num_heads: int) -> np.ndarray:
-    if transform == "conv":
-        return conv_kernel_to_jax(value)
-    if transform == "dense":
-        return dense_to_torch(value)  # the transpose is its own inverse
-    if transform == "heads_in":
-        return heads_in_to_jax(value, num_heads)
-    if transform == "heads_bias":
-        return np.ascontiguousarray(value.reshape(num_heads, -1))
-    if transform == "heads_out":
-        return heads_out_to_jax(value, num_heads)
-    return np.ascontiguousarray(value)
+    table = out.pop(_POS, None)
+    return big_vision.join_pos_embedding(out, table)
 
 
 _PUBLISHED = {
@@ -385,45 +296,10 @@ def _published_names(tree: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
             parts = key.split("/")
             parts[2] = _PUBLISHED.get(parts[2], parts[2])
             key = "/".join(parts)
-        if re.search(r"(^|/)gn(\d+|_root|_proj)/(scale|bias)$", key):
+        if _GROUP_NORM.search(key):
             value = value.reshape(1, 1, 1, -1)  # flax < 0.3.6 stored GroupNorm params 4-D
         out[key] = value
     return out
-
-
-def scan_blocks(tree: Mapping[str, np.ndarray]) -> dict[str, np.ndarray]:
-    """Stack ``Transformer/encoderblock_{i}/...`` into big_vision's scanned
-    ``Transformer/encoderblock/...`` arrays (leading depth axis)."""
-    out: dict[str, np.ndarray] = {}
-    per_child: dict[str, dict[int, np.ndarray]] = defaultdict(dict)
-    for key, value in tree.items():
-        match = re.match(r"Transformer/encoderblock_(\d+)/(.*)$", key)
-        if match:
-            per_child[match.group(2)][int(match.group(1))] = value
-        else:
-            out[key] = value
-    for child, blocks in per_child.items():
-        out[f"Transformer/encoderblock/{child}"] = np.stack([blocks[i] for i in sorted(blocks)])
-    return out
-
-
-def float32_to_bfloat16(a: np.ndarray) -> np.ndarray:
-    """Store float32 as bfloat16 the way ``np.savez`` does (dtype ``V2``), by truncation.
-
-    Exact for values that came from bfloat16.
-    """
-    bits = np.ascontiguousarray(a, dtype=np.float32).view(np.uint32) >> 16
-    return bits.astype(np.uint16).view("V2")
-
-
-def _big_vision_positions(tree: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
-    table = tree.pop("Transformer/posembed_input/pos_embedding", None)
-    if table is not None:
-        if "cls" in tree:
-            tree["cls"] = tree["cls"] + table[:, :1]
-            table = table[:, 1:]
-        tree["pos_embedding"] = table
-    return tree
 
 
 # -- architecture from shapes ---------------------------------------------------------------------
@@ -473,7 +349,7 @@ def infer_config(tree: Mapping[str, np.ndarray], notes: Mapping[str, Any],
         cin = tree["conv_root/kernel"].shape[2]
         halvings = 2 + max(len(stages) - 1, 0)
     cfg["in_chans"] = int(cin)
-    table = tree.get("Transformer/posembed_input/pos_embedding")
+    table = tree.get(_POS)
     if table is not None:
         patches = table.shape[1] - int(cfg["class_token"])
         side = math.isqrt(patches)

@@ -10,11 +10,11 @@ from collections.abc import Mapping
 
 import torch
 
-from ._rename import RenameTable
+from .rename import RenameTable, Rule
 
 RENAMES = RenameTable([
-    ("blocks.{i}.gamma_1", "blocks.{i}.ls1.gamma", None),  # DeiT III
-    ("blocks.{i}.gamma_2", "blocks.{i}.ls2.gamma", None),
+    Rule("blocks.{i}.gamma_1", "blocks.{i}.ls1.gamma"),  # DeiT III
+    Rule("blocks.{i}.gamma_2", "blocks.{i}.ls2.gamma"),
 ])
 
 

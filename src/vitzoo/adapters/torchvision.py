@@ -11,38 +11,39 @@ from collections.abc import Mapping
 
 import torch
 
-from ._rename import RenameTable
+from .rename import RenameTable, Rule
 
 _L = "encoder.layers.encoder_layer_{i}."
 
 RENAMES = RenameTable([
-    ("class_token", "cls_token", None),
-    ("conv_proj.weight", "patch_embed.proj.weight", None),
-    ("conv_proj.bias", "patch_embed.proj.bias", None),
-    ("encoder.pos_embedding", "pos_embed", None),
-    (_L + "ln_1.weight", "blocks.{i}.norm1.weight", None),
-    (_L + "ln_1.bias", "blocks.{i}.norm1.bias", None),
-    (_L + "self_attention.in_proj_weight", "blocks.{i}.attn.qkv.weight", None),
-    (_L + "self_attention.in_proj_bias", "blocks.{i}.attn.qkv.bias", None),
-    (_L + "self_attention.out_proj.weight", "blocks.{i}.attn.proj.weight", None),
-    (_L + "self_attention.out_proj.bias", "blocks.{i}.attn.proj.bias", None),
-    (_L + "ln_2.weight", "blocks.{i}.norm2.weight", None),
-    (_L + "ln_2.bias", "blocks.{i}.norm2.bias", None),
-    (_L + "mlp.0.weight", "blocks.{i}.mlp.fc1.weight", None),
-    (_L + "mlp.0.bias", "blocks.{i}.mlp.fc1.bias", None),
-    (_L + "mlp.3.weight", "blocks.{i}.mlp.fc2.weight", None),
-    (_L + "mlp.3.bias", "blocks.{i}.mlp.fc2.bias", None),
-    (_L + "mlp.linear_1.weight", "blocks.{i}.mlp.fc1.weight", None),  # before 0.13
-    (_L + "mlp.linear_1.bias", "blocks.{i}.mlp.fc1.bias", None),
-    (_L + "mlp.linear_2.weight", "blocks.{i}.mlp.fc2.weight", None),
-    (_L + "mlp.linear_2.bias", "blocks.{i}.mlp.fc2.bias", None),
-    ("encoder.ln.weight", "norm.weight", None),
-    ("encoder.ln.bias", "norm.bias", None),
-    ("heads.pre_logits.weight", "pre_logits.fc.weight", None),
-    ("heads.pre_logits.bias", "pre_logits.fc.bias", None),
-    ("heads.head.weight", "head.weight", None),
-    ("heads.head.bias", "head.bias", None),
+    Rule("class_token", "cls_token"),
+    Rule("conv_proj.weight", "patch_embed.proj.weight"),
+    Rule("conv_proj.bias", "patch_embed.proj.bias"),
+    Rule("encoder.pos_embedding", "pos_embed"),
+    Rule(_L + "ln_1.weight", "blocks.{i}.norm1.weight"),
+    Rule(_L + "ln_1.bias", "blocks.{i}.norm1.bias"),
+    Rule(_L + "self_attention.in_proj_weight", "blocks.{i}.attn.qkv.weight"),
+    Rule(_L + "self_attention.in_proj_bias", "blocks.{i}.attn.qkv.bias"),
+    Rule(_L + "self_attention.out_proj.weight", "blocks.{i}.attn.proj.weight"),
+    Rule(_L + "self_attention.out_proj.bias", "blocks.{i}.attn.proj.bias"),
+    Rule(_L + "ln_2.weight", "blocks.{i}.norm2.weight"),
+    Rule(_L + "ln_2.bias", "blocks.{i}.norm2.bias"),
+    Rule(_L + "mlp.0.weight", "blocks.{i}.mlp.fc1.weight"),
+    Rule(_L + "mlp.0.bias", "blocks.{i}.mlp.fc1.bias"),
+    Rule(_L + "mlp.3.weight", "blocks.{i}.mlp.fc2.weight"),
+    Rule(_L + "mlp.3.bias", "blocks.{i}.mlp.fc2.bias"),
+    Rule(_L + "mlp.linear_1.weight", "blocks.{i}.mlp.fc1.weight"),  # before 0.13
+    Rule(_L + "mlp.linear_1.bias", "blocks.{i}.mlp.fc1.bias"),
+    Rule(_L + "mlp.linear_2.weight", "blocks.{i}.mlp.fc2.weight"),
+    Rule(_L + "mlp.linear_2.bias", "blocks.{i}.mlp.fc2.bias"),
+    Rule("encoder.ln.weight", "norm.weight"),
+    Rule("encoder.ln.bias", "norm.bias"),
+    Rule("heads.pre_logits.weight", "pre_logits.fc.weight"),
+    Rule("heads.pre_logits.bias", "pre_logits.fc.bias"),
+    Rule("heads.head.weight", "head.weight"),
+    Rule("heads.head.bias", "head.bias"),
 ])
+_CURRENT = RenameTable([r for r in RENAMES.rules if "linear_" not in r.source])
 
 
 def detect(state: Mapping[str, torch.Tensor]) -> bool:
@@ -55,5 +56,4 @@ def to_vitzoo(state: Mapping[str, torch.Tensor]) -> tuple[dict[str, torch.Tensor
 
 def from_vitzoo(state: Mapping[str, torch.Tensor]) -> tuple[dict[str, torch.Tensor], list[str]]:
     """vitzoo tensors in torchvision's current names (``mlp.0`` / ``mlp.3``)."""
-    current = RenameTable([r for r in RENAMES.rules if "linear_" not in r[0]])
-    return current.from_vitzoo(state)
+    return _CURRENT.from_vitzoo(state)

@@ -11,78 +11,57 @@ from collections.abc import Mapping
 
 import torch
 
-from ._rename import RenameTable
+from .rename import RenameTable, Rule
 
 _E = "transformer.embeddings."
 _L = "transformer.encoder.layer.{i}."
 _H = _E + "hybrid_model."
-_U = _H + "body.block{s1}.unit{u1}."
+_U = _H + "body.block{s+1}.unit{u+1}."  # 1-based in the port, 0-based in timm
 _S = "patch_embed.backbone.stages.{s}.blocks.{u}."
 
 _RULES = [
-    (_E + "cls_token", "cls_token", None),
-    (_E + "position_embeddings", "pos_embed", None),
-    (_E + "patch_embeddings.weight", "patch_embed.proj.weight", None),
-    (_E + "patch_embeddings.bias", "patch_embed.proj.bias", None),
-    (_L + "attention_norm.weight", "blocks.{i}.norm1.weight", None),
-    (_L + "attention_norm.bias", "blocks.{i}.norm1.bias", None),
-    (_L + "attn.query.weight", "blocks.{i}.attn.qkv.weight", (0, 3)),
-    (_L + "attn.key.weight", "blocks.{i}.attn.qkv.weight", (1, 3)),
-    (_L + "attn.value.weight", "blocks.{i}.attn.qkv.weight", (2, 3)),
-    (_L + "attn.query.bias", "blocks.{i}.attn.qkv.bias", (0, 3)),
-    (_L + "attn.key.bias", "blocks.{i}.attn.qkv.bias", (1, 3)),
-    (_L + "attn.value.bias", "blocks.{i}.attn.qkv.bias", (2, 3)),
-    (_L + "attn.out.weight", "blocks.{i}.attn.proj.weight", None),
-    (_L + "attn.out.bias", "blocks.{i}.attn.proj.bias", None),
-    (_L + "ffn_norm.weight", "blocks.{i}.norm2.weight", None),
-    (_L + "ffn_norm.bias", "blocks.{i}.norm2.bias", None),
-    (_L + "ffn.fc1.weight", "blocks.{i}.mlp.fc1.weight", None),
-    (_L + "ffn.fc1.bias", "blocks.{i}.mlp.fc1.bias", None),
-    (_L + "ffn.fc2.weight", "blocks.{i}.mlp.fc2.weight", None),
-    (_L + "ffn.fc2.bias", "blocks.{i}.mlp.fc2.bias", None),
-    ("transformer.encoder.encoder_norm.weight", "norm.weight", None),
-    ("transformer.encoder.encoder_norm.bias", "norm.bias", None),
-    ("head.weight", "head.weight", None),
-    ("head.bias", "head.bias", None),
-    (_H + "root.conv.weight", "patch_embed.backbone.stem.conv.weight", None),
-    (_H + "root.gn.weight", "patch_embed.backbone.stem.norm.weight", None),
-    (_H + "root.gn.bias", "patch_embed.backbone.stem.norm.bias", None),
+    Rule(_E + "cls_token", "cls_token"),
+    Rule(_E + "position_embeddings", "pos_embed"),
+    Rule(_E + "patch_embeddings.weight", "patch_embed.proj.weight"),
+    Rule(_E + "patch_embeddings.bias", "patch_embed.proj.bias"),
+    Rule(_L + "attention_norm.weight", "blocks.{i}.norm1.weight"),
+    Rule(_L + "attention_norm.bias", "blocks.{i}.norm1.bias"),
+    Rule(_L + "attn.query.weight", "blocks.{i}.attn.qkv.weight", part=(0, 3)),
+    Rule(_L + "attn.key.weight", "blocks.{i}.attn.qkv.weight", part=(1, 3)),
+    Rule(_L + "attn.value.weight", "blocks.{i}.attn.qkv.weight", part=(2, 3)),
+    Rule(_L + "attn.query.bias", "blocks.{i}.attn.qkv.bias", part=(0, 3)),
+    Rule(_L + "attn.key.bias", "blocks.{i}.attn.qkv.bias", part=(1, 3)),
+    Rule(_L + "attn.value.bias", "blocks.{i}.attn.qkv.bias", part=(2, 3)),
+    Rule(_L + "attn.out.weight", "blocks.{i}.attn.proj.weight"),
+    Rule(_L + "attn.out.bias", "blocks.{i}.attn.proj.bias"),
+    Rule(_L + "ffn_norm.weight", "blocks.{i}.norm2.weight"),
+    Rule(_L + "ffn_norm.bias", "blocks.{i}.norm2.bias"),
+    Rule(_L + "ffn.fc1.weight", "blocks.{i}.mlp.fc1.weight"),
+    Rule(_L + "ffn.fc1.bias", "blocks.{i}.mlp.fc1.bias"),
+    Rule(_L + "ffn.fc2.weight", "blocks.{i}.mlp.fc2.weight"),
+    Rule(_L + "ffn.fc2.bias", "blocks.{i}.mlp.fc2.bias"),
+    Rule("transformer.encoder.encoder_norm.weight", "norm.weight"),
+    Rule("transformer.encoder.encoder_norm.bias", "norm.bias"),
+    Rule("head.weight", "head.weight"),
+    Rule("head.bias", "head.bias"),
+    Rule(_H + "root.conv.weight", "patch_embed.backbone.stem.conv.weight"),
+    Rule(_H + "root.gn.weight", "patch_embed.backbone.stem.norm.weight"),
+    Rule(_H + "root.gn.bias", "patch_embed.backbone.stem.norm.bias"),
 ]
 for _c in ("1", "2", "3"):
     _RULES += [
-        (_U + f"conv{_c}.weight", _S + f"conv{_c}.weight", None),
-        (_U + f"gn{_c}.weight", _S + f"norm{_c}.weight", None),
-        (_U + f"gn{_c}.bias", _S + f"norm{_c}.bias", None),
+        Rule(_U + f"conv{_c}.weight", _S + f"conv{_c}.weight"),
+        Rule(_U + f"gn{_c}.weight", _S + f"norm{_c}.weight"),
+        Rule(_U + f"gn{_c}.bias", _S + f"norm{_c}.bias"),
     ]
 _RULES += [
-    (_U + "downsample.weight", _S + "downsample.conv.weight", None),
-    (_U + "gn_proj.weight", _S + "downsample.norm.weight", None),
-    (_U + "gn_proj.bias", _S + "downsample.norm.bias", None),
+    Rule(_U + "downsample.weight", _S + "downsample.conv.weight"),
+    Rule(_U + "gn_proj.weight", _S + "downsample.norm.weight"),
+    Rule(_U + "gn_proj.bias", _S + "downsample.norm.bias"),
 ]
 
 
-class _UnitNumbers(RenameTable):
-    """Google's 1-based ``block{s1}.unit{u1}`` <-> timm's 0-based ``stages.{s}.blocks.{u}``."""
-
-    def to_vitzoo(self, state):  # type: ignore[override]
-        out, unmatched = super().to_vitzoo(state)
-        return {_shift(k, -1): v for k, v in out.items()}, unmatched
-
-    def from_vitzoo(self, state):  # type: ignore[override]
-        return super().from_vitzoo({_shift(k, +1): v for k, v in state.items()})
-
-
-def _shift(key: str, delta: int) -> str:
-    import re
-
-    def bump(m: re.Match[str]) -> str:
-        return f"stages.{int(m.group(1)) + delta}.blocks.{int(m.group(2)) + delta}."
-
-    return re.sub(r"stages\.(\d+)\.blocks\.(\d+)\.", bump, key)
-
-
-RENAMES = _UnitNumbers([(src.replace("{s1}", "{s}").replace("{u1}", "{u}"), dst, part)
-                        for src, dst, part in _RULES])
+RENAMES = RenameTable(_RULES)
 
 
 def detect(state: Mapping[str, torch.Tensor]) -> bool:

@@ -1,0 +1,158 @@
+"""big_vision's ``.npz`` layout: the pieces that differ from the published vision_transformer one.
+
+big_vision (google-research/big_vision; ../shared/reference/big-vision-format.md) keeps the
+parameters under ``params/`` or ``params/img/`` (``opt/target/`` in old ``flax.optim`` dumps),
+with optimizer state beside them; stores encoder blocks scanned, one ``Transformer/encoderblock``
+array per child with a leading depth axis; puts a top-level ``pos_embedding`` without a class row
+(it is added before the class token is prepended); pools with a MAP head; and writes bfloat16
+as NumPy dtype ``V2``. :mod:`vitzoo.adapters.jax_npz` brings all of it to its canonical form
+with the functions here, and back.
+
+Pure functions: arrays in, arrays out; nothing here builds or touches a model.
+"""
+
+from __future__ import annotations
+
+import math
+import re
+from collections import defaultdict
+from collections.abc import Mapping
+
+import numpy as np
+
+from .rename import Rule
+
+__all__ = ["MAP_HEAD_RENAMES", "SCANNED", "bfloat16_to_float32", "float32_to_bfloat16",
+           "join_pos_embedding", "scan_blocks", "select_params", "split_pos_embedding",
+           "to_float32", "unscan"]
+
+# -- the MAP head's rows of jax_npz.RENAMES (transform names of jax_npz.TRANSFORMS) ---------------
+_MAP_MHA = "MAPHead_0/MultiHeadDotProductAttention_0/"
+MAP_HEAD_RENAMES: tuple[Rule, ...] = (
+    Rule("MAPHead_0/probe", "attn_pool.latent"),
+    Rule(_MAP_MHA + "query/kernel", "attn_pool.q.weight", "heads_in"),
+    Rule(_MAP_MHA + "query/bias", "attn_pool.q.bias", "heads_bias"),
+    Rule(_MAP_MHA + "key/kernel", "attn_pool.kv.weight", "heads_in", part=(0, 2)),
+    Rule(_MAP_MHA + "value/kernel", "attn_pool.kv.weight", "heads_in", part=(1, 2)),
+    Rule(_MAP_MHA + "key/bias", "attn_pool.kv.bias", "heads_bias", part=(0, 2)),
+    Rule(_MAP_MHA + "value/bias", "attn_pool.kv.bias", "heads_bias", part=(1, 2)),
+    Rule(_MAP_MHA + "out/kernel", "attn_pool.proj.weight", "heads_out"),
+    Rule(_MAP_MHA + "out/bias", "attn_pool.proj.bias"),
+    Rule("MAPHead_0/LayerNorm_0/scale", "attn_pool.norm.weight"),
+    Rule("MAPHead_0/LayerNorm_0/bias", "attn_pool.norm.bias"),
+    Rule("MAPHead_0/MlpBlock_0/Dense_0/kernel", "attn_pool.mlp.fc1.weight", "dense"),
+    Rule("MAPHead_0/MlpBlock_0/Dense_0/bias", "attn_pool.mlp.fc1.bias"),
+    Rule("MAPHead_0/MlpBlock_0/Dense_1/kernel", "attn_pool.mlp.fc2.weight", "dense"),
+    Rule("MAPHead_0/MlpBlock_0/Dense_1/bias", "attn_pool.mlp.fc2.bias"),
+)
+
+SCANNED = "Transformer/encoderblock/"
+
+
+# -- container prefixes ---------------------------------------------------------------------------
+def select_params(arrays: Mapping[str, np.ndarray]) -> dict[str, np.ndarray]:
+    """The model's parameters from a file's arrays, without their container prefix.
+
+    ``params/`` is preferred to ``opt/target/`` (big_vision's rule); optimizer state and other
+    top-level entries are ignored. A ``params/img/`` tower (SigLIP, PaliGemma) is selected when
+    the file has no image model at the top of ``params/``.
+    """
+    def subtree(prefix: str) -> dict[str, np.ndarray]:
+        return {k[len(prefix):]: v for k, v in arrays.items() if k.startswith(prefix)}
+
+    tree = dict(arrays)
+    for prefix in ("params/", "opt/target/"):
+        if any(k.startswith(prefix) for k in arrays):
+            tree = subtree(prefix)
+            break
+    if "embedding/kernel" not in tree and any(k.startswith("img/") for k in tree):
+        tree = {k[len("img/"):]: v for k, v in tree.items() if k.startswith("img/")}
+    return tree
+
+
+# -- bfloat16 storage -----------------------------------------------------------------------------
+def bfloat16_to_float32(a: np.ndarray) -> np.ndarray:
+    """Decode bfloat16 saved by ``np.savez`` (dtype ``V2``): the upper half of a float32."""
+    return (a.view(np.uint16).astype(np.uint32) << 16).view(np.float32)
+
+
+def float32_to_bfloat16(a: np.ndarray) -> np.ndarray:
+    """Store float32 as bfloat16 the way ``np.savez`` does (dtype ``V2``), by truncation.
+
+    Exact for values that came from bfloat16.
+    """
+    bits = np.ascontiguousarray(a, dtype=np.float32).view(np.uint32) >> 16
+    return bits.astype(np.uint16).view("V2")
+
+
+def to_float32(a: np.ndarray) -> np.ndarray:
+    """A stored array as float32: bfloat16 (``V2``) decoded exactly, no copy of float32."""
+    a = np.asarray(a)
+    if a.dtype.kind == "V" and a.dtype.itemsize == 2:
+        a = bfloat16_to_float32(a)
+    return a.astype(np.float32, copy=False)
+
+
+# -- scanned blocks -------------------------------------------------------------------------------
+def unscan(tree: Mapping[str, np.ndarray]) -> dict[str, np.ndarray]:
+    """Scanned ``Transformer/encoderblock/...`` arrays (leading depth axis) as one key per
+    block, ``Transformer/encoderblock_{i}/...`` (views of the stacked arrays, no copy)."""
+    out = {k: v for k, v in tree.items() if not k.startswith(SCANNED)}
+    for key, value in tree.items():
+        if key.startswith(SCANNED):
+            for i in range(value.shape[0]):
+                out[f"Transformer/encoderblock_{i}/{key[len(SCANNED):]}"] = value[i]
+    return out
+
+
+def scan_blocks(tree: Mapping[str, np.ndarray]) -> dict[str, np.ndarray]:
+    """Stack ``Transformer/encoderblock_{i}/...`` into big_vision's scanned
+    ``Transformer/encoderblock/...`` arrays (leading depth axis)."""
+    out: dict[str, np.ndarray] = {}
+    per_child: dict[str, dict[int, np.ndarray]] = defaultdict(dict)
+    for key, value in tree.items():
+        match = re.match(r"Transformer/encoderblock_(\d+)/(.*)$", key)
+        if match:
+            per_child[match.group(2)][int(match.group(1))] = value
+        else:
+            out[key] = value
+    for child, blocks in per_child.items():
+        out[f"{SCANNED}{child}"] = np.stack([blocks[i] for i in sorted(blocks)])
+    return out
+
+
+# -- the position table ---------------------------------------------------------------------------
+def split_pos_embedding(tree: Mapping[str, np.ndarray]
+                        ) -> tuple[dict[str, np.ndarray], np.ndarray | None]:
+    """big_vision's top-level position table taken out of ``tree``, in vitzoo's row order.
+
+    Returns the other arrays and the ``(1, N [+ 1], D)`` table, whose class row (when the
+    model has a class token) is zero: big_vision adds the table to the patches before it
+    prepends the class token. An old table moved out of ``posembed_input`` keeps the class
+    row it has. None when there is no table (sin-cos embeddings are computed, not stored).
+    """
+    rest = dict(tree)
+    table = rest.pop("pos_embedding", None)
+    if table is None:
+        table = rest.pop("Transformer/pos_embedding", None)
+    if table is None:
+        return rest, None
+    rows = table.shape[1]
+    old_style = math.isqrt(rows - 1) ** 2 == rows - 1 and math.isqrt(rows) ** 2 != rows
+    if "cls" in rest and not old_style:
+        table = np.concatenate([np.zeros_like(table[:, :1]), table], axis=1)
+    return rest, table
+
+
+def join_pos_embedding(tree: Mapping[str, np.ndarray], table: np.ndarray | None
+                       ) -> dict[str, np.ndarray]:
+    """The way back: ``tree`` with big_vision's top-level ``pos_embedding`` (vitzoo's ``table``
+    without the class row, which is folded into ``cls``: exact, as both are added to the class
+    token before the first block)."""
+    out = dict(tree)
+    if table is not None:
+        if "cls" in out:
+            out["cls"] = out["cls"] + table[:, :1]
+            table = table[:, 1:]
+        out["pos_embedding"] = table
+    return out

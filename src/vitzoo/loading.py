@@ -19,13 +19,19 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-import numpy as np
 import torch
 from torch import nn
 
 from . import io, registry
 from ._utils import skip_init
-from .adapters import STATE_DICT_FORMATS, convert_state_dict, hf_transformers, jax_npz, timm
+from .adapters import (
+    STATE_DICT_FORMATS,
+    big_vision,
+    convert_state_dict,
+    hf_transformers,
+    jax_npz,
+    timm,
+)
 from .adapters.in_chans import adapt_input_conv
 from .config import ViTConfig
 from .errors import CheckpointError, CheckpointMismatchError, ConfigError
@@ -235,17 +241,10 @@ def _origin(config: Mapping[str, Any]) -> str:
     return "jax" if config.get("gelu_approximate") == "tanh" else "pytorch"
 
 
-def _npz_prefix(arrays: Mapping[str, np.ndarray]) -> str:
-    for prefix in ("params/img/", "params/", "opt/target/"):
-        if any(k.startswith(prefix) for k in arrays):
-            return prefix
-    return ""
-
-
 def _read_jax(path: Path, img_size: tuple[int, int] | None,
               progress: Progress | None = None) -> Source:
     arrays = io.read_npz(path)
-    prefix = _npz_prefix(arrays)
+    prefix = big_vision.params_prefix(arrays)
     tree, notes = jax_npz.canonicalize(arrays)
     del arrays  # the tree now holds the only reference, and gives each array up as converted
     try:

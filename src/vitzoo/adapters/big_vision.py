@@ -23,8 +23,8 @@ import numpy as np
 from .rename import Rule
 
 __all__ = ["MAP_HEAD_RENAMES", "SCANNED", "bfloat16_to_float32", "float32_to_bfloat16",
-           "join_pos_embedding", "scan_blocks", "select_params", "split_pos_embedding",
-           "to_float32", "unscan"]
+           "join_pos_embedding", "params_prefix", "scan_blocks", "select_params",
+           "split_pos_embedding", "to_float32", "unscan"]
 
 # -- the MAP head's rows of jax_npz.RENAMES (transform names of jax_npz.TRANSFORMS) ---------------
 _MAP_MHA = "MAPHead_0/MultiHeadDotProductAttention_0/"
@@ -50,24 +50,23 @@ SCANNED = "Transformer/encoderblock/"
 
 
 # -- container prefixes ---------------------------------------------------------------------------
+def params_prefix(arrays: Mapping[str, np.ndarray]) -> str:
+    """The container prefix of a file's model parameters: ``params/`` (preferred, big_vision's
+    rule) or ``opt/target/`` or none, plus ``img/`` for the image tower of a two-tower file
+    (SigLIP, PaliGemma) that has no image model at the top."""
+    prefix = next((p for p in ("params/", "opt/target/") if any(k.startswith(p) for k in arrays)),
+                  "")
+    inner = [k[len(prefix):] for k in arrays if k.startswith(prefix)]
+    if "embedding/kernel" not in inner and any(k.startswith("img/") for k in inner):
+        prefix += "img/"
+    return prefix
+
+
 def select_params(arrays: Mapping[str, np.ndarray]) -> dict[str, np.ndarray]:
-    """The model's parameters from a file's arrays, without their container prefix.
-
-    ``params/`` is preferred to ``opt/target/`` (big_vision's rule); optimizer state and other
-    top-level entries are ignored. A ``params/img/`` tower (SigLIP, PaliGemma) is selected when
-    the file has no image model at the top of ``params/``.
-    """
-    def subtree(prefix: str) -> dict[str, np.ndarray]:
-        return {k[len(prefix):]: v for k, v in arrays.items() if k.startswith(prefix)}
-
-    tree = dict(arrays)
-    for prefix in ("params/", "opt/target/"):
-        if any(k.startswith(prefix) for k in arrays):
-            tree = subtree(prefix)
-            break
-    if "embedding/kernel" not in tree and any(k.startswith("img/") for k in tree):
-        tree = {k[len("img/"):]: v for k, v in tree.items() if k.startswith("img/")}
-    return tree
+    """The model's parameters from a file's arrays, without their container prefix
+    (:func:`params_prefix`); optimizer state and other top-level entries are ignored."""
+    prefix = params_prefix(arrays)
+    return {k[len(prefix):]: v for k, v in arrays.items() if k.startswith(prefix)}
 
 
 # -- bfloat16 storage -----------------------------------------------------------------------------

@@ -18,6 +18,7 @@ import torch.nn.functional as F
 
 from .._utils import suggestion
 from ..errors import ConfigError, ImageSizeError, UnknownOverrideError
+from ..pretrained import PretrainedCfg
 
 __all__ = [
     "CenterCrop",
@@ -34,10 +35,8 @@ __all__ = [
 
 INTERPOLATIONS = ("bilinear", "bicubic", "nearest")
 DATA_CONFIG_KEYS = ("input_size", "mean", "std", "crop_pct", "interpolation")
-DEFAULT_DATA_CONFIG: dict[str, Any] = {
-    "input_size": (3, 224, 224), "mean": (0.5, 0.5, 0.5), "std": (0.5, 0.5, 0.5),
-    "crop_pct": 0.9, "interpolation": "bicubic",
-}
+# The defaults of model.pretrained_cfg's schema: timm's for ViTs (mean = std = 0.5, crop 0.9).
+DEFAULT_DATA_CONFIG: dict[str, Any] = {k: getattr(PretrainedCfg(), k) for k in DATA_CONFIG_KEYS}
 
 
 def _size_pair(size: int | Sequence[int], name: str) -> tuple[int, int]:

@@ -69,17 +69,17 @@ def test_resume_after_step_10_matches_an_uninterrupted_run(tmp_path, monkeypatch
     straight, result = _run(tmp_path, "straight", **RECIPE)
     import vitzoo.train.loop as loop
 
-    real_save_state = loop._save_state
+    real_save_checkpoint = loop.save_checkpoint
 
-    def save_then_crash(path, step, *args, **kwargs):
-        real_save_state(path, step, *args, **kwargs)
-        if step == 10:
+    def save_then_crash(state, *args, **kwargs):
+        real_save_checkpoint(state, *args, **kwargs)
+        if state.step == 10:
             raise _Crash  # the run dies right after its step-10 checkpoint
 
-    monkeypatch.setattr(loop, "_save_state", save_then_crash)
+    monkeypatch.setattr(loop, "save_checkpoint", save_then_crash)
     with pytest.raises(_Crash):
         _run(tmp_path, "split", **RECIPE)
-    monkeypatch.setattr(loop, "_save_state", real_save_state)
+    monkeypatch.setattr(loop, "save_checkpoint", real_save_checkpoint)
     model, train, evaluation, transform = tiny_setup()  # fresh weights: all comes from disk
     resumed = finetune(model, train, evaluation, TrainConfig(**RECIPE),
                        output_dir=tmp_path / "split", train_transform=transform,

@@ -5,7 +5,9 @@ from __future__ import annotations
 import argparse
 import json
 
+from ..train import dist
 from ..train.config import PRESETS
+from ..train.workflow import finetune_on
 
 
 def add_parser(commands: argparse._SubParsersAction) -> None:
@@ -43,9 +45,6 @@ def add_parser(commands: argparse._SubParsersAction) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from ..train.loop import _world
-    from ..train.workflow import finetune_on
-
     train = {k: getattr(args, k) for k in (
         "steps", "batch_size", "micro_batch", "lr", "weight_decay", "layer_decay",
         "warmup_steps", "eval_every", "seed", "num_workers", "label_smoothing", "optimizer",
@@ -56,7 +55,7 @@ def run(args: argparse.Namespace) -> int:
                          output_dir=args.output, pretrained=args.pretrained,
                          teacher=args.teacher, resume=args.resume, model_overrides=model,
                          **train)
-    if _world()[1] == 0:
+    if dist.world()[1] == 0:
         final = result.final
         print(json.dumps({"step": result.step, "test_top1": round(final.get("top1", 0.0), 2),
                           "test_top5": round(final.get("top5", 0.0), 2),

@@ -8,8 +8,11 @@ from __future__ import annotations
 
 import torch
 import torch.nn.functional as F
+from torch import nn
 
-__all__ = ["distillation_loss"]
+from ..errors import VitzooError
+
+__all__ = ["DistillationStudent", "distillation_loss"]
 
 
 def distillation_loss(cls_logits: torch.Tensor, dist_logits: torch.Tensor,
@@ -31,3 +34,23 @@ def distillation_loss(cls_logits: torch.Tensor, dist_logits: torch.Tensor,
     else:
         raise ValueError(f"distillation kind {kind!r} is not 'hard' or 'soft'")
     return (1.0 - alpha) * base + alpha * distill
+
+
+class DistillationStudent(nn.Module):
+    """A distilled student whose ``forward`` returns both heads' logits
+    ``(cls_logits, dist_logits)`` (``model.forward_distill``).
+
+    It is what DistributedDataParallel wraps when distilling: DDP's gradient hooks run through
+    the wrapper's ``forward``, so the distillation forward has to be a module's ``forward``.
+    The parameters are the model's own (``student.model``).
+    """
+
+    def __init__(self, model: nn.Module) -> None:
+        super().__init__()
+        if not callable(getattr(model, "forward_distill", None)):
+            raise VitzooError("distillation needs a distilled student (a *_distilled_* DeiT, "
+                              "or a ViTConfig with distilled=True)")
+        self.model = model
+
+    def forward(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        return self.model.forward_distill(x)

@@ -9,7 +9,10 @@ from typing import Any
 from torch import nn
 
 from ..config import ViTConfig
+from ..data import create_transform, open_dataset, resolve_data_config
 from ..errors import VitzooError
+from ..factory import create_model, load_model
+from ..models import build_model
 from .config import PRESETS, TrainConfig
 from .loop import TrainResult, finetune
 
@@ -26,9 +29,6 @@ DEFAULT_MODEL = "vit_base_patch16_224.augreg_in21k"
 
 def _model(name: str | None, data: str, num_classes: int, pretrained: bool,
            overrides: dict[str, Any]) -> nn.Module:
-    from ..factory import create_model
-    from ..models import build_model
-
     if name is None and data == "digits":
         model = build_model(DIGITS_MODEL.replace(**overrides))
         model.pretrained_cfg = {"mean": (0.5,), "std": (0.5,), "crop_pct": 1.0,
@@ -36,8 +36,6 @@ def _model(name: str | None, data: str, num_classes: int, pretrained: bool,
         return model
     name = name or DEFAULT_MODEL
     if Path(name).is_file():
-        from ..factory import load_model
-
         return load_model(name, num_classes=num_classes, **overrides)
     return create_model(name, pretrained=pretrained, num_classes=num_classes, **overrides)
 
@@ -65,8 +63,6 @@ def finetune_on(data: str = "digits", *, model: str | None = None, preset: str |
         model_overrides: ViTConfig fields for the model (``img_size``, ``drop_path_rate`` ...).
         **train_overrides: TrainConfig fields (``steps``, ``lr``, ``batch_size`` ...).
     """
-    from ..data import create_transform, open_dataset, resolve_data_config
-
     preset = preset or ("digits" if data == "digits" else "vit")
     if preset not in PRESETS:
         raise VitzooError(f"unknown preset {preset!r}: {', '.join(PRESETS)}")
@@ -91,8 +87,6 @@ def finetune_on(data: str = "digits", *, model: str | None = None, preset: str |
 
 def _teacher(name: str, num_classes: int) -> nn.Module:
     """A teacher from a checkpoint file (a classifier of this data) or a pretrained name."""
-    from ..factory import create_model, load_model
-
     model = load_model(name) if Path(name).exists() else create_model(name, pretrained=True)
     if model.num_classes != num_classes:
         raise VitzooError(

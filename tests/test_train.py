@@ -12,6 +12,7 @@ from pathlib import Path
 import pytest
 import torch
 import torch.nn.functional as F
+from safetensors import safe_open
 
 import vitzoo
 from vitzoo.data import Digits, create_transform, resolve_data_config
@@ -19,6 +20,7 @@ from vitzoo.train import TrainConfig, distillation_loss, evaluate, finetune, lr_
 from vitzoo.train.optim import create_optimizer, layer_id
 from vitzoo.train.sampler import StepSampler
 
+DATA = Path(__file__).parent / "data"
 
 def tiny_setup(distilled: bool = False):
     """A 2-block ViT on the digits, with random crops so augmentation is exercised."""
@@ -167,9 +169,27 @@ def test_distillation_losses_follow_deit():
     torch.testing.assert_close(hard, expected)
     soft = distillation_loss(cls, dist, teacher, labels, kind="soft", alpha=0.3, tau=2.0)
     p_t = (teacher / 2).softmax(1)
-    kl = (p_t * (p_t.log() - (dist / 2).log_softmax(1))).sum(1) * 4
+    kl = (p_t * (p_t.log() - (dist / 2).log_softmax(1))).sum(1) * 4 / 5  # DeiT: tau^2 KL / C
     torch.testing.assert_close(soft, 0.7 * F.cross_entropy(cls, labels, reduction="none")
                                + 0.3 * kl)
+
+
+def test_distillation_loss_means_equal_deits_own_losses():
+    # DeiT's DistillationLoss (facebookresearch/deit, losses.py) run on fixed logits by
+    # tests/fixtures/make_deit_distillation_fixture.py: soft and hard, several alpha / tau,
+    # with and without label smoothing of the base cross-entropy.
+    with safe_open(DATA / "deit_distillation.safetensors", "pt") as f:
+        cases = json.loads(f.metadata()["cases"])
+        data = {key: f.get_tensor(key) for key in f.keys()}  # noqa: SIM118
+    assert len(cases) == len(data["losses"]) == 5
+    for case, deit in zip(cases, data["losses"], strict=True):
+        per_sample = distillation_loss(data["cls_logits"], data["dist_logits"],
+                                       data["teacher_logits"], data["labels"], kind=case["kind"],
+                                       alpha=case["alpha"], tau=case["tau"],
+                                       label_smoothing=case["label_smoothing"])
+        assert per_sample.shape == (6,)
+        # DeiT sums, vitzoo averages: equal to two float32 ulps
+        torch.testing.assert_close(per_sample.mean(), deit, rtol=2.5e-7, atol=0, msg=str(case))
 
 
 def test_distilled_training_runs_with_a_teacher(tmp_path):

@@ -13,12 +13,16 @@ import pytest
 import torch
 import torch.nn.functional as F
 from safetensors import safe_open
+from safetensors.torch import load_file
 
 import vitzoo
+import vitzoo.train.loop as loop
+from vitzoo.cli import main
 from vitzoo.data import Digits, create_transform, resolve_data_config
 from vitzoo.train import TrainConfig, distillation_loss, evaluate, finetune, lr_factor
 from vitzoo.train.optim import create_optimizer, layer_id
 from vitzoo.train.sampler import StepSampler
+from vitzoo.train.workflow import finetune_on
 
 DATA = Path(__file__).parent / "data"
 
@@ -69,8 +73,6 @@ class _Crash(Exception):
 
 def test_resume_after_step_10_matches_an_uninterrupted_run(tmp_path, monkeypatch):
     straight, result = _run(tmp_path, "straight", **RECIPE)
-    import vitzoo.train.loop as loop
-
     real_save_checkpoint = loop.save_checkpoint
 
     def save_then_crash(state, *args, **kwargs):
@@ -236,8 +238,6 @@ def test_run_writes_checkpoints_metrics_and_curves(tmp_path):
 
 
 def test_finetune_validate_and_predict_commands(tmp_path, capsys):
-    from vitzoo.cli import main
-
     out = tmp_path / "run"
     assert main(["finetune", "--output", str(out), "--steps", "30", "--eval-every", "15",
                  "--warmup-steps", "5"]) == 0
@@ -258,11 +258,28 @@ def test_finetune_validate_and_predict_commands(tmp_path, capsys):
 
 
 def test_a_teacher_must_classify_the_same_classes(tmp_path):
-    from vitzoo.train.workflow import finetune_on
-
     wrong = vitzoo.save_model(vitzoo.build_model(vitzoo.ViTConfig(
         img_size=8, patch_size=4, in_chans=1, embed_dim=16, depth=1, num_heads=2,
         num_classes=3)), tmp_path / "teacher.safetensors")
     with pytest.raises(vitzoo.VitzooError, match="predicts 3 classes, the data has 10"):
         finetune_on("digits", output_dir=tmp_path / "run", teacher=str(wrong),
                     distill="hard", steps=2, warmup_steps=1)
+
+
+TINY_DIGITS = dict(embed_dim=16, depth=1, num_heads=2, drop_path_rate=0.1)  # dropout on
+
+
+def _digits_run(path, **overrides):
+    options = dict(steps=3, batch_size=16, micro_batch=8, warmup_steps=1, eval_every=3)
+    finetune_on("digits", output_dir=path, model_overrides=TINY_DIGITS, **options, **overrides)
+    return load_file(path / "last.safetensors")
+
+
+def test_one_seed_gives_bit_identical_weights_from_the_initialisation_on(tmp_path):
+    first, second = _digits_run(tmp_path / "a", seed=5), _digits_run(tmp_path / "b", seed=5)
+    other = _digits_run(tmp_path / "c", seed=6)
+    assert first.keys() == second.keys() == other.keys()
+    for name in first:
+        assert torch.equal(first[name], second[name]), name
+    assert not any(torch.equal(first[name], other[name]) for name in first
+                   if name.startswith("blocks."))

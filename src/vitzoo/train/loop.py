@@ -118,6 +118,10 @@ def finetune(model: nn.Module, train_data: Dataset, eval_data: Dataset | None = 
     NCCL on GPU): the global batch is split across processes and accumulation steps, so the
     updates do not depend on how it is split; only rank 0 writes files.
 
+    ``config.seed`` seeds the order of the samples, their augmentation and dropout; the model
+    was built before, so seed its initialisation yourself (:func:`seed_everything`, as
+    :func:`finetune_on` does) for runs that repeat bit for bit.
+
     Args:
         model: the model (built with the classes of the data; its head is trained as is).
         train_data: a dataset of ``(image, label)``; images go through ``train_transform``.

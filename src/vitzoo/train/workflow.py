@@ -15,6 +15,7 @@ from ..factory import create_model, load_model
 from ..models import build_model
 from .config import PRESETS, TrainConfig
 from .loop import TrainResult, finetune
+from .state import seed_everything
 
 __all__ = ["DIGITS_MODEL", "finetune_on"]
 
@@ -69,6 +70,7 @@ def finetune_on(data: str = "digits", *, model: str | None = None, preset: str |
     cfg: TrainConfig = PRESETS[preset].replace(**train_overrides)
     train_set, eval_set = open_dataset(data, train=True), open_dataset(data, train=False)
     classes = list(getattr(train_set, "classes", []))
+    seed_everything(cfg.seed)  # before the model is built: its random initialisation too
     net = _model(model, data, len(classes), pretrained, dict(model_overrides or {}))
     net.pretrained_cfg = {**net.pretrained_cfg, "label_names": classes, "dataset": data}
     data_cfg = resolve_data_config(net)

@@ -19,7 +19,8 @@ import vitzoo
 import vitzoo.train.loop as loop
 from vitzoo.cli import main
 from vitzoo.data import Digits, create_transform, resolve_data_config
-from vitzoo.train import TrainConfig, distillation_loss, evaluate, finetune, lr_factor
+from vitzoo.train import PRESETS, TrainConfig, distillation_loss, evaluate, finetune, lr_factor
+from vitzoo.train.config import preset_config
 from vitzoo.train.optim import create_optimizer, layer_id
 from vitzoo.train.sampler import StepSampler
 from vitzoo.train.workflow import finetune_on
@@ -283,3 +284,32 @@ def test_one_seed_gives_bit_identical_weights_from_the_initialisation_on(tmp_pat
         assert torch.equal(first[name], second[name]), name
     assert not any(torch.equal(first[name], other[name]) for name in first
                    if name.startswith("blocks."))
+
+
+def test_fewer_steps_scale_the_presets_warmup_and_intervals():
+    assert PRESETS["digits"].warmup_steps == 200 and PRESETS["digits"].steps == 2000
+    short = preset_config("digits", steps=100)
+    assert (short.steps, short.warmup_steps, short.eval_every) == (100, 10, 25)
+    tiny = preset_config("digits", steps=5)
+    assert (tiny.warmup_steps, tiny.eval_every) == (1, 1)
+    assert preset_config("digits", steps=1).warmup_steps == 0
+    longer = preset_config("vit", steps=20_000)
+    assert (longer.warmup_steps, longer.eval_every) == (1000, 1000)
+    given = preset_config("digits", steps=100, warmup_steps=7, eval_every=50)
+    assert (given.warmup_steps, given.eval_every) == (7, 50)
+    assert preset_config("digits", lr=1e-3) == PRESETS["digits"].replace(lr=1e-3)
+
+
+def test_finetune_with_few_steps_runs_on_the_default_warmup(tmp_path, capsys):
+    assert main(["finetune", "--output", str(tmp_path / "run"), "--steps", "5"]) == 0
+    assert json.loads(capsys.readouterr().out.splitlines()[0])["step"] == 5
+    saved = json.loads((tmp_path / "run" / "train_config.json").read_text())
+    assert (saved["steps"], saved["warmup_steps"], saved["eval_every"]) == (5, 1, 1)
+
+
+def test_an_impossible_warmup_says_how_to_fix_it(tmp_path, capsys):
+    assert main(["finetune", "--output", str(tmp_path / "run"), "--steps", "5",
+                 "--warmup-steps", "200"]) == 2
+    assert capsys.readouterr().err.strip() == (
+        "vitzoo: error: warmup_steps=200 must be less than steps=5: pass --warmup-steps N "
+        "with N < 5")

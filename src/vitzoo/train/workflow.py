@@ -13,7 +13,7 @@ from ..data import create_transform, open_dataset, resolve_data_config
 from ..errors import VitzooError
 from ..factory import create_model, load_model
 from ..models import build_model
-from .config import PRESETS, TrainConfig
+from .config import preset_config
 from .loop import TrainResult, finetune
 from .state import seed_everything
 
@@ -62,12 +62,11 @@ def finetune_on(data: str = "digits", *, model: str | None = None, preset: str |
             distillation (with ``distill="soft"`` or ``"hard"``).
         resume: continue the run in ``output_dir``.
         model_overrides: ViTConfig fields for the model (``img_size``, ``drop_path_rate`` ...).
-        **train_overrides: TrainConfig fields (``steps``, ``lr``, ``batch_size`` ...).
+        **train_overrides: TrainConfig fields (``steps``, ``lr``, ``batch_size`` ...); a
+            new ``steps`` scales the preset's warmup and evaluation / checkpoint intervals
+            that are not given too (:func:`~vitzoo.train.config.preset_config`).
     """
-    preset = preset or ("digits" if data == "digits" else "vit")
-    if preset not in PRESETS:
-        raise VitzooError(f"unknown preset {preset!r}: {', '.join(PRESETS)}")
-    cfg: TrainConfig = PRESETS[preset].replace(**train_overrides)
+    cfg = preset_config(preset or ("digits" if data == "digits" else "vit"), **train_overrides)
     train_set, eval_set = open_dataset(data, train=True), open_dataset(data, train=False)
     classes = list(getattr(train_set, "classes", []))
     seed_everything(cfg.seed)  # before the model is built: its random initialisation too

@@ -22,7 +22,7 @@ from vitzoo.data import Digits, create_transform, resolve_data_config
 from vitzoo.train import PRESETS, TrainConfig, distillation_loss, evaluate, finetune, lr_factor
 from vitzoo.train.config import preset_config
 from vitzoo.train.optim import create_optimizer, layer_id
-from vitzoo.train.sampler import StepSampler
+from vitzoo.train.sampler import StepSampler, micro_batch_for
 from vitzoo.train.workflow import finetune_on
 
 DATA = Path(__file__).parent / "data"
@@ -313,3 +313,28 @@ def test_an_impossible_warmup_says_how_to_fix_it(tmp_path, capsys):
     assert capsys.readouterr().err.strip() == (
         "vitzoo: error: warmup_steps=200 must be less than steps=5: pass --warmup-steps N "
         "with N < 5")
+
+
+def test_the_micro_batch_adapts_to_each_process_share():
+    assert micro_batch_for(64, micro_batch=64, world=1) == 64
+    assert micro_batch_for(64, micro_batch=64, world=2) == 32  # the digits preset on 2
+    assert micro_batch_for(512, micro_batch=64, world=8) == 64
+    assert micro_batch_for(512, micro_batch=48, world=8) == 32  # largest divisor of 64 <= 48
+    assert micro_batch_for(100, micro_batch=64, world=2) == 50
+    assert micro_batch_for(84, micro_batch=8, world=2) == 7
+    with pytest.raises(vitzoo.ConfigError, match=r"batch_size=63 does not split into 2 processes: "
+                       r"pass --batch-size N with N a multiple of 2 \(e\.g\. 62 or 64\)"):
+        micro_batch_for(63, micro_batch=64, world=2)
+
+
+def test_two_process_torchrun_of_the_digits_defaults_matches_one_process(tmp_path):
+    # batch 64, micro-batch 64: each of the 2 processes takes 32 in one micro-batch of 32
+    options = ["finetune", "--steps", "4", "--warmup-steps", "1", "--eval-every", "4"]
+    assert main([*options, "--output", str(tmp_path / "single")]) == 0
+    env = {**os.environ, "OMP_NUM_THREADS": "1"}
+    subprocess.run([sys.executable, "-m", "torch.distributed.run", "--standalone",
+                    "--nproc_per_node=2", "-m", "vitzoo", *options, "--output",
+                    str(tmp_path / "ddp")], check=True, env=env, capture_output=True, timeout=300)
+    single = vitzoo.load_model(tmp_path / "single" / "last.safetensors")
+    ddp = vitzoo.load_model(tmp_path / "ddp" / "last.safetensors")
+    _assert_same_weights(single, ddp, atol=1e-5)

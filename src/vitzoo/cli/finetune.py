@@ -51,10 +51,13 @@ def run(args: argparse.Namespace) -> int:
         "schedule", "amp", "distill") if getattr(args, k) is not None}
     model = {k: v for k, v in (("img_size", args.img_size),
                                ("drop_path_rate", args.drop_path_rate)) if v is not None}
-    result = finetune_on(args.data, model=args.model, preset=args.preset,
-                         output_dir=args.output, pretrained=args.pretrained,
-                         teacher=args.teacher, resume=args.resume, model_overrides=model,
-                         **train)
+    try:
+        result = finetune_on(args.data, model=args.model, preset=args.preset,
+                             output_dir=args.output, pretrained=args.pretrained,
+                             teacher=args.teacher, resume=args.resume, model_overrides=model,
+                             **train)
+    finally:
+        dist.shutdown()  # the process group of a torchrun job
     if dist.world()[1] == 0:
         final = result.final
         print(json.dumps({"step": result.step, "test_top1": round(final.get("top1", 0.0), 2),

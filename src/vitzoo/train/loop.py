@@ -25,7 +25,7 @@ from .config import TrainConfig
 from .distill import DistillationStudent, distillation_loss
 from .metrics import MetricsLog, plot_curves
 from .optim import create_optimizer
-from .sampler import SeededDataset, StepSampler
+from .sampler import SeededDataset, StepSampler, micro_batch_for
 from .schedule import lr_factor
 from .state import (
     BEST_FILE,
@@ -140,13 +140,18 @@ def finetune(model: nn.Module, train_data: Dataset, eval_data: Dataset | None = 
         A :class:`TrainResult`.
     """
     cfg = config or TrainConfig()
+    world = dist.world()[0]
+    micro_batch = micro_batch_for(cfg.batch_size, micro_batch=cfg.micro_batch, world=world)
     run = _setup(model, cfg, output_dir=Path(output_dir), teacher=teacher, resume=resume,
                  device=device)
     if eval_data is not None:
         run.eval_set = SeededDataset(eval_data, eval_transform)
-    sampler = StepSampler(len(train_data), batch_size=cfg.batch_size,
-                          micro_batch=cfg.micro_batch, world=run.world, rank=dist.world()[1],
-                          seed=cfg.seed, start_step=run.state.step, steps=cfg.steps)
+    if micro_batch != cfg.micro_batch:
+        logger.info("micro-batches of %d: %d process(es) share a batch of %d", micro_batch,
+                    world, cfg.batch_size)
+    sampler = StepSampler(len(train_data), batch_size=cfg.batch_size, micro_batch=micro_batch,
+                          world=run.world, rank=dist.world()[1], seed=cfg.seed,
+                          start_step=run.state.step, steps=cfg.steps)
     loader = DataLoader(SeededDataset(train_data, train_transform), batch_sampler=sampler,
                         num_workers=cfg.num_workers)
     if run.main:

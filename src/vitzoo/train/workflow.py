@@ -13,6 +13,7 @@ from ..data import create_transform, open_dataset, resolve_data_config
 from ..errors import VitzooError
 from ..factory import create_model, load_model
 from ..models import build_model
+from . import dist
 from .config import preset_config
 from .loop import TrainResult, finetune
 from .state import seed_everything
@@ -81,7 +82,7 @@ def finetune_on(data: str = "digits", *, model: str | None = None, preset: str |
     result = finetune(net, train_set, eval_set, cfg, output_dir=output_dir,
                       train_transform=train_tf, eval_transform=eval_tf, teacher=teacher_model,
                       resume=resume)
-    if data == "digits":
+    if data == "digits" and dist.world()[1] == 0:
         _write_examples(eval_set, Path(output_dir) / "examples")
     return result
 

@@ -338,3 +338,43 @@ def test_two_process_torchrun_of_the_digits_defaults_matches_one_process(tmp_pat
     single = vitzoo.load_model(tmp_path / "single" / "last.safetensors")
     ddp = vitzoo.load_model(tmp_path / "ddp" / "last.safetensors")
     _assert_same_weights(single, ddp, atol=1e-5)
+
+
+def _finetune(path, *, eval_data=True, **options):
+    model, train, evaluation, transform = tiny_setup()
+    cfg = TrainConfig(steps=4, batch_size=16, micro_batch=16, optimizer="sgd", lr=0.1,
+                      warmup_steps=1, eval_every=2, log_every=1)
+    return finetune(model, train, evaluation if eval_data else None, cfg, output_dir=path,
+                    train_transform=transform, eval_transform=transform, device="cpu",
+                    **options)
+
+
+def test_an_existing_run_is_refused_unless_resumed_or_overwritten(tmp_path):
+    run = tmp_path / "run"
+    _finetune(run)
+    (run / "notes.txt").write_text("mine")
+    before = (run / "last.safetensors").read_bytes()
+    with pytest.raises(vitzoo.VitzooError, match=r"already holds a run .*--resume .*--overwrite"):
+        _finetune(run)
+    assert (run / "last.safetensors").read_bytes() == before  # untouched
+    with pytest.raises(vitzoo.ConfigError, match="not both"):
+        _finetune(run, resume=True, overwrite=True)
+    _finetune(run, eval_data=False, overwrite=True)  # starts over: no evaluation this time
+    names = {p.name for p in run.iterdir()}
+    assert "best.safetensors" not in names and "notes.txt" in names  # only the run's files go
+    rows = [json.loads(line) for line in (run / "metrics.jsonl").read_text().splitlines()]
+    assert [r["step"] for r in rows] == [1, 2, 3, 4]
+    with pytest.raises(vitzoo.VitzooError, match="already holds a run"):
+        finetune_on("digits", output_dir=run, steps=2, warmup_steps=1)
+
+
+def test_an_output_that_is_a_file_asks_for_a_directory(tmp_path, capsys):
+    existing = tmp_path / "file.txt"
+    existing.write_text("")
+    with pytest.raises(vitzoo.VitzooError, match=r"file.txt is a file: pass a directory"):
+        _finetune(existing)
+    with pytest.raises(vitzoo.VitzooError, match=r"file.txt is a file: pass a directory"):
+        _finetune(existing / "run")
+    assert main(["finetune", "--output", str(existing), "--steps", "2"]) == 2
+    assert capsys.readouterr().err.startswith(f"vitzoo: error: {existing} is a file: pass a "
+                                              "directory")

@@ -29,6 +29,9 @@ def add_parser(commands: argparse._SubParsersAction) -> None:
                         help="recipe (default: digits for the digits, vit otherwise)")
     parser.add_argument("--output", default="runs/finetune", help="output directory")
     parser.add_argument("--resume", action="store_true", help="continue the run in --output")
+    parser.add_argument("--overwrite", action="store_true",
+                        help="start over when --output holds a run (its files are removed); "
+                             "without --resume or --overwrite such a directory is refused")
     parser.add_argument("--img-size", type=int, help="training resolution (position "
                                                      "embeddings are resampled)")
     parser.add_argument("--teacher", help="teacher model for DeiT distillation")
@@ -54,8 +57,8 @@ def run(args: argparse.Namespace) -> int:
     try:
         result = finetune_on(args.data, model=args.model, preset=args.preset,
                              output_dir=args.output, pretrained=args.pretrained,
-                             teacher=args.teacher, resume=args.resume, model_overrides=model,
-                             **train)
+                             teacher=args.teacher, resume=args.resume,
+                             overwrite=args.overwrite, model_overrides=model, **train)
     finally:
         dist.shutdown()  # the process group of a torchrun job
     if dist.world()[1] == 0:

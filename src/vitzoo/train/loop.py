@@ -30,6 +30,8 @@ from .schedule import lr_factor
 from .state import (
     BEST_FILE,
     TrainState,
+    check_output_dir,
+    clear_run,
     resume_from,
     save_checkpoint,
     save_weights,
@@ -111,7 +113,8 @@ class _Run:
 def finetune(model: nn.Module, train_data: Dataset, eval_data: Dataset | None = None,
              config: TrainConfig | None = None, *, output_dir: str | Path,
              train_transform=None, eval_transform=None, teacher: nn.Module | None = None,
-             resume: bool = False, device: torch.device | str | None = None) -> TrainResult:
+             resume: bool = False, overwrite: bool = False,
+             device: torch.device | str | None = None) -> TrainResult:
     """Fine-tune ``model`` on ``train_data`` and evaluate on ``eval_data``.
 
     Runs the same under ``torchrun --nproc_per_node=N`` (DistributedDataParallel, gloo on CPU,
@@ -134,16 +137,24 @@ def finetune(model: nn.Module, train_data: Dataset, eval_data: Dataset | None = 
         teacher: a model whose logits guide the distillation head (``config.distill``).
         resume: continue from ``output_dir``'s last checkpoint exactly (weights, optimizer,
             schedule, step and random state).
+        overwrite: start over when ``output_dir`` holds a run, removing its files (without
+            ``resume`` or ``overwrite``, such a directory is refused).
         device: default: the local CUDA device under torchrun, else CUDA if present, else CPU.
 
     Returns:
         A :class:`TrainResult`.
+
+    Raises:
+        VitzooError: ``output_dir`` is a file, or holds a run and neither ``resume`` nor
+            ``overwrite`` is given; ``resume`` without a checkpoint.
+        ConfigError: the batch does not split over the processes; ``resume`` and
+            ``overwrite`` together.
     """
     cfg = config or TrainConfig()
     world = dist.world()[0]
     micro_batch = micro_batch_for(cfg.batch_size, micro_batch=cfg.micro_batch, world=world)
     run = _setup(model, cfg, output_dir=Path(output_dir), teacher=teacher, resume=resume,
-                 device=device)
+                 overwrite=overwrite, device=device)
     if eval_data is not None:
         run.eval_set = SeededDataset(eval_data, eval_transform)
     if micro_batch != cfg.micro_batch:
@@ -168,13 +179,18 @@ def finetune(model: nn.Module, train_data: Dataset, eval_data: Dataset | None = 
 
 
 def _setup(model: nn.Module, cfg: TrainConfig, *, output_dir: Path, teacher: nn.Module | None,
-           resume: bool, device: torch.device | str | None) -> _Run:
-    """Join the processes, seed, build the optimizer and schedule, resume, wrap the model."""
+           resume: bool, overwrite: bool, device: torch.device | str | None) -> _Run:
+    """Join the processes, check the output directory, seed, build the optimizer and schedule,
+    resume, wrap the model."""
+    if cfg.distill and teacher is None:
+        raise VitzooError(f"distill={cfg.distill!r} needs a teacher model")
     device = torch.device(device) if device is not None else dist.default_device()
     distributed = dist.setup(device)
     world, rank, _ = dist.world()
-    if cfg.distill and teacher is None:
-        raise VitzooError(f"distill={cfg.distill!r} needs a teacher model")
+    check_output_dir(output_dir, resume=resume, overwrite=overwrite)
+    dist.barrier()  # every process has checked before rank 0 changes anything
+    if overwrite and rank == 0:
+        clear_run(output_dir)
     seed_everything(cfg.seed)
     model.to(device)
     if teacher is not None:

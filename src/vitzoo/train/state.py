@@ -7,6 +7,7 @@ from __future__ import annotations
 import json
 import logging
 import random
+import shutil
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -15,18 +16,57 @@ import torch
 from torch import nn
 
 from .._utils import atomic_path
-from ..errors import VitzooError
+from ..errors import ConfigError, VitzooError
 from ..io import load_checkpoint, save_model
 from .config import TrainConfig
 
-__all__ = ["BEST_FILE", "LAST_FILE", "STATE_FILE", "TrainState", "resume_from", "rng_state",
-           "save_checkpoint", "save_weights", "seed_everything", "set_rng_state"]
+__all__ = ["BEST_FILE", "LAST_FILE", "RUN_FILES", "STATE_FILE", "TrainState", "check_output_dir",
+           "clear_run", "resume_from", "rng_state", "save_checkpoint", "save_weights",
+           "seed_everything", "set_rng_state"]
 
 logger = logging.getLogger(__name__)
 
 STATE_FILE = "train_state.pt"
 LAST_FILE = "last.safetensors"
 BEST_FILE = "best.safetensors"
+RUN_FILES = (STATE_FILE, LAST_FILE, BEST_FILE, "train_config.json", "metrics.csv",
+             "metrics.jsonl", "curves.png", "tensorboard", "examples")
+"""What a run writes into its output directory (and ``overwrite`` removes)."""
+
+
+# -- the output directory -------------------------------------------------------------------------
+def check_output_dir(output_dir: Path, *, resume: bool, overwrite: bool) -> None:
+    """Refuse an output directory that is a file, or that holds a run, unless the run is to be
+    continued (``resume``) or started over (``overwrite``). Reads only.
+
+    Raises:
+        ConfigError: both ``resume`` and ``overwrite``.
+        VitzooError: ``output_dir`` (or a parent) is a file, or holds a run and neither
+            ``resume`` nor ``overwrite`` is given.
+    """
+    if resume and overwrite:
+        raise ConfigError("pass either resume (--resume: continue the run) or overwrite "
+                          "(--overwrite: start it over), not both")
+    for path in (output_dir, *output_dir.parents):
+        if path.exists() and not path.is_dir():
+            raise VitzooError(f"{path} is a file: pass a directory as the output (--output "
+                              "DIR; it is created if missing)")
+    found = [name for name in RUN_FILES if (output_dir / name).exists()]
+    if found and not (resume or overwrite):
+        raise VitzooError(f"{output_dir} already holds a run ({', '.join(found)}): continue it "
+                          "with --resume (resume=True), start it over with --overwrite "
+                          "(overwrite=True; its files are removed), or pass another --output")
+
+
+def clear_run(output_dir: Path) -> None:
+    """Remove the files of a run from ``output_dir`` (:data:`RUN_FILES`); others stay."""
+    for name in RUN_FILES:
+        path = output_dir / name
+        if path.is_dir() and not path.is_symlink():
+            shutil.rmtree(path)
+        elif path.exists() or path.is_symlink():
+            path.unlink()
+    logger.info("removed the previous run's files from %s", output_dir)
 
 
 # -- random states --------------------------------------------------------------------------------

@@ -16,7 +16,7 @@ from ..models import build_model
 from . import dist
 from .config import preset_config
 from .loop import TrainResult, finetune
-from .state import seed_everything
+from .state import check_output_dir, seed_everything
 
 __all__ = ["DIGITS_MODEL", "finetune_on"]
 
@@ -44,7 +44,7 @@ def _model(name: str | None, data: str, num_classes: int, pretrained: bool,
 
 def finetune_on(data: str = "digits", *, model: str | None = None, preset: str | None = None,
                 output_dir: str | Path = "runs/finetune", pretrained: bool = True,
-                teacher: str | None = None, resume: bool = False,
+                teacher: str | None = None, resume: bool = False, overwrite: bool = False,
                 model_overrides: dict[str, Any] | None = None,
                 **train_overrides: Any) -> TrainResult:
     """Fine-tune a model on a named dataset with a recipe preset (what ``vitzoo finetune`` runs).
@@ -62,11 +62,15 @@ def finetune_on(data: str = "digits", *, model: str | None = None, preset: str |
         teacher: a checkpoint (or pretrained name) of a classifier of this data, for DeiT
             distillation (with ``distill="soft"`` or ``"hard"``).
         resume: continue the run in ``output_dir``.
+        overwrite: start over when ``output_dir`` holds a run (its files are removed);
+            without ``resume`` or ``overwrite`` such a directory is refused before anything
+            is loaded.
         model_overrides: ViTConfig fields for the model (``img_size``, ``drop_path_rate`` ...).
         **train_overrides: TrainConfig fields (``steps``, ``lr``, ``batch_size`` ...); a
             new ``steps`` scales the preset's warmup and evaluation / checkpoint intervals
             that are not given too (:func:`~vitzoo.train.config.preset_config`).
     """
+    check_output_dir(Path(output_dir), resume=resume, overwrite=overwrite)
     cfg = preset_config(preset or ("digits" if data == "digits" else "vit"), **train_overrides)
     train_set, eval_set = open_dataset(data, train=True), open_dataset(data, train=False)
     classes = list(getattr(train_set, "classes", []))
@@ -81,7 +85,7 @@ def finetune_on(data: str = "digits", *, model: str | None = None, preset: str |
     teacher_model = _teacher(teacher, len(classes)) if teacher is not None else None
     result = finetune(net, train_set, eval_set, cfg, output_dir=output_dir,
                       train_transform=train_tf, eval_transform=eval_tf, teacher=teacher_model,
-                      resume=resume)
+                      resume=resume, overwrite=overwrite)
     if data == "digits" and dist.world()[1] == 0:
         _write_examples(eval_set, Path(output_dir) / "examples")
     return result

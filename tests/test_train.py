@@ -5,8 +5,10 @@ from __future__ import annotations
 import json
 import math
 import os
+import signal
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import pytest
@@ -19,6 +21,7 @@ import vitzoo
 import vitzoo.train.loop as loop
 from vitzoo.cli import main
 from vitzoo.data import Digits, create_transform, resolve_data_config
+from vitzoo.errors import TrainingInterrupted
 from vitzoo.train import PRESETS, TrainConfig, distillation_loss, evaluate, finetune, lr_factor
 from vitzoo.train.config import preset_config
 from vitzoo.train.optim import create_optimizer, layer_id
@@ -27,11 +30,11 @@ from vitzoo.train.workflow import finetune_on
 
 DATA = Path(__file__).parent / "data"
 
-def tiny_setup(distilled: bool = False):
+def tiny_setup(distilled: bool = False, **overrides):
     """A 2-block ViT on the digits, with random crops so augmentation is exercised."""
     torch.manual_seed(0)
     cfg = vitzoo.ViTConfig(img_size=8, patch_size=4, in_chans=1, embed_dim=16, depth=2,
-                           num_heads=2, num_classes=10, distilled=distilled)
+                           num_heads=2, num_classes=10, distilled=distilled, **overrides)
     model = vitzoo.build_model(cfg)
     model.pretrained_cfg = {"mean": (0.5,), "std": (0.5,), "crop_pct": 1.0}
     train = torch.utils.data.Subset(Digits(train=True), range(256))
@@ -378,3 +381,125 @@ def test_an_output_that_is_a_file_asks_for_a_directory(tmp_path, capsys):
     assert main(["finetune", "--output", str(existing), "--steps", "2"]) == 2
     assert capsys.readouterr().err.startswith(f"vitzoo: error: {existing} is a file: pass a "
                                               "directory")
+
+
+# Stochastic depth on, so the random state has to be restored exactly for identical weights.
+STOCHASTIC = dict(steps=20, batch_size=32, micro_batch=8, optimizer="sgd", lr=0.1,
+                  warmup_steps=3, eval_every=10, log_every=1, checkpoint_every=10)
+
+
+def _stochastic_run(path, *, resume=False):
+    model, train, evaluation, transform = tiny_setup(drop_path_rate=0.2)
+    result = finetune(model, train, evaluation, TrainConfig(**STOCHASTIC), output_dir=path,
+                      train_transform=transform, eval_transform=transform, resume=resume,
+                      device="cpu")
+    return model, result
+
+
+def _stop_at_micro_batch(monkeypatch, count, error):
+    """Make the ``count``-th micro-batch raise ``error`` after its forward and backward."""
+    real, calls = loop._micro_step, []
+
+    def micro_step(*args, **kwargs):
+        loss = real(*args, **kwargs)
+        calls.append(1)
+        if len(calls) == count:
+            raise error
+        return loss
+
+    monkeypatch.setattr(loop, "_micro_step", micro_step)
+
+
+def _rows(path):
+    """The rows of metrics.jsonl without the timings (which differ from run to run)."""
+    rows = [json.loads(line) for line in (path / "metrics.jsonl").read_text().splitlines()]
+    return [{k: v for k, v in r.items() if k not in ("time", "images_per_s")} for r in rows]
+
+
+def test_ctrl_c_saves_the_last_step_and_resuming_gives_identical_weights(tmp_path, monkeypatch):
+    straight, _ = _stochastic_run(tmp_path / "straight")
+    _stop_at_micro_batch(monkeypatch, 13 * 4 + 2, KeyboardInterrupt)  # inside step 14
+    with pytest.raises(TrainingInterrupted) as stop:
+        _stochastic_run(tmp_path / "split")
+    assert isinstance(stop.value, KeyboardInterrupt)
+    assert stop.value.step == 13 and stop.value.output_dir == tmp_path / "split"
+    saved = torch.load(tmp_path / "split" / "train_state.pt", weights_only=True)
+    assert saved["step"] == 13
+    assert max(r["step"] for r in _rows(tmp_path / "split")) == 13
+    monkeypatch.undo()
+    resumed, result = _stochastic_run(tmp_path / "split", resume=True)
+    assert result.step == 20
+    for (name, x), (_, y) in zip(straight.state_dict().items(), resumed.state_dict().items(),
+                                 strict=True):
+        assert torch.equal(x, y), name
+    assert _rows(tmp_path / "split") == _rows(tmp_path / "straight")  # same losses, no repeats
+
+
+def test_resuming_after_a_crash_drops_the_rows_written_after_the_checkpoint(tmp_path,
+                                                                            monkeypatch):
+    straight, _ = _stochastic_run(tmp_path / "straight")
+    _stop_at_micro_batch(monkeypatch, 13 * 4 + 1, _Crash)  # checkpoint at 10, rows up to 13
+    with pytest.raises(_Crash):
+        _stochastic_run(tmp_path / "split")
+    assert [r["step"] for r in _rows(tmp_path / "split") if r["split"] == "train"] == list(
+        range(1, 14))
+    monkeypatch.undo()
+    resumed, _ = _stochastic_run(tmp_path / "split", resume=True)
+    for (name, x), (_, y) in zip(straight.state_dict().items(), resumed.state_dict().items(),
+                                 strict=True):
+        assert torch.equal(x, y), name
+    assert _rows(tmp_path / "split") == _rows(tmp_path / "straight")  # same losses, no repeats
+    steps = [(r["step"], r["split"]) for r in _rows(tmp_path / "split")]
+    csv_steps = [line.split(",")[:2] for line in
+                 (tmp_path / "split" / "metrics.csv").read_text().splitlines()[1:]]
+    assert csv_steps == [[str(step), split] for step, split in steps]
+
+
+def test_ctrl_c_waits_until_the_update_is_done():
+    done = []
+    with pytest.raises(KeyboardInterrupt):
+        with loop.hold_interrupts():
+            os.kill(os.getpid(), signal.SIGINT)
+            time.sleep(0.05)  # the handler runs here, in the block: it only takes note
+            done.append("the update finished")
+    assert done == ["the update finished"]
+    assert signal.getsignal(signal.SIGINT) is signal.default_int_handler
+
+
+def test_the_command_reports_ctrl_c_in_one_line_and_resumes(tmp_path, monkeypatch, capsys):
+    out = tmp_path / "run"
+    options = ["finetune", "--output", str(out), "--steps", "6", "--warmup-steps", "1",
+               "--eval-every", "3"]
+    _stop_at_micro_batch(monkeypatch, 5, KeyboardInterrupt)  # inside step 5 (1 micro-batch)
+    assert main(options) == 130
+    captured = capsys.readouterr()
+    assert captured.err.splitlines() == [
+        f"vitzoo: interrupted at step 4; saved {out}; continue with: vitzoo finetune "
+        f"--output {out} --steps 6 --warmup-steps 1 --eval-every 3 --resume"]
+    monkeypatch.undo()
+    assert main(options) == 2  # the run is there: it is not silently overwritten
+    assert "already holds a run" in capsys.readouterr().err
+    assert main([*options, "--resume"]) == 0
+    captured = capsys.readouterr()
+    assert captured.err.splitlines() == [f"resuming {out} from step 4"]
+    assert json.loads(captured.out.splitlines()[0])["step"] == 6
+    assert [(r["step"], r["split"]) for r in _rows(out)] == [(3, "eval"), (6, "train"),
+                                                             (6, "eval")]
+
+
+def test_a_real_ctrl_c_stops_the_command_with_status_130(tmp_path):
+    out = tmp_path / "run"
+    command = [sys.executable, "-m", "vitzoo", "finetune", "--output", str(out)]
+    process = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                               text=True, env={**os.environ, "OMP_NUM_THREADS": "1"})
+    deadline = time.monotonic() + 120
+    while time.monotonic() < deadline and process.poll() is None and not (
+            (out / "metrics.jsonl").exists() and (out / "metrics.jsonl").read_text()):
+        time.sleep(0.1)  # until step 50 is logged: training is under way
+    process.send_signal(signal.SIGINT)
+    _, err = process.communicate(timeout=120)
+    assert process.returncode == 130, err
+    step = torch.load(out / "train_state.pt", weights_only=True)["step"]
+    assert err.splitlines() == [f"vitzoo: interrupted at step {step}; saved {out}; continue "
+                                f"with: vitzoo finetune --output {out} --resume"]
+    assert max(r["step"] for r in _rows(out)) <= step

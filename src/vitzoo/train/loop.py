@@ -7,8 +7,10 @@ from __future__ import annotations
 import contextlib
 import json
 import logging
+import signal
+import threading
 import time
-from collections.abc import Iterable
+from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -19,7 +21,7 @@ from torch import nn
 from torch.utils.data import DataLoader, Dataset
 
 from .._utils import Progress
-from ..errors import VitzooError
+from ..errors import TrainingInterrupted, VitzooError
 from . import dist
 from .config import TrainConfig
 from .distill import DistillationStudent, distillation_loss
@@ -32,13 +34,15 @@ from .state import (
     TrainState,
     check_output_dir,
     clear_run,
+    preserved_rng,
     resume_from,
+    rng_state,
     save_checkpoint,
     save_weights,
     seed_everything,
 )
 
-__all__ = ["TrainResult", "evaluate", "finetune"]
+__all__ = ["TrainResult", "evaluate", "finetune", "hold_interrupts"]
 
 logger = logging.getLogger(__name__)
 
@@ -65,7 +69,10 @@ def evaluate(model: nn.Module, data: Dataset, *, batch_size: int = 256, num_work
     device = torch.device(device) if device is not None else next(model.parameters()).device
     was_training = model.training
     model.eval()
-    loader = DataLoader(data, batch_size=batch_size, num_workers=num_workers)
+    # A generator of its own: creating the loader draws a seed, which must not come from the
+    # global generator (that would shift the dropout of the training steps after it).
+    loader = DataLoader(data, batch_size=batch_size, num_workers=num_workers,
+                        generator=torch.Generator())
     correct1 = correct5 = 0
     loss_sum, count = 0.0, 0
     start = time.perf_counter()
@@ -136,7 +143,7 @@ def finetune(model: nn.Module, train_data: Dataset, eval_data: Dataset | None = 
             ``curves.png``.
         teacher: a model whose logits guide the distillation head (``config.distill``).
         resume: continue from ``output_dir``'s last checkpoint exactly (weights, optimizer,
-            schedule, step and random state).
+            schedule, step and random state); the metric rows of later steps are removed.
         overwrite: start over when ``output_dir`` holds a run, removing its files (without
             ``resume`` or ``overwrite``, such a directory is refused).
         device: default: the local CUDA device under torchrun, else CUDA if present, else CPU.
@@ -144,7 +151,12 @@ def finetune(model: nn.Module, train_data: Dataset, eval_data: Dataset | None = 
     Returns:
         A :class:`TrainResult`.
 
+    Ctrl-C (``KeyboardInterrupt``) saves a checkpoint of the last completed step (weights and
+    ``train_state.pt``) and raises :class:`~vitzoo.errors.TrainingInterrupted`; ``resume``
+    continues from it as if nothing had happened.
+
     Raises:
+        TrainingInterrupted: Ctrl-C, after the checkpoint was saved.
         VitzooError: ``output_dir`` is a file, or holds a run and neither ``resume`` nor
             ``overwrite`` is given; ``resume`` without a checkpoint.
         ConfigError: the batch does not split over the processes; ``resume`` and
@@ -164,12 +176,14 @@ def finetune(model: nn.Module, train_data: Dataset, eval_data: Dataset | None = 
                           world=run.world, rank=dist.world()[1], seed=cfg.seed,
                           start_step=run.state.step, steps=cfg.steps)
     loader = DataLoader(SeededDataset(train_data, train_transform), batch_sampler=sampler,
-                        num_workers=cfg.num_workers)
+                        num_workers=cfg.num_workers, generator=torch.Generator())
     if run.main:
-        run.log = MetricsLog(run.output_dir, resume=resume)
+        run.log = MetricsLog(run.output_dir, start_step=run.state.step)
         run.progress = Progress("training", unit="step")
     try:
         _train(run, loader, sampler.accumulation)
+    except KeyboardInterrupt:
+        raise _interrupted(run) from None
     finally:
         _close(run)
     if run.main:
@@ -258,20 +272,23 @@ def _loss(run: _Run, images: torch.Tensor, labels: torch.Tensor) -> torch.Tensor
 
 
 def _update(run: _Run) -> None:
-    """Clip, step the optimizer and the schedule, count the step."""
+    """Clip, step the optimizer and the schedule, count the step and keep the random state
+    (Ctrl-C waits until all of it is done, so a checkpoint never holds half an update)."""
     state = run.state
-    if state.scaler is not None:
-        state.scaler.unscale_(state.optimizer)
-    if run.cfg.clip_grad_norm:
-        nn.utils.clip_grad_norm_(state.model.parameters(), run.cfg.clip_grad_norm)
-    if state.scaler is not None:
-        state.scaler.step(state.optimizer)
-        state.scaler.update()
-    else:
-        state.optimizer.step()
-    state.optimizer.zero_grad(set_to_none=True)
-    state.scheduler.step()
-    state.step += 1
+    with hold_interrupts():
+        if state.scaler is not None:
+            state.scaler.unscale_(state.optimizer)
+        if run.cfg.clip_grad_norm:
+            nn.utils.clip_grad_norm_(state.model.parameters(), run.cfg.clip_grad_norm)
+        if state.scaler is not None:
+            state.scaler.step(state.optimizer)
+            state.scaler.update()
+        else:
+            state.optimizer.step()
+        state.optimizer.zero_grad(set_to_none=True)
+        state.scheduler.step()
+        state.step += 1
+        state.rng = rng_state()
 
 
 def _after_step(run: _Run, loss: float) -> None:
@@ -295,8 +312,9 @@ def _after_step(run: _Run, loss: float) -> None:
 def _evaluate(run: _Run) -> None:
     """Evaluate the weights; keep them as ``best.safetensors`` when they are the best yet."""
     state, cfg = run.state, run.cfg
-    run.final = evaluate(state.model, run.eval_set, batch_size=max(cfg.micro_batch, 64),
-                         num_workers=cfg.num_workers, device=run.device)
+    with preserved_rng():  # the training steps draw the same numbers, evaluated or not
+        run.final = evaluate(state.model, run.eval_set, batch_size=max(cfg.micro_batch, 64),
+                             num_workers=cfg.num_workers, device=run.device)
     run.log.write({"step": state.step, "split": "eval", **run.final})
     logger.info("step %d: top-1 %.2f%%, loss %.4f", state.step, run.final["top1"],
                 run.final["loss"])
@@ -304,6 +322,39 @@ def _evaluate(run: _Run) -> None:
         state.best = {**run.final, "step": state.step}
         save_weights(state.model, run.output_dir / BEST_FILE)
     state.model.train()
+
+
+def _interrupted(run: _Run) -> TrainingInterrupted:
+    """Save the last completed step (on rank 0) after Ctrl-C; the error to raise."""
+    try:
+        with hold_interrupts():  # a second Ctrl-C does not cut the checkpoint short
+            if run.main:
+                save_checkpoint(run.state, run.output_dir, run.cfg)
+                logger.info("interrupted at step %d; saved %s", run.state.step,
+                            run.output_dir)
+    except KeyboardInterrupt:
+        pass  # the second Ctrl-C, after the checkpoint was written
+    return TrainingInterrupted(run.state.step, run.output_dir)
+
+
+@contextlib.contextmanager
+def hold_interrupts() -> Iterator[None]:
+    """Delay Ctrl-C (SIGINT) until the block is done, then raise it as usual.
+
+    Only the main thread receives signals; elsewhere the block runs unchanged.
+    """
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+    received: list[tuple[int, Any]] = []
+    previous = signal.signal(signal.SIGINT, lambda signum, frame: received.append((signum,
+                                                                                   frame)))
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGINT, previous if previous is not None else signal.SIG_DFL)
+    if received and callable(previous):
+        previous(*received[0])  # the default handler raises KeyboardInterrupt
 
 
 def _close(run: _Run) -> None:

@@ -4,10 +4,12 @@ random states), written together so that a resumed run continues exactly."""
 
 from __future__ import annotations
 
+import contextlib
 import json
 import logging
 import random
 import shutil
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -21,8 +23,8 @@ from ..io import load_checkpoint, save_model
 from .config import TrainConfig
 
 __all__ = ["BEST_FILE", "LAST_FILE", "RUN_FILES", "STATE_FILE", "TrainState", "check_output_dir",
-           "clear_run", "resume_from", "rng_state", "save_checkpoint", "save_weights",
-           "seed_everything", "set_rng_state"]
+           "clear_run", "preserved_rng", "resume_from", "rng_state", "save_checkpoint",
+           "save_weights", "saved_step", "seed_everything", "set_rng_state"]
 
 logger = logging.getLogger(__name__)
 
@@ -94,6 +96,17 @@ def set_rng_state(state: dict[str, Any]) -> None:
     random.setstate((version, tuple(internal), gauss))
 
 
+@contextlib.contextmanager
+def preserved_rng() -> Iterator[None]:
+    """Restore the generators' states after the block: what it draws (an evaluation through
+    a random transform, say) does not change the draws of the training steps after it."""
+    saved = rng_state()
+    try:
+        yield
+    finally:
+        set_rng_state(saved)
+
+
 # -- the state ------------------------------------------------------------------------------------
 @dataclass
 class TrainState:
@@ -153,3 +166,12 @@ def resume_from(state: TrainState, output_dir: Path, device: torch.device) -> No
     state.rng = {key: saved[key] for key in ("torch_rng", "cuda_rng", "python_rng")}
     set_rng_state(state.rng)
     logger.info("resuming %s from step %d", output_dir, state.step)
+
+
+def saved_step(output_dir: Path) -> int | None:
+    """The step of ``output_dir``'s checkpoint, or None when it has none (reads only the
+    step: the file is memory-mapped)."""
+    path = output_dir / STATE_FILE
+    if not path.is_file():
+        return None
+    return int(torch.load(path, map_location="cpu", weights_only=True, mmap=True)["step"])

@@ -10,7 +10,9 @@ from importlib.metadata import entry_points
 
 import pytest
 
+import vitzoo
 from vitzoo.cli import main
+from vitzoo.cli.info import format_info
 from vitzoo.cli.validate import open_model
 from vitzoo.errors import CheckpointError
 
@@ -100,3 +102,10 @@ def test_predict_and_validate_name_the_missing_checkpoint(tmp_path, capsys):
     assert err.startswith(f"vitzoo: error: no checkpoint file {missing}") and "unknown" not in err
     assert main(["validate", str(missing), "digits"]) == 2
     assert capsys.readouterr().err.startswith(f"vitzoo: error: no checkpoint file {missing}")
+
+
+def test_info_describes_map_pooling():
+    cfg = vitzoo.ViTConfig(global_pool="map", class_token=False)
+    info = vitzoo.ModelInfo(name="vit_map", config=cfg, num_params=1, gflops=1.0,
+                            model_class="VisionTransformer")
+    assert "  pooling        attention pooling (MAP head)\n" in format_info(info)

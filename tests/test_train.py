@@ -103,25 +103,47 @@ def test_resume_after_step_10_matches_an_uninterrupted_run(tmp_path, monkeypatch
                  resume=True, device="cpu")
 
 
-def test_two_process_torchrun_matches_one_process(tmp_path):
-    single = tmp_path / "single"
-    model, train, evaluation, transform = tiny_setup()
+def ddp_setup(distill: bool = False):
+    """The run that the torchrun tests make in one process and in two (_ddp_worker.py)."""
+    model, train, evaluation, transform = tiny_setup(distilled=distill)
+    teacher = tiny_setup()[0] if distill else None
     cfg = TrainConfig(steps=6, batch_size=16, micro_batch=4, optimizer="sgd", lr=0.1,
-                      warmup_steps=2, eval_every=3, log_every=1)
-    finetune(model, train, evaluation, cfg, output_dir=single, train_transform=transform,
-             eval_transform=transform, device="cpu")
-    ddp = tmp_path / "ddp"
+                      warmup_steps=2, eval_every=3, log_every=1,
+                      distill="soft" if distill else None)
+    return model, train, evaluation, transform, teacher, cfg
+
+
+def _torchrun_worker(output_dir, *args):
     env = {**os.environ, "OMP_NUM_THREADS": "1"}
     subprocess.run([sys.executable, "-m", "torch.distributed.run", "--standalone",
                     "--nproc_per_node=2", str(Path(__file__).with_name("_ddp_worker.py")),
-                    str(ddp), str(Path(__file__).parent)],
+                    str(output_dir), str(Path(__file__).parent), *args],
                    check=True, env=env, capture_output=True, timeout=300)
-    ddp_model = vitzoo.load_model(ddp / "last.safetensors")
+    return vitzoo.load_model(output_dir / "last.safetensors")
+
+
+def test_two_process_torchrun_matches_one_process(tmp_path):
+    single = tmp_path / "single"
+    model, train, evaluation, transform, _, cfg = ddp_setup()
+    finetune(model, train, evaluation, cfg, output_dir=single, train_transform=transform,
+             eval_transform=transform, device="cpu")
+    ddp = tmp_path / "ddp"
+    ddp_model = _torchrun_worker(ddp)
     _assert_same_weights(model, ddp_model, atol=1e-5)
     assert sorted(p.name for p in ddp.iterdir()) == sorted(p.name for p in single.iterdir())
     lines = (ddp / "metrics.jsonl").read_text().splitlines()
     assert len(lines) == len((single / "metrics.jsonl").read_text().splitlines())  # rank 0 only
     assert (ddp / "metrics.csv").read_text().count("step,split") == 1
+
+
+def test_two_process_distillation_matches_one_process(tmp_path):
+    # DDP wraps a DistillationStudent, so its gradient hooks see the distillation forward
+    model, train, evaluation, transform, teacher, cfg = ddp_setup(distill=True)
+    before = model.head_dist.weight.clone()
+    finetune(model, train, evaluation, cfg, output_dir=tmp_path / "single", teacher=teacher,
+             train_transform=transform, eval_transform=transform, device="cpu")
+    assert not torch.equal(before, model.head_dist.weight)
+    _assert_same_weights(model, _torchrun_worker(tmp_path / "ddp", "distill"), atol=1e-5)
 
 
 def test_step_sampler_splits_global_batches_without_changing_them():

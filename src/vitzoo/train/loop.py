@@ -132,6 +132,10 @@ def finetune(model: nn.Module, train_data: Dataset, eval_data: Dataset | None = 
     was built before, so seed its initialisation yourself (:func:`seed_everything`, as
     :func:`finetune_on` does) for runs that repeat bit for bit.
 
+    Ctrl-C (``KeyboardInterrupt``) saves a checkpoint of the last completed step (weights and
+    ``train_state.pt``) and raises :class:`~vitzoo.errors.TrainingInterrupted`; ``resume``
+    continues from it as if nothing had happened.
+
     Args:
         model: the model (built with the classes of the data; its head is trained as is).
         train_data: a dataset of ``(image, label)``; images go through ``train_transform``.
@@ -150,10 +154,6 @@ def finetune(model: nn.Module, train_data: Dataset, eval_data: Dataset | None = 
 
     Returns:
         A :class:`TrainResult`.
-
-    Ctrl-C (``KeyboardInterrupt``) saves a checkpoint of the last completed step (weights and
-    ``train_state.pt``) and raises :class:`~vitzoo.errors.TrainingInterrupted`; ``resume``
-    continues from it as if nothing had happened.
 
     Raises:
         TrainingInterrupted: Ctrl-C, after the checkpoint was saved.
@@ -209,6 +209,7 @@ def _setup(model: nn.Module, cfg: TrainConfig, *, output_dir: Path, teacher: nn.
     model.to(device)
     if teacher is not None:
         teacher.to(device).eval()
+    net = DistillationStudent(model) if cfg.distill else model  # checks the student
     optimizer = create_optimizer(model, cfg)
     scheduler = torch.optim.lr_scheduler.LambdaLR(
         optimizer, lambda s: lr_factor(s, total=cfg.steps, warmup=cfg.warmup_steps,
@@ -220,7 +221,6 @@ def _setup(model: nn.Module, cfg: TrainConfig, *, output_dir: Path, teacher: nn.
     if rank == 0:
         output_dir.mkdir(parents=True, exist_ok=True)
         (output_dir / "train_config.json").write_text(json.dumps(cfg.to_dict(), indent=2) + "\n")
-    net = DistillationStudent(model) if cfg.distill else model
     if distributed:
         net = dist.wrap(net, device)
     model.train()

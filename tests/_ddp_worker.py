@@ -1,17 +1,17 @@
-"""Run by test_train.py under torchrun: the same tiny fine-tuning as the single-process run."""
+"""Run by test_train.py under torchrun: the same tiny fine-tuning as the single-process run
+(``distill`` as the third argument: DeiT soft distillation of a distilled student)."""
 
 import sys
 
 import torch
 
-from vitzoo.train import TrainConfig, finetune
+from vitzoo.train import finetune
 
 sys.path.insert(0, sys.argv[2])
-from test_train import tiny_setup  # noqa: E402
+from test_train import ddp_setup  # noqa: E402
 
-model, train, evaluation, transform = tiny_setup()
-cfg = TrainConfig(steps=6, batch_size=16, micro_batch=4, optimizer="sgd", lr=0.1,
-                  warmup_steps=2, eval_every=3, log_every=1)
+distill = len(sys.argv) > 3 and sys.argv[3] == "distill"
+model, train, evaluation, transform, teacher, cfg = ddp_setup(distill=distill)
 finetune(model, train, evaluation, cfg, output_dir=sys.argv[1], train_transform=transform,
-         eval_transform=transform, device="cpu")
+         eval_transform=transform, teacher=teacher, device="cpu")
 torch.distributed.destroy_process_group()

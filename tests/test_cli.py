@@ -3,13 +3,18 @@
 from __future__ import annotations
 
 import json
+import re
 import subprocess
 import sys
 from importlib.metadata import entry_points
 
 import pytest
 
+import vitzoo
 from vitzoo.cli import main
+from vitzoo.cli.info import format_info
+from vitzoo.cli.validate import open_model
+from vitzoo.errors import CheckpointError
 
 
 def test_list_prints_matching_architectures(capsys):
@@ -80,3 +85,27 @@ def test_info_describes_a_hybrids_backbone(capsys):
     out = capsys.readouterr().out
     assert "backbone       ResNet stages (3, 4, 9), width 64, 14x14 feature map" in out
     assert "parameters     98,659,112" in out
+
+
+@pytest.mark.parametrize("name", ["missing.safetensors", "missing.npz", "weights.PTH",
+                                  "model.pt", "pytorch_model.bin", "runs/x/last"])
+def test_a_missing_checkpoint_file_is_named_not_taken_for_a_model_name(name, tmp_path):
+    path = str(tmp_path / name) if "/" not in name else name
+    with pytest.raises(CheckpointError, match=f"no checkpoint file {re.escape(path)}"):
+        open_model(path)
+
+
+def test_predict_and_validate_name_the_missing_checkpoint(tmp_path, capsys):
+    missing = tmp_path / "missing.safetensors"
+    assert main(["predict", str(missing), str(tmp_path / "image.png")]) == 2
+    err = capsys.readouterr().err
+    assert err.startswith(f"vitzoo: error: no checkpoint file {missing}") and "unknown" not in err
+    assert main(["validate", str(missing), "digits"]) == 2
+    assert capsys.readouterr().err.startswith(f"vitzoo: error: no checkpoint file {missing}")
+
+
+def test_info_describes_map_pooling():
+    cfg = vitzoo.ViTConfig(global_pool="map", class_token=False)
+    info = vitzoo.ModelInfo(name="vit_map", config=cfg, num_params=1, gflops=1.0,
+                            model_class="VisionTransformer")
+    assert "  pooling        attention pooling (MAP head)\n" in format_info(info)

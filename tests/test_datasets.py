@@ -25,6 +25,7 @@ from vitzoo.data import (
     ToTensor,
     imagenet_class_names,
     imagenet_wnids,
+    open_dataset,
 )
 from vitzoo.data import datasets as datasets_module
 
@@ -342,3 +343,15 @@ def test_imagenet_class_names_in_index_order() -> None:
     assert wnids == sorted(wnids) and len(set(wnids)) == 1000
     names.clear()
     assert len(imagenet_class_names()) == 1000  # callers get their own list
+
+
+def test_a_missing_folder_dataset_says_the_folder_does_not_exist(tmp_path) -> None:
+    missing = tmp_path / "missing"
+    with pytest.raises(DatasetError, match=f"the folder {missing} does not exist") as error:
+        open_dataset(f"folder:{missing}", train=False)
+    assert "unknown dataset" not in str(error.value)
+    (tmp_path / "file.txt").write_text("")
+    with pytest.raises(DatasetError, match="file.txt is a file, not a folder"):
+        open_dataset(f"folder:{tmp_path / 'file.txt'}", train=True)
+    with pytest.raises(DatasetError, match="unknown dataset 'cifar11'"):
+        open_dataset("cifar11", train=True)

@@ -4,8 +4,27 @@ from __future__ import annotations
 
 import argparse
 import json
+import shlex
+import sys
+from pathlib import Path
 
+from ..errors import TrainingInterrupted
+from ..train import dist
 from ..train.config import PRESETS
+from ..train.state import saved_step
+from ..train.workflow import finetune_on
+
+# Options that take a value and go to TrainConfig, in the order of --help.
+_TRAIN_OPTIONS = (("steps", int), ("batch-size", int), ("micro-batch", int), ("lr", float),
+                  ("weight-decay", float), ("layer-decay", float), ("warmup-steps", int),
+                  ("eval-every", int), ("seed", int), ("num-workers", int),
+                  ("label-smoothing", float))
+_CHOICES = (("optimizer", ("sgd", "adamw")), ("schedule", ("cosine", "linear")),
+            ("amp", ("auto", "off", "bf16", "fp16")), ("distill", ("soft", "hard")))
+# Every option with a value, as the command line spells it, for the command that resumes.
+_VALUE_OPTIONS = ("data", "model", "preset", "output", "img-size", "teacher",
+                  *(name for name, _ in _TRAIN_OPTIONS), "drop-path-rate",
+                  *(name for name, _ in _CHOICES))
 
 
 def add_parser(commands: argparse._SubParsersAction) -> None:
@@ -15,7 +34,8 @@ def add_parser(commands: argparse._SubParsersAction) -> None:
                     "momentum 0.9, lr 0.03, 500 warmup steps, cosine decay, 10,000 steps, batch "
                     "512 by accumulation, clipping at 1.0, zero head) or the 'digits' preset. "
                     "Prints the test accuracy of the final weights. Run it under "
-                    "`torchrun --nproc_per_node=N` for several processes.",
+                    "`torchrun --nproc_per_node=N` for several processes. Ctrl-C saves the "
+                    "last step; --resume continues from it.",
     )
     parser.add_argument("--data", default="digits",
                         help="digits (bundled), cifar10[:PATH], cifar100[:PATH], folder:PATH")
@@ -27,36 +47,42 @@ def add_parser(commands: argparse._SubParsersAction) -> None:
                         help="recipe (default: digits for the digits, vit otherwise)")
     parser.add_argument("--output", default="runs/finetune", help="output directory")
     parser.add_argument("--resume", action="store_true", help="continue the run in --output")
+    parser.add_argument("--overwrite", action="store_true",
+                        help="start over when --output holds a run (its files are removed); "
+                             "without --resume or --overwrite such a directory is refused")
     parser.add_argument("--img-size", type=int, help="training resolution (position "
                                                      "embeddings are resampled)")
     parser.add_argument("--teacher", help="teacher model for DeiT distillation")
-    for name, kind in (("steps", int), ("batch-size", int), ("micro-batch", int), ("lr", float),
-                       ("weight-decay", float), ("layer-decay", float), ("warmup-steps", int),
-                       ("eval-every", int), ("seed", int), ("num-workers", int),
-                       ("label-smoothing", float), ("drop-path-rate", float)):
+    for name, kind in _TRAIN_OPTIONS:
         parser.add_argument(f"--{name}", type=kind)
-    parser.add_argument("--optimizer", choices=("sgd", "adamw"))
-    parser.add_argument("--schedule", choices=("cosine", "linear"))
-    parser.add_argument("--amp", choices=("auto", "off", "bf16", "fp16"))
-    parser.add_argument("--distill", choices=("soft", "hard"))
+    parser.add_argument("--drop-path-rate", type=float)
+    for name, choices in _CHOICES:
+        parser.add_argument(f"--{name}", choices=choices)
     parser.set_defaults(run=run)
 
 
 def run(args: argparse.Namespace) -> int:
-    from ..train.loop import _world
-    from ..train.workflow import finetune_on
-
-    train = {k: getattr(args, k) for k in (
-        "steps", "batch_size", "micro_batch", "lr", "weight_decay", "layer_decay",
-        "warmup_steps", "eval_every", "seed", "num_workers", "label_smoothing", "optimizer",
-        "schedule", "amp", "distill") if getattr(args, k) is not None}
-    model = {k: v for k, v in (("img_size", args.img_size),
-                               ("drop_path_rate", args.drop_path_rate)) if v is not None}
-    result = finetune_on(args.data, model=args.model, preset=args.preset,
-                         output_dir=args.output, pretrained=args.pretrained,
-                         teacher=args.teacher, resume=args.resume, model_overrides=model,
-                         **train)
-    if _world()[1] == 0:
+    train = {name.replace("-", "_"): getattr(args, name.replace("-", "_"))
+             for name in (*(n for n, _ in _TRAIN_OPTIONS), *(n for n, _ in _CHOICES))}
+    model = {"img_size": args.img_size, "drop_path_rate": args.drop_path_rate}
+    main_process = dist.world()[1] == 0
+    step = saved_step(Path(args.output)) if args.resume else None
+    if main_process and step is not None:
+        print(f"resuming {args.output} from step {step}", file=sys.stderr)
+    try:
+        result = finetune_on(args.data, model=args.model, preset=args.preset,
+                             output_dir=args.output, pretrained=args.pretrained,
+                             teacher=args.teacher, resume=args.resume, overwrite=args.overwrite,
+                             model_overrides={k: v for k, v in model.items() if v is not None},
+                             **{k: v for k, v in train.items() if v is not None})
+    except TrainingInterrupted as stop:
+        if main_process:
+            print(f"vitzoo: interrupted at step {stop.step}; saved {stop.output_dir}; "
+                  f"continue with: {resume_command(args)}", file=sys.stderr)
+        return 130  # 128 + SIGINT, as a shell reports Ctrl-C
+    finally:
+        dist.shutdown()  # the process group of a torchrun job
+    if main_process:
         final = result.final
         print(json.dumps({"step": result.step, "test_top1": round(final.get("top1", 0.0), 2),
                           "test_top5": round(final.get("top5", 0.0), 2),
@@ -65,3 +91,17 @@ def run(args: argparse.Namespace) -> int:
         print(f"test accuracy {final.get('top1', 0.0):.2f}% after {result.step} steps; "
               f"saved {result.output_dir / 'last.safetensors'}")
     return 0
+
+
+def resume_command(args: argparse.Namespace) -> str:
+    """The command line that continues the run of ``args`` (``--resume``, the same options)."""
+    world = dist.world()[0]
+    words = (["torchrun", f"--nproc_per_node={world}", "-m", "vitzoo", "finetune"] if world > 1
+             else ["vitzoo", "finetune"])
+    for name in _VALUE_OPTIONS:
+        value = getattr(args, name.replace("-", "_"))
+        if value is not None and not (name == "data" and value == "digits"):
+            words += [f"--{name}", str(value)]
+    if not args.pretrained:
+        words.append("--no-pretrained")
+    return shlex.join([*words, "--resume"])

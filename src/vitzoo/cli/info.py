@@ -24,7 +24,8 @@ def add_parser(commands: argparse._SubParsersAction) -> None:
 def format_info(info: ModelInfo) -> str:
     cfg = info.config
     token = "class token" + (" + distillation token" if cfg.distilled else "")
-    pool = {"token": token, "avg": "mean of patch tokens"}[cfg.global_pool]
+    pool = {"token": token, "avg": "mean of patch tokens",
+            "map": "attention pooling (MAP head)"}[cfg.global_pool]
     if cfg.global_pool == "avg":
         pool += " (norm after pooling)" if cfg.fc_norm else " (final norm, then mean)"
     gelu = "exact (erf)" if cfg.gelu_approximate == "none" else "tanh approximation"

@@ -4,6 +4,12 @@ from __future__ import annotations
 
 import argparse
 
+import torch
+
+from ..data import create_transform, imagenet_class_names, resolve_data_config
+from ..errors import VitzooError
+from .validate import open_model
+
 
 def add_parser(commands: argparse._SubParsersAction) -> None:
     parser = commands.add_parser(
@@ -22,19 +28,11 @@ def class_names(model) -> list[str]:
     if names and len(names) == model.num_classes:
         return [str(n) for n in names]
     if model.num_classes == 1000:
-        from ..data import imagenet_class_names
-
         return imagenet_class_names()
     return [str(i) for i in range(model.num_classes)]
 
 
 def run(args: argparse.Namespace) -> int:
-    import torch
-
-    from ..data import create_transform, resolve_data_config
-    from ..errors import VitzooError
-    from .validate import open_model
-
     try:
         from PIL import Image
     except ImportError as err:

@@ -7,6 +7,7 @@ from pathlib import Path
 
 from torch.utils.data import Dataset
 
+from ..hub import cache_dir
 from .datasets import CIFAR, DatasetError, Digits, ImageFolder
 
 __all__ = ["open_dataset"]
@@ -25,7 +26,8 @@ def open_dataset(spec: str, *, train: bool) -> Dataset:
       otherwise the whole folder is the evaluation set.
 
     Raises:
-        DatasetError: an unknown spec, or a folder without the split asked for.
+        DatasetError: an unknown spec, a ``folder:PATH`` that is not an existing directory, or
+            a folder without the split asked for.
     """
     name, _, location = spec.partition(":")
     if spec == "digits":
@@ -34,11 +36,13 @@ def open_dataset(spec: str, *, train: bool) -> Dataset:
         if location:
             source = Path(location)
         else:
-            from ..hub import cache_dir
-
             source = CIFAR.download(cache_dir() / "datasets", variant=name)
         return CIFAR(source, train=train)
     root = Path(location if name == "folder" else spec)
+    if name == "folder" and not root.is_dir():
+        what = "is a file, not a folder" if root.exists() else "does not exist"
+        raise DatasetError(f"the folder {root} {what}: folder:PATH needs a directory of class "
+                           "folders (or with train/ and val/ sub-folders of them)")
     if not root.is_dir():
         raise DatasetError(f"unknown dataset {spec!r}: use digits, cifar10[:PATH], "
                            "cifar100[:PATH], folder:PATH or a directory of class folders")

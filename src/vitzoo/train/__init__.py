@@ -4,7 +4,8 @@ from .config import PRESETS, TrainConfig
 from .distill import distillation_loss
 from .loop import TrainResult, evaluate, finetune
 from .schedule import lr_factor
+from .state import seed_everything
 from .workflow import finetune_on
 
 __all__ = ["PRESETS", "TrainConfig", "TrainResult", "distillation_loss", "evaluate",
-           "finetune", "finetune_on", "lr_factor"]
+           "finetune", "finetune_on", "lr_factor", "seed_everything"]

@@ -9,7 +9,7 @@ from typing import Any
 from .._utils import suggestion
 from ..errors import ConfigError, UnknownOverrideError
 
-__all__ = ["PRESETS", "TrainConfig"]
+__all__ = ["PRESETS", "TrainConfig", "preset_config"]
 
 
 @dataclass(frozen=True)
@@ -71,8 +71,15 @@ class TrainConfig:
             raise ConfigError(f"amp={self.amp!r} is not 'auto', 'off', 'bf16' or 'fp16'")
         if self.distill not in (None, "soft", "hard"):
             raise ConfigError(f"distill={self.distill!r} is not None, 'soft' or 'hard'")
-        if self.warmup_steps < 0 or self.warmup_steps >= self.steps:
-            raise ConfigError(f"warmup_steps={self.warmup_steps} must be in [0, steps)")
+        if self.warmup_steps < 0:
+            raise ConfigError(f"warmup_steps={self.warmup_steps} must be 0 or more")
+        if self.warmup_steps >= self.steps:
+            raise ConfigError(f"warmup_steps={self.warmup_steps} must be less than "
+                              f"steps={self.steps}: pass --warmup-steps N with N < {self.steps}")
+        for name in ("eval_every", "log_every", "checkpoint_every"):
+            value = getattr(self, name)
+            if value is not None and value < 1:
+                raise ConfigError(f"{name}={value} must be a positive number of steps")
         if self.layer_decay is not None and self.optimizer != "adamw":
             raise ConfigError("layer_decay needs optimizer='adamw'")
 
@@ -98,3 +105,35 @@ PRESETS: dict[str, TrainConfig] = {
                           weight_decay=0.05, warmup_steps=200, eval_every=500,
                           label_smoothing=0.1, train_scale=(0.7, 1.0), train_ratio=(0.8, 1.25)),
 }
+
+
+_SCALED_WITH_STEPS = ("warmup_steps", "eval_every", "checkpoint_every")
+
+
+def preset_config(name: str, **overrides: Any) -> TrainConfig:
+    """The recipe preset ``name`` with ``overrides`` (TrainConfig fields).
+
+    When ``steps`` is overridden, the preset's ``warmup_steps``, ``eval_every`` and
+    ``checkpoint_every`` that are not overridden too scale with it, so that they keep their
+    share of the run: the digits preset's 200 warmup steps of 2000 become 10 of 100. A warmup
+    stays at least one step (when the preset has one) and less than ``steps``; intervals stay
+    at least one step.
+
+    Raises:
+        ConfigError: an unknown preset or an invalid value.
+        UnknownOverrideError: an override that is not a TrainConfig field.
+    """
+    if name not in PRESETS:
+        raise ConfigError(f"unknown preset {name!r}: {', '.join(PRESETS)}")
+    preset, changes = PRESETS[name], dict(overrides)
+    steps = overrides.get("steps")
+    if isinstance(steps, int) and steps >= 1 and steps != preset.steps:
+        ratio = steps / preset.steps
+        for key in _SCALED_WITH_STEPS:
+            value = getattr(preset, key)
+            if key in overrides or not value:
+                continue
+            changes[key] = max(1, round(value * ratio))
+        if "warmup_steps" in changes and "warmup_steps" not in overrides:
+            changes["warmup_steps"] = min(changes["warmup_steps"], steps - 1)
+    return preset.replace(**changes)

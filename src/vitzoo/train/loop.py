@@ -1,37 +1,50 @@
-"""The fine-tuning loop: deterministic global batches, gradient accumulation, DDP, evaluation,
-self-describing checkpoints and exact resume."""
+"""The fine-tuning loop: deterministic global batches, gradient accumulation, evaluation and
+checkpoints (the processes, devices and precision are in :mod:`.dist`, the checkpoints in
+:mod:`.state`)."""
 
 from __future__ import annotations
 
 import contextlib
 import json
 import logging
-import os
-import random
-import sys
+import signal
+import threading
 import time
+from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 import torch
-import torch.distributed as dist
 import torch.nn.functional as F
 from torch import nn
 from torch.utils.data import DataLoader, Dataset
 
-from ..errors import VitzooError
+from .._utils import Progress
+from ..errors import TrainingInterrupted, VitzooError
+from . import dist
 from .config import TrainConfig
-from .distill import distillation_loss
+from .distill import DistillationStudent, distillation_loss
 from .metrics import MetricsLog, plot_curves
 from .optim import create_optimizer
-from .sampler import SeededDataset, StepSampler
+from .sampler import SeededDataset, StepSampler, micro_batch_for
 from .schedule import lr_factor
+from .state import (
+    BEST_FILE,
+    TrainState,
+    check_output_dir,
+    clear_run,
+    preserved_rng,
+    resume_from,
+    rng_state,
+    save_checkpoint,
+    save_weights,
+    seed_everything,
+)
 
-__all__ = ["TrainResult", "evaluate", "finetune"]
+__all__ = ["TrainResult", "evaluate", "finetune", "hold_interrupts"]
 
 logger = logging.getLogger(__name__)
-
-STATE_FILE = "train_state.pt"
 
 
 @dataclass
@@ -45,37 +58,6 @@ class TrainResult:
     output_dir: Path | None = None
 
 
-# -- distributed helpers --------------------------------------------------------------------------
-def _world() -> tuple[int, int, int]:
-    """(world size, rank, local rank) from torchrun's environment."""
-    return (int(os.environ.get("WORLD_SIZE", "1")), int(os.environ.get("RANK", "0")),
-            int(os.environ.get("LOCAL_RANK", "0")))
-
-
-def _setup_distributed(device: torch.device) -> bool:
-    world, _, _ = _world()
-    if world == 1:
-        return False
-    if not dist.is_initialized():
-        dist.init_process_group(backend="nccl" if device.type == "cuda" else "gloo")
-    return True
-
-
-def _default_device() -> torch.device:
-    if torch.cuda.is_available():
-        return torch.device("cuda", _world()[2])
-    return torch.device("cpu")
-
-
-def _autocast(cfg: TrainConfig, device: torch.device):
-    if cfg.amp == "off" or (cfg.amp == "auto" and device.type != "cuda"):
-        return contextlib.nullcontext(), None
-    if cfg.amp == "bf16" or (cfg.amp == "auto" and torch.cuda.is_bf16_supported()):
-        return torch.autocast(device.type, dtype=torch.bfloat16), None
-    scaler = torch.amp.GradScaler(device.type)
-    return torch.autocast(device.type, dtype=torch.float16), scaler
-
-
 # -- evaluation -----------------------------------------------------------------------------------
 @torch.no_grad()
 def evaluate(model: nn.Module, data: Dataset, *, batch_size: int = 256, num_workers: int = 0,
@@ -87,7 +69,10 @@ def evaluate(model: nn.Module, data: Dataset, *, batch_size: int = 256, num_work
     device = torch.device(device) if device is not None else next(model.parameters()).device
     was_training = model.training
     model.eval()
-    loader = DataLoader(data, batch_size=batch_size, num_workers=num_workers)
+    # A generator of its own: creating the loader draws a seed, which must not come from the
+    # global generator (that would shift the dropout of the training steps after it).
+    loader = DataLoader(data, batch_size=batch_size, num_workers=num_workers,
+                        generator=torch.Generator())
     correct1 = correct5 = 0
     loss_sum, count = 0.0, 0
     start = time.perf_counter()
@@ -108,53 +93,48 @@ def evaluate(model: nn.Module, data: Dataset, *, batch_size: int = 256, num_work
             "count": float(count)}
 
 
-# -- checkpoints ----------------------------------------------------------------------------------
-def _save(model: nn.Module, path: Path) -> None:
-    from ..io import save_model
+# -- one run --------------------------------------------------------------------------------------
+@dataclass
+class _Run:
+    """Everything the steps of one run share."""
 
-    save_model(model, path)
-
-
-def _save_state(path: Path, step: int, optimizer, scheduler, scaler, best: dict[str, float],
-                cfg: TrainConfig) -> None:
-    from .._utils import atomic_path
-
-    state = {
-        "step": step, "optimizer": optimizer.state_dict(), "scheduler": scheduler.state_dict(),
-        "scaler": scaler.state_dict() if scaler is not None else None, "best": best,
-        "config": json.dumps(cfg.to_dict()),
-        "torch_rng": torch.get_rng_state(),
-        "cuda_rng": torch.cuda.get_rng_state_all() if torch.cuda.is_available() else [],
-        "python_rng": json.dumps(random.getstate(), default=list),
-    }
-    with atomic_path(path) as tmp:
-        torch.save(state, tmp)
-
-
-def _progress(step: int, total: int, loss: float, started: float, start_step: int) -> None:
-    if not sys.stderr.isatty():
-        return
-    done = step - start_step
-    rate = done / max(time.perf_counter() - started, 1e-9)
-    eta = (total - step) / max(rate, 1e-9)
-    filled = int(30 * step / total)
-    sys.stderr.write(f"\r  [{'#' * filled}{'.' * (30 - filled)}] step {step}/{total} "
-                     f"loss {loss:.4f} {rate:.1f} it/s eta {eta:.0f}s ")
-    if step == total:
-        sys.stderr.write("\n")
-    sys.stderr.flush()
+    cfg: TrainConfig
+    state: TrainState
+    net: nn.Module
+    """What the step calls: the model (or its :class:`DistillationStudent`), in DDP when
+    distributed."""
+    device: torch.device
+    output_dir: Path
+    autocast: Any
+    teacher: nn.Module | None = None
+    eval_set: Dataset | None = None
+    world: int = 1
+    main: bool = True
+    """Rank 0: the process that evaluates, logs and writes files."""
+    log: MetricsLog | None = None
+    progress: Progress | None = None
+    final: dict[str, float] = field(default_factory=dict)
+    started: float = field(default_factory=time.perf_counter)
 
 
-# -- the loop -------------------------------------------------------------------------------------
 def finetune(model: nn.Module, train_data: Dataset, eval_data: Dataset | None = None,
              config: TrainConfig | None = None, *, output_dir: str | Path,
              train_transform=None, eval_transform=None, teacher: nn.Module | None = None,
-             resume: bool = False, device: torch.device | str | None = None) -> TrainResult:
+             resume: bool = False, overwrite: bool = False,
+             device: torch.device | str | None = None) -> TrainResult:
     """Fine-tune ``model`` on ``train_data`` and evaluate on ``eval_data``.
 
     Runs the same under ``torchrun --nproc_per_node=N`` (DistributedDataParallel, gloo on CPU,
     NCCL on GPU): the global batch is split across processes and accumulation steps, so the
     updates do not depend on how it is split; only rank 0 writes files.
+
+    ``config.seed`` seeds the order of the samples, their augmentation and dropout; the model
+    was built before, so seed its initialisation yourself (:func:`seed_everything`, as
+    :func:`finetune_on` does) for runs that repeat bit for bit.
+
+    Ctrl-C (``KeyboardInterrupt``) saves a checkpoint of the last completed step (weights and
+    ``train_state.pt``) and raises :class:`~vitzoo.errors.TrainingInterrupted`; ``resume``
+    continues from it as if nothing had happened.
 
     Args:
         model: the model (built with the classes of the data; its head is trained as is).
@@ -167,158 +147,218 @@ def finetune(model: nn.Module, train_data: Dataset, eval_data: Dataset | None = 
             ``curves.png``.
         teacher: a model whose logits guide the distillation head (``config.distill``).
         resume: continue from ``output_dir``'s last checkpoint exactly (weights, optimizer,
-            schedule, step and random state).
+            schedule, step and random state); the metric rows of later steps are removed.
+        overwrite: start over when ``output_dir`` holds a run, removing its files (without
+            ``resume`` or ``overwrite``, such a directory is refused).
         device: default: the local CUDA device under torchrun, else CUDA if present, else CPU.
 
     Returns:
         A :class:`TrainResult`.
+
+    Raises:
+        TrainingInterrupted: Ctrl-C, after the checkpoint was saved.
+        VitzooError: ``output_dir`` is a file, or holds a run and neither ``resume`` nor
+            ``overwrite`` is given; ``resume`` without a checkpoint.
+        ConfigError: the batch does not split over the processes; ``resume`` and
+            ``overwrite`` together.
     """
     cfg = config or TrainConfig()
-    output_dir = Path(output_dir)
-    device = torch.device(device) if device is not None else _default_device()
-    distributed = _setup_distributed(device)
-    world, rank, _ = _world()
-    main_process = rank == 0
+    world = dist.world()[0]
+    micro_batch = micro_batch_for(cfg.batch_size, micro_batch=cfg.micro_batch, world=world)
+    run = _setup(model, cfg, output_dir=Path(output_dir), teacher=teacher, resume=resume,
+                 overwrite=overwrite, device=device)
+    if eval_data is not None:
+        run.eval_set = SeededDataset(eval_data, eval_transform)
+    if micro_batch != cfg.micro_batch:
+        logger.info("micro-batches of %d: %d process(es) share a batch of %d", micro_batch,
+                    world, cfg.batch_size)
+    sampler = StepSampler(len(train_data), batch_size=cfg.batch_size, micro_batch=micro_batch,
+                          world=run.world, rank=dist.world()[1], seed=cfg.seed,
+                          start_step=run.state.step, steps=cfg.steps)
+    loader = DataLoader(SeededDataset(train_data, train_transform), batch_sampler=sampler,
+                        num_workers=cfg.num_workers, generator=torch.Generator())
+    if run.main:
+        run.log = MetricsLog(run.output_dir, start_step=run.state.step)
+        run.progress = Progress("training", unit="step")
+    try:
+        _train(run, loader, sampler.accumulation)
+    except KeyboardInterrupt:
+        raise _interrupted(run) from None
+    finally:
+        _close(run)
+    if run.main:
+        plot_curves(run.output_dir / "metrics.jsonl", run.output_dir / "curves.png")
+    return TrainResult(step=run.state.step, final=run.final, best=run.state.best,
+                       output_dir=run.output_dir)
+
+
+def _setup(model: nn.Module, cfg: TrainConfig, *, output_dir: Path, teacher: nn.Module | None,
+           resume: bool, overwrite: bool, device: torch.device | str | None) -> _Run:
+    """Join the processes, check the output directory, seed, build the optimizer and schedule,
+    resume, wrap the model."""
     if cfg.distill and teacher is None:
         raise VitzooError(f"distill={cfg.distill!r} needs a teacher model")
-    torch.manual_seed(cfg.seed)
-    random.seed(cfg.seed)
+    device = torch.device(device) if device is not None else dist.default_device()
+    distributed = dist.setup(device)
+    world, rank, _ = dist.world()
+    check_output_dir(output_dir, resume=resume, overwrite=overwrite)
+    dist.barrier()  # every process has checked before rank 0 changes anything
+    if overwrite and rank == 0:
+        clear_run(output_dir)
+    seed_everything(cfg.seed)
     model.to(device)
     if teacher is not None:
         teacher.to(device).eval()
+    net = DistillationStudent(model) if cfg.distill else model  # checks the student
     optimizer = create_optimizer(model, cfg)
     scheduler = torch.optim.lr_scheduler.LambdaLR(
         optimizer, lambda s: lr_factor(s, total=cfg.steps, warmup=cfg.warmup_steps,
                                        schedule=cfg.schedule))
-    autocast, scaler = _autocast(cfg, device)
-    start_step, best = 0, {}
+    autocast, scaler = dist.autocast(cfg, device)
+    state = TrainState(model, optimizer, scheduler, scaler)
     if resume:
-        start_step, best = _resume(model, optimizer, scheduler, scaler, output_dir, device)
-    if main_process:
+        resume_from(state, output_dir, device)
+    if rank == 0:
         output_dir.mkdir(parents=True, exist_ok=True)
         (output_dir / "train_config.json").write_text(json.dumps(cfg.to_dict(), indent=2) + "\n")
-    net = (nn.parallel.DistributedDataParallel(model, device_ids=[device.index]
-                                               if device.type == "cuda" else None)
-           if distributed else model)
-    sampler = StepSampler(len(train_data), batch_size=cfg.batch_size,
-                          micro_batch=cfg.micro_batch, world=world, rank=rank, seed=cfg.seed,
-                          start_step=start_step, steps=cfg.steps)
-    loader = DataLoader(SeededDataset(train_data, train_transform), batch_sampler=sampler,
-                        num_workers=cfg.num_workers)
-    eval_set = SeededDataset(eval_data, eval_transform) if eval_data is not None else None
-    log = MetricsLog(output_dir, resume=resume) if main_process else None
-    checkpoint_every = cfg.checkpoint_every or cfg.eval_every
-    scale = world / cfg.batch_size  # DDP averages over processes; we want the global mean
+    if distributed:
+        net = dist.wrap(net, device)
     model.train()
-    step, micro, running, started = start_step, 0, 0.0, time.perf_counter()
-    final: dict[str, float] = {}
+    return _Run(cfg=cfg, state=state, net=net, device=device, output_dir=output_dir,
+                autocast=autocast, teacher=teacher, world=world, main=rank == 0)
+
+
+def _train(run: _Run, loader: Iterable, accumulation: int) -> None:
+    """The remaining optimizer steps, each over ``accumulation`` micro-batches."""
+    micro, loss = 0, 0.0
     for images, labels in loader:
-        images, labels = images.to(device), labels.to(device)
         micro += 1
-        last_micro = micro == sampler.accumulation
-        sync = contextlib.nullcontext() if (last_micro or not distributed) else net.no_sync()
-        with sync:
-            with autocast:
-                loss = _loss(net, model, teacher, images, labels, cfg).sum() * scale
-            (scaler.scale(loss) if scaler is not None else loss).backward()
-        running += loss.item() / world
-        if not last_micro:
+        loss += _micro_step(run, images, labels, last=micro == accumulation)
+        if micro < accumulation:
             continue
-        micro = 0
-        if scaler is not None:
-            scaler.unscale_(optimizer)
-        if cfg.clip_grad_norm:
-            nn.utils.clip_grad_norm_(model.parameters(), cfg.clip_grad_norm)
-        if scaler is not None:
-            scaler.step(optimizer)
-            scaler.update()
-        else:
-            optimizer.step()
-        optimizer.zero_grad(set_to_none=True)
-        scheduler.step()
-        step += 1
-        if distributed:  # every process reports the same global loss
-            total = torch.tensor([running], device=device)
-            dist.all_reduce(total)
-            running = total.item()
-        if main_process:
-            _progress(step, cfg.steps, running, started, start_step)
-            if step % cfg.log_every == 0 or step == cfg.steps:
-                log.write({"step": step, "split": "train", "loss": running,
-                           "lr": optimizer.param_groups[0]["lr"],
-                           "time": time.perf_counter() - started})
-        running = 0.0
-        evaluate_now = eval_set is not None and (step % cfg.eval_every == 0 or step == cfg.steps)
-        if evaluate_now and main_process:
-            final = evaluate(model, eval_set, batch_size=max(cfg.micro_batch, 64),
-                             num_workers=cfg.num_workers, device=device)
-            log.write({"step": step, "split": "eval", **final})
-            logger.info("step %d: top-1 %.2f%%, loss %.4f", step, final["top1"], final["loss"])
-            if not best or final["top1"] > best["top1"]:
-                best = {**final, "step": step}
-                _save(model, output_dir / "best.safetensors")
-            model.train()
-        if main_process and (step % checkpoint_every == 0 or step == cfg.steps):
-            _save(model, output_dir / "last.safetensors")
-            _save_state(output_dir / STATE_FILE, step, optimizer, scheduler, scaler, best, cfg)
-        if distributed:
-            dist.barrier()
-    if main_process:
-        log.close()
-        plot_curves(output_dir / "metrics.jsonl", output_dir / "curves.png")
-    return TrainResult(step=step, final=final, best=best, output_dir=output_dir)
+        _update(run)
+        _after_step(run, loss)
+        micro, loss = 0, 0.0
 
 
-def _loss(net: nn.Module, model: nn.Module, teacher: nn.Module | None, images: torch.Tensor,
-          labels: torch.Tensor, cfg: TrainConfig) -> torch.Tensor:
+def _micro_step(run: _Run, images: torch.Tensor, labels: torch.Tensor, *, last: bool) -> float:
+    """Forward and backward of one micro-batch; returns its share of the global mean loss."""
+    images, labels = images.to(run.device), labels.to(run.device)
+    # DDP averages gradients over processes; the loss is scaled to the global-batch mean.
+    scale = run.world / run.cfg.batch_size
+    distributed = isinstance(run.net, nn.parallel.DistributedDataParallel)
+    sync = run.net.no_sync() if distributed and not last else contextlib.nullcontext()
+    with sync:
+        with run.autocast:
+            loss = _loss(run, images, labels).sum() * scale
+        scaler = run.state.scaler
+        (scaler.scale(loss) if scaler is not None else loss).backward()
+    return loss.item() / run.world
+
+
+def _loss(run: _Run, images: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
     """Per-sample losses ``(B,)``."""
+    cfg = run.cfg
     if cfg.distill:
         with torch.no_grad():
-            teacher_logits = teacher(images)
-        if not hasattr(model, "forward_distill"):
-            raise VitzooError("distillation needs a distilled student (a *_distilled_* DeiT)")
-        cls_logits, dist_logits = _distill_forward(net, model, images)
+            teacher_logits = run.teacher(images)
+        cls_logits, dist_logits = run.net(images)
         return distillation_loss(cls_logits.float(), dist_logits.float(), teacher_logits.float(),
                                  labels, kind=cfg.distill, alpha=cfg.distill_alpha,
                                  tau=cfg.distill_tau, label_smoothing=cfg.label_smoothing)
-    logits = net(images)
+    logits = run.net(images)
     return F.cross_entropy(logits.float(), labels, reduction="none",
                            label_smoothing=cfg.label_smoothing)
 
 
-def _distill_forward(net: nn.Module, model: nn.Module,
-                     images: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-    # DDP hooks run only through the wrapper's forward, so route forward_distill through it.
-    if isinstance(net, nn.parallel.DistributedDataParallel):
-        original = model.forward
-        model.forward = model.forward_distill  # type: ignore[method-assign]
-        try:
-            return net(images)
-        finally:
-            model.forward = original  # type: ignore[method-assign]
-    return model.forward_distill(images)
+def _update(run: _Run) -> None:
+    """Clip, step the optimizer and the schedule, count the step and keep the random state
+    (Ctrl-C waits until all of it is done, so a checkpoint never holds half an update)."""
+    state = run.state
+    with hold_interrupts():
+        if state.scaler is not None:
+            state.scaler.unscale_(state.optimizer)
+        if run.cfg.clip_grad_norm:
+            nn.utils.clip_grad_norm_(state.model.parameters(), run.cfg.clip_grad_norm)
+        if state.scaler is not None:
+            state.scaler.step(state.optimizer)
+            state.scaler.update()
+        else:
+            state.optimizer.step()
+        state.optimizer.zero_grad(set_to_none=True)
+        state.scheduler.step()
+        state.step += 1
+        state.rng = rng_state()
 
 
-def _resume(model: nn.Module, optimizer, scheduler, scaler, output_dir: Path,
-            device: torch.device) -> tuple[int, dict[str, float]]:
-    from ..loading import load_checkpoint
+def _after_step(run: _Run, loss: float) -> None:
+    """Report the step's loss; evaluate and checkpoint when due."""
+    cfg, step = run.cfg, run.state.step
+    loss = dist.sum_over_processes(loss, run.device)  # every process reports the global loss
+    last = step == cfg.steps
+    if run.main:
+        run.progress(step, cfg.steps, loss=loss)
+        if step % cfg.log_every == 0 or last:
+            run.log.write({"step": step, "split": "train", "loss": loss,
+                           "lr": run.state.optimizer.param_groups[0]["lr"],
+                           "time": time.perf_counter() - run.started})
+        if run.eval_set is not None and (step % cfg.eval_every == 0 or last):
+            _evaluate(run)
+        if step % (cfg.checkpoint_every or cfg.eval_every) == 0 or last:
+            save_checkpoint(run.state, run.output_dir, cfg)
+    dist.barrier()
 
-    state_path, weights = output_dir / STATE_FILE, output_dir / "last.safetensors"
-    if not state_path.is_file() or not weights.is_file():
-        raise VitzooError(f"nothing to resume in {output_dir}: no {STATE_FILE} and "
-                          "last.safetensors; start without resume")
-    load_checkpoint(model, weights)
-    model.to(device)
-    state = torch.load(state_path, map_location=device, weights_only=True)
-    optimizer.load_state_dict(state["optimizer"])
-    scheduler.load_state_dict(state["scheduler"])
-    if scaler is not None and state.get("scaler"):
-        scaler.load_state_dict(state["scaler"])
-    torch.set_rng_state(state["torch_rng"])
-    if state.get("cuda_rng") and torch.cuda.is_available():
-        torch.cuda.set_rng_state_all(state["cuda_rng"])
-    py_state = json.loads(state["python_rng"])
-    random.setstate((py_state[0], tuple(py_state[1]), py_state[2]))
-    logger.info("resumed %s at step %d", output_dir, state["step"])
-    return int(state["step"]), dict(state.get("best") or {})
 
+def _evaluate(run: _Run) -> None:
+    """Evaluate the weights; keep them as ``best.safetensors`` when they are the best yet."""
+    state, cfg = run.state, run.cfg
+    with preserved_rng():  # the training steps draw the same numbers, evaluated or not
+        run.final = evaluate(state.model, run.eval_set, batch_size=max(cfg.micro_batch, 64),
+                             num_workers=cfg.num_workers, device=run.device)
+    run.log.write({"step": state.step, "split": "eval", **run.final})
+    logger.info("step %d: top-1 %.2f%%, loss %.4f", state.step, run.final["top1"],
+                run.final["loss"])
+    if not state.best or run.final["top1"] > state.best["top1"]:
+        state.best = {**run.final, "step": state.step}
+        save_weights(state.model, run.output_dir / BEST_FILE)
+    state.model.train()
+
+
+def _interrupted(run: _Run) -> TrainingInterrupted:
+    """Save the last completed step (on rank 0) after Ctrl-C; the error to raise."""
+    try:
+        with hold_interrupts():  # a second Ctrl-C does not cut the checkpoint short
+            if run.main:
+                save_checkpoint(run.state, run.output_dir, run.cfg)
+                logger.info("interrupted at step %d; saved %s", run.state.step,
+                            run.output_dir)
+    except KeyboardInterrupt:
+        pass  # the second Ctrl-C, after the checkpoint was written
+    return TrainingInterrupted(run.state.step, run.output_dir)
+
+
+@contextlib.contextmanager
+def hold_interrupts() -> Iterator[None]:
+    """Delay Ctrl-C (SIGINT) until the block is done, then raise it as usual.
+
+    Only the main thread receives signals; elsewhere the block runs unchanged.
+    """
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+    received: list[tuple[int, Any]] = []
+    previous = signal.signal(signal.SIGINT, lambda signum, frame: received.append((signum,
+                                                                                   frame)))
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGINT, previous if previous is not None else signal.SIG_DFL)
+    if received and callable(previous):
+        previous(*received[0])  # the default handler raises KeyboardInterrupt
+
+
+def _close(run: _Run) -> None:
+    if run.progress is not None:
+        run.progress.close()
+    if run.log is not None:
+        run.log.close()

@@ -8,6 +8,8 @@ import logging
 from pathlib import Path
 from typing import Any
 
+from .._utils import atomic_path
+
 __all__ = ["MetricsLog", "plot_curves"]
 
 logger = logging.getLogger(__name__)
@@ -17,12 +19,22 @@ COLUMNS = ("step", "split", "loss", "top1", "top5", "lr", "images_per_s", "time"
 
 class MetricsLog:
     """Appends rows to ``metrics.csv`` and ``metrics.jsonl`` in ``directory`` (and to
-    TensorBoard event files when the ``tensorboard`` package is importable)."""
+    TensorBoard event files when the ``tensorboard`` package is importable).
 
-    def __init__(self, directory: Path, *, resume: bool = False) -> None:
+    Args:
+        directory: the run's directory.
+        start_step: the step a resumed run continues from: the rows of later steps (written
+            after its checkpoint by the run that stopped) are removed, so that none repeats.
+            0 starts the files anew.
+    """
+
+    def __init__(self, directory: Path, *, start_step: int = 0) -> None:
         self.directory = directory
         self.csv_path, self.jsonl_path = directory / "metrics.csv", directory / "metrics.jsonl"
-        mode = "a" if resume and self.csv_path.exists() else "w"
+        resume = start_step > 0 and self.csv_path.exists() and self.jsonl_path.exists()
+        if resume:
+            _keep_rows_up_to(self.csv_path, self.jsonl_path, start_step)
+        mode = "a" if resume else "w"
         self._csv = open(self.csv_path, mode, newline="")
         self._writer = csv.DictWriter(self._csv, fieldnames=COLUMNS, extrasaction="ignore")
         if mode == "w":
@@ -32,7 +44,9 @@ class MetricsLog:
         try:
             from torch.utils.tensorboard import SummaryWriter
 
-            self._tb = SummaryWriter(str(directory / "tensorboard"))
+            # purge_step: TensorBoard hides the events of the steps from there on
+            self._tb = SummaryWriter(str(directory / "tensorboard"),
+                                     purge_step=start_step + 1 if start_step else None)
         except Exception:  # noqa: BLE001 - tensorboard is optional
             self._tb = None
 
@@ -55,6 +69,19 @@ class MetricsLog:
 
 def _read(jsonl: Path) -> list[dict[str, Any]]:
     return [json.loads(line) for line in jsonl.read_text().splitlines() if line.strip()]
+
+
+def _keep_rows_up_to(csv_path: Path, jsonl_path: Path, step: int) -> None:
+    """Rewrite both files (atomically) without the rows of steps after ``step``."""
+    rows = [row for row in _read(jsonl_path) if row["step"] <= step]
+    with atomic_path(jsonl_path) as tmp:
+        tmp.write_text("".join(json.dumps(row) + "\n" for row in rows))
+    with open(csv_path, newline="") as f:
+        kept = [row for row in csv.DictReader(f) if int(row["step"]) <= step]
+    with atomic_path(csv_path) as tmp, open(tmp, "w", newline="") as f:
+        writer = csv.DictWriter(f, fieldnames=COLUMNS, extrasaction="ignore")
+        writer.writeheader()
+        writer.writerows(kept)
 
 
 def plot_curves(jsonl: Path, png: Path, *, width: int = 900, height: int = 360) -> Path | None:

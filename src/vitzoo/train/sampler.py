@@ -8,7 +8,26 @@ from collections.abc import Iterator
 import torch
 from torch.utils.data import Dataset
 
-__all__ = ["SeededDataset", "StepSampler"]
+from ..errors import ConfigError
+
+__all__ = ["SeededDataset", "StepSampler", "micro_batch_for"]
+
+
+def micro_batch_for(batch_size: int, *, micro_batch: int, world: int) -> int:
+    """The micro-batch each of ``world`` processes uses for its share of the global batch:
+    ``micro_batch`` when it divides the share, else the largest divisor of the share that is
+    not larger (the updates do not depend on the split, only memory and speed do).
+
+    Raises:
+        ConfigError: the global batch does not split evenly over the processes.
+    """
+    if batch_size % world:
+        lower, upper = batch_size // world * world, (batch_size // world + 1) * world
+        examples = " or ".join(str(n) for n in (lower, upper) if n > 0)
+        raise ConfigError(f"batch_size={batch_size} does not split into {world} processes: "
+                          f"pass --batch-size N with N a multiple of {world} (e.g. {examples})")
+    share = batch_size // world
+    return max(d for d in range(1, min(micro_batch, share) + 1) if share % d == 0)
 
 
 class StepSampler:

@@ -9,9 +9,15 @@ from typing import Any
 from torch import nn
 
 from ..config import ViTConfig
+from ..data import create_transform, open_dataset, resolve_data_config
 from ..errors import VitzooError
-from .config import PRESETS, TrainConfig
+from ..factory import create_model, load_model
+from ..models import build_model
+from ..pretrained import build_pretrained_cfg
+from . import dist
+from .config import preset_config
 from .loop import TrainResult, finetune
+from .state import check_output_dir, seed_everything
 
 __all__ = ["DIGITS_MODEL", "finetune_on"]
 
@@ -26,25 +32,21 @@ DEFAULT_MODEL = "vit_base_patch16_224.augreg_in21k"
 
 def _model(name: str | None, data: str, num_classes: int, pretrained: bool,
            overrides: dict[str, Any]) -> nn.Module:
-    from ..factory import create_model
-    from ..models import build_model
-
     if name is None and data == "digits":
         model = build_model(DIGITS_MODEL.replace(**overrides))
-        model.pretrained_cfg = {"mean": (0.5,), "std": (0.5,), "crop_pct": 1.0,
-                                "interpolation": "bicubic"}
+        model.pretrained_cfg = build_pretrained_cfg(
+            model.cfg, stored={"mean": (0.5,), "std": (0.5,), "crop_pct": 1.0,
+                               "interpolation": "bicubic"}).to_dict()
         return model
     name = name or DEFAULT_MODEL
     if Path(name).is_file():
-        from ..factory import load_model
-
         return load_model(name, num_classes=num_classes, **overrides)
     return create_model(name, pretrained=pretrained, num_classes=num_classes, **overrides)
 
 
 def finetune_on(data: str = "digits", *, model: str | None = None, preset: str | None = None,
                 output_dir: str | Path = "runs/finetune", pretrained: bool = True,
-                teacher: str | None = None, resume: bool = False,
+                teacher: str | None = None, resume: bool = False, overwrite: bool = False,
                 model_overrides: dict[str, Any] | None = None,
                 **train_overrides: Any) -> TrainResult:
     """Fine-tune a model on a named dataset with a recipe preset (what ``vitzoo finetune`` runs).
@@ -62,19 +64,22 @@ def finetune_on(data: str = "digits", *, model: str | None = None, preset: str |
         teacher: a checkpoint (or pretrained name) of a classifier of this data, for DeiT
             distillation (with ``distill="soft"`` or ``"hard"``).
         resume: continue the run in ``output_dir``.
+        overwrite: start over when ``output_dir`` holds a run (its files are removed);
+            without ``resume`` or ``overwrite`` such a directory is refused before anything
+            is loaded.
         model_overrides: ViTConfig fields for the model (``img_size``, ``drop_path_rate`` ...).
-        **train_overrides: TrainConfig fields (``steps``, ``lr``, ``batch_size`` ...).
+        **train_overrides: TrainConfig fields (``steps``, ``lr``, ``batch_size`` ...); a
+            new ``steps`` scales the preset's warmup and evaluation / checkpoint intervals
+            that are not given too (:func:`~vitzoo.train.config.preset_config`).
     """
-    from ..data import create_transform, open_dataset, resolve_data_config
-
-    preset = preset or ("digits" if data == "digits" else "vit")
-    if preset not in PRESETS:
-        raise VitzooError(f"unknown preset {preset!r}: {', '.join(PRESETS)}")
-    cfg: TrainConfig = PRESETS[preset].replace(**train_overrides)
+    check_output_dir(Path(output_dir), resume=resume, overwrite=overwrite)
+    cfg = preset_config(preset or ("digits" if data == "digits" else "vit"), **train_overrides)
     train_set, eval_set = open_dataset(data, train=True), open_dataset(data, train=False)
     classes = list(getattr(train_set, "classes", []))
+    seed_everything(cfg.seed)  # before the model is built: its random initialisation too
     net = _model(model, data, len(classes), pretrained, dict(model_overrides or {}))
-    net.pretrained_cfg = {**net.pretrained_cfg, "label_names": classes, "dataset": data}
+    net.pretrained_cfg = build_pretrained_cfg(net.cfg, stored=net.pretrained_cfg,
+                                              label_names=classes, dataset=data).to_dict()
     data_cfg = resolve_data_config(net)
     eval_tf = create_transform(data_cfg, eval_resize="resize")  # the release tests on a resize
     train_tf = (create_transform(data_cfg, train=True, scale=cfg.train_scale,
@@ -83,16 +88,14 @@ def finetune_on(data: str = "digits", *, model: str | None = None, preset: str |
     teacher_model = _teacher(teacher, len(classes)) if teacher is not None else None
     result = finetune(net, train_set, eval_set, cfg, output_dir=output_dir,
                       train_transform=train_tf, eval_transform=eval_tf, teacher=teacher_model,
-                      resume=resume)
-    if data == "digits":
+                      resume=resume, overwrite=overwrite)
+    if data == "digits" and dist.world()[1] == 0:
         _write_examples(eval_set, Path(output_dir) / "examples")
     return result
 
 
 def _teacher(name: str, num_classes: int) -> nn.Module:
     """A teacher from a checkpoint file (a classifier of this data) or a pretrained name."""
-    from ..factory import create_model, load_model
-
     model = load_model(name) if Path(name).exists() else create_model(name, pretrained=True)
     if model.num_classes != num_classes:
         raise VitzooError(

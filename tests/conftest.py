@@ -67,3 +67,18 @@ def jax_model(**overrides) -> vitzoo.VisionTransformer:
     """A tiny model with Google's numerics (tanh GELU) and random weights, in eval mode."""
     cfg = tiny_cfg(gelu_approximate="tanh", weight_init="jax", **overrides)
     return random_weights(vitzoo.build_model(cfg)).eval()
+
+
+@pytest.fixture
+def verification_off_by_a_little(monkeypatch) -> None:
+    """Google's reference forward pass shifted by 1e-3, so every verification fails."""
+    import vitzoo.reference.verify as verify
+
+    real = verify.jax_vit_forward
+
+    def forward(*args, **kwargs):
+        out = real(*args, **kwargs)
+        out["logits"] = out["logits"] + 1e-3
+        return out
+
+    monkeypatch.setattr(verify, "jax_vit_forward", forward)

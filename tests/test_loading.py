@@ -95,21 +95,9 @@ def test_every_loader_reports_through_the_same_report(tmp_path):
 
 
 # -- convert --verify: a failure replaces nothing -------------------------------------------------
-def _off_by_a_little(monkeypatch):
-    import vitzoo.reference.verify as verify
-
-    real = verify.jax_vit_forward
-
-    def forward(*args, **kwargs):
-        out = real(*args, **kwargs)
-        out["logits"] = out["logits"] + 1e-3
-        return out
-
-    monkeypatch.setattr(verify, "jax_vit_forward", forward)
-
-
 @pytest.mark.parametrize("suffix", [".npz", ".safetensors"])
-def test_a_failed_verification_leaves_an_existing_output_as_it_was(tmp_path, monkeypatch, suffix):
+def test_a_failed_verification_leaves_an_existing_output_as_it_was(
+        tmp_path, verification_off_by_a_little, suffix):
     model = jax_model()
     src = tmp_path / "m.npz"
     np.savez(src, **J.from_vitzoo({k: v.numpy() for k, v in model.state_dict().items()},
@@ -118,7 +106,6 @@ def test_a_failed_verification_leaves_an_existing_output_as_it_was(tmp_path, mon
         src = vitzoo.convert_checkpoint(src, tmp_path / "m.safetensors")
     dst = tmp_path / f"out{suffix}"
     dst.write_bytes(b"the previous conversion")
-    _off_by_a_little(monkeypatch)
     with pytest.raises(VerificationError):
         vitzoo.convert_checkpoint(src, dst, verify=True)
     assert dst.read_bytes() == b"the previous conversion"
@@ -173,3 +160,19 @@ def test_a_file_with_a_broken_pretrained_cfg_is_a_checkpoint_error(tmp_path):
     path = vitzoo.save_model(model, tmp_path / "m.safetensors")
     with pytest.raises(vitzoo.CheckpointError, match="pretrained_cfg"):
         vitzoo.load_model(path)
+
+
+def test_checkpoint_path_builds_a_user_builder_with_its_own_function(tmp_path, clean_registry):
+    class Custom(vitzoo.VisionTransformer):
+        pass
+
+    @vitzoo.register_model
+    def vit_custom_patch8_32(**overrides):
+        return Custom(tiny_cfg(**overrides))
+
+    source = random_weights(vitzoo.build_model(tiny_cfg()))
+    save_file(source.state_dict(), str(tmp_path / "w.safetensors"))
+    model = vitzoo.create_model("vit_custom_patch8_32", checkpoint_path=tmp_path / "w.safetensors")
+    assert type(model) is Custom
+    for key, value in source.state_dict().items():
+        assert torch.equal(model.state_dict()[key], value), key

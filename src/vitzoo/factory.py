@@ -11,6 +11,7 @@ from pathlib import Path
 from typing import Any
 
 from . import hub, io, registry
+from ._utils import skip_init
 from .config import ViTConfig, check_field_names
 from .errors import CheckpointError, VitzooError, ZeroHeadWarning
 from .layers import RESAMPLE_MODES
@@ -85,16 +86,18 @@ def create_model(name: str, *, pretrained: bool = False, num_classes: int | None
 
 def _from_state_dict(arch: str, kwargs: dict[str, Any],
                      checkpoint_path: str | Path) -> VisionTransformer:
-    arch_info = registry.get_arch(arch)
-    if arch_info is None:  # a user builder function: its config is what it builds
-        cfg = registry.default_config(arch).replace(**kwargs)
-        model_cls = None
-    else:
-        cfg, model_cls = arch_info.cfg.replace(**kwargs), arch_info.model_cls
+    """The architecture built around a state dict, never initialising what it loads."""
     state, fmt, unmatched = read_state_dict(checkpoint_path)
-    model, _ = load_state(state, cfg=cfg, name=str(checkpoint_path), source_format=fmt,
-                          unmatched=unmatched, model_cls=model_cls)
-    return model.train()
+    arch_info = registry.get_arch(arch)
+    if arch_info is None:  # a user builder function may do more than its config says
+        with skip_init():
+            built = registry.build(arch, **kwargs)
+        model, _ = load_state(state, model=built, name=str(checkpoint_path), source_format=fmt,
+                              unmatched=unmatched)
+        return model
+    model, _ = load_state(state, cfg=arch_info.cfg.replace(**kwargs), name=str(checkpoint_path),
+                          source_format=fmt, unmatched=unmatched, model_cls=arch_info.model_cls)
+    return model.train()  # as create_model's other models
 
 
 def _pretrained(arch: str, tag: str | None, overrides: dict[str, Any]) -> VisionTransformer:

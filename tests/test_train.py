@@ -525,3 +525,8 @@ def test_a_real_ctrl_c_stops_the_command_with_status_130(tmp_path):
     assert err.splitlines() == [f"vitzoo: interrupted at step {step}; saved {out}; continue "
                                 f"with: vitzoo finetune --output {out} --resume"]
     assert max(r["step"] for r in _rows(out)) <= step
+
+
+def test_a_dataset_smaller_than_one_batch_is_a_config_error_saying_what_to_pass():
+    with pytest.raises(vitzoo.ConfigError, match="fewer than one batch of 64.*--batch-size"):
+        StepSampler(10, batch_size=64, micro_batch=64, steps=1)

@@ -42,11 +42,11 @@ class StepSampler:
     def __init__(self, num_samples: int, *, batch_size: int, micro_batch: int, world: int = 1,
                  rank: int = 0, seed: int = 0, start_step: int = 0, steps: int) -> None:
         if batch_size % world or (batch_size // world) % micro_batch:
-            raise ValueError(f"batch_size={batch_size} must split into {world} process(es) x "
-                             f"micro-batches of {micro_batch}")
+            raise ConfigError(f"batch_size={batch_size} must split into {world} process(es) x "
+                              f"micro-batches of {micro_batch}")
         if num_samples < batch_size:
-            raise ValueError(f"the dataset has {num_samples} samples, fewer than one batch "
-                             f"of {batch_size}")
+            raise ConfigError(f"the dataset has {num_samples} samples, fewer than one batch "
+                              f"of {batch_size}: pass a smaller batch size (--batch-size)")
         self.num_samples, self.batch_size, self.micro_batch = num_samples, batch_size, micro_batch
         self.world, self.rank, self.seed = world, rank, seed
         self.start_step, self.steps = start_step, steps

@@ -170,6 +170,22 @@ def test_the_layers_import_nothing_of_vitzoo_but_errors(modules):
         assert outside <= allowed, (name, outside)
 
 
+# docs/architecture.md's order; modules at one rank may import each other.
+LAYERS_ORDER = [("errors", "_utils", "_version"), ("layers",), ("config",), ("models",),
+                ("pretrained",), ("registry",), ("io", "adapters"), ("loading",), ("reference",),
+                ("convert",), ("hub",), ("factory",), ("info",), ("data",), ("train",), ("cli",)]
+
+
+def test_dependencies_point_one_way_as_the_architecture_page_says(modules):
+    rank = {name: i for i, group in enumerate(LAYERS_ORDER) for name in group}
+    top = {name: name.split(".")[1] for name in modules if name.count(".") >= 1}
+    assert set(top.values()) <= set(rank) | {"__main__"}
+    backwards = [f"{name} -> {dep}" for name, module in modules.items() if name in top
+                 for dep in module.imports if dep in top and top[dep] != top[name]
+                 and rank.get(top[dep], -1) > rank.get(top[name], len(rank))]
+    assert backwards == []
+
+
 def test_no_function_is_longer_than_80_lines(modules):
     long = [f"{m.name}:{node.lineno} {node.name} ({node.end_lineno - node.lineno + 1} lines)"
             for m in modules.values() for node in ast.walk(m.tree)

@@ -530,3 +530,11 @@ def test_a_real_ctrl_c_stops_the_command_with_status_130(tmp_path):
 def test_a_dataset_smaller_than_one_batch_is_a_config_error_saying_what_to_pass():
     with pytest.raises(vitzoo.ConfigError, match="fewer than one batch of 64.*--batch-size"):
         StepSampler(10, batch_size=64, micro_batch=64, steps=1)
+
+
+def test_a_missing_model_or_teacher_file_is_named_not_taken_for_a_model_name(tmp_path):
+    for option in ("model", "teacher"):
+        with pytest.raises(vitzoo.CheckpointError,
+                           match="no checkpoint file .*missing.safetensors"):
+            finetune_on("digits", output_dir=tmp_path / option, steps=1,
+                        **{option: str(tmp_path / "missing.safetensors")})

@@ -6,6 +6,7 @@ Both are thin: the registry says what a name is, :mod:`vitzoo.hub` where weights
 
 from __future__ import annotations
 
+import os
 import warnings
 from pathlib import Path
 from typing import Any
@@ -19,7 +20,10 @@ from .loading import default_resample, load_state, read_source, read_state_dict
 from .models import VisionTransformer
 from .pretrained import build_pretrained_cfg, default_tag, get_entry, tag_num_classes
 
-__all__ = ["create_model", "load_model"]
+__all__ = ["CHECKPOINT_SUFFIXES", "create_model", "load_model", "looks_like_a_path", "open_model"]
+
+CHECKPOINT_SUFFIXES = (".safetensors", ".npz", ".pth", ".pt", ".bin")
+"""Suffixes that make a model argument a file name, never an architecture name."""
 
 
 def _sized(num_classes: int | None, img_size: Any, in_chans: int | None) -> dict[str, Any]:
@@ -180,3 +184,28 @@ def load_model(path: str | Path, *, source_format: str = "auto", resample: str |
         raise CheckpointError(f"{path}: its pretrained_cfg is invalid: {err}") from err
     return model
 
+
+def looks_like_a_path(name: str) -> bool:
+    """Whether ``name`` is meant as a file: a checkpoint suffix or a path separator (an
+    ``hf-hub:org/name`` is a name)."""
+    if name.startswith(hub.HF_HUB_PREFIX):
+        return False
+    separators = [sep for sep in (os.sep, os.altsep) if sep]
+    return Path(name).suffix.lower() in CHECKPOINT_SUFFIXES or any(s in name for s in separators)
+
+
+def open_model(name: str, *, pretrained: bool = True, **overrides: Any) -> VisionTransformer:
+    """A model from a checkpoint file or directory (:func:`load_model`), or from a registered
+    name (:func:`create_model`, with its pretrained weights by default): what the command line
+    and ``finetune_on`` take as a model.
+
+    Raises:
+        CheckpointError: ``name`` looks like a path (a checkpoint suffix or a separator) and
+            does not exist.
+    """
+    if Path(name).exists():
+        return load_model(name, **overrides)
+    if looks_like_a_path(name):
+        raise CheckpointError(f"no checkpoint file {name}: check the path (a model name has "
+                              "no file suffix or '/', e.g. vit_base_patch16_224.augreg_in21k)")
+    return create_model(name, pretrained=pretrained, **overrides)

@@ -8,7 +8,7 @@ import torch
 
 from ..data import create_transform, imagenet_class_names, resolve_data_config
 from ..errors import VitzooError
-from .validate import open_model
+from ..factory import open_model
 
 
 def add_parser(commands: argparse._SubParsersAction) -> None:

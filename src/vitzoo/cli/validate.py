@@ -4,18 +4,11 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
-from pathlib import Path
 
 from ..data import create_transform, open_dataset, resolve_data_config
-from ..errors import CheckpointError
-from ..factory import create_model, load_model
-from ..hub import HF_HUB_PREFIX
+from ..factory import open_model
 from ..train import evaluate
 from ..train.sampler import SeededDataset
-
-CHECKPOINT_SUFFIXES = (".safetensors", ".npz", ".pth", ".pt", ".bin")
-"""Suffixes that make a MODEL argument a file name, never an architecture name."""
 
 
 def add_parser(commands: argparse._SubParsersAction) -> None:
@@ -34,30 +27,6 @@ def add_parser(commands: argparse._SubParsersAction) -> None:
                         help="resize straight to the input size (Google's evaluation) instead "
                              "of resize + centre crop")
     parser.set_defaults(run=run)
-
-
-def looks_like_a_path(name: str) -> bool:
-    """Whether ``name`` is meant as a file: a checkpoint suffix or a path separator (an
-    ``hf-hub:org/name`` is a name)."""
-    if name.startswith(HF_HUB_PREFIX):
-        return False
-    separators = [sep for sep in (os.sep, os.altsep) if sep]
-    return Path(name).suffix.lower() in CHECKPOINT_SUFFIXES or any(s in name for s in separators)
-
-
-def open_model(name: str):
-    """A checkpoint path, or a registered name with its pretrained weights.
-
-    Raises:
-        CheckpointError: ``name`` looks like a path (a checkpoint suffix or a separator) and
-            does not exist.
-    """
-    if Path(name).exists():
-        return load_model(name)
-    if looks_like_a_path(name):
-        raise CheckpointError(f"no checkpoint file {name}: check the path (a model name has "
-                              "no file suffix or '/', e.g. vit_base_patch16_224.augreg_in21k)")
-    return create_model(name, pretrained=True)
 
 
 def run(args: argparse.Namespace) -> int:

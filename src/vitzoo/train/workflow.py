@@ -11,7 +11,7 @@ from torch import nn
 from ..config import ViTConfig
 from ..data import create_transform, open_dataset, resolve_data_config
 from ..errors import VitzooError
-from ..factory import create_model, load_model
+from ..factory import open_model
 from ..models import build_model
 from ..pretrained import build_pretrained_cfg
 from . import dist
@@ -38,10 +38,8 @@ def _model(name: str | None, data: str, num_classes: int, pretrained: bool,
             model.cfg, stored={"mean": (0.5,), "std": (0.5,), "crop_pct": 1.0,
                                "interpolation": "bicubic"}).to_dict()
         return model
-    name = name or DEFAULT_MODEL
-    if Path(name).is_file():
-        return load_model(name, num_classes=num_classes, **overrides)
-    return create_model(name, pretrained=pretrained, num_classes=num_classes, **overrides)
+    return open_model(name or DEFAULT_MODEL, pretrained=pretrained, num_classes=num_classes,
+                      **overrides)
 
 
 def finetune_on(data: str = "digits", *, model: str | None = None, preset: str | None = None,
@@ -96,7 +94,7 @@ def finetune_on(data: str = "digits", *, model: str | None = None, preset: str |
 
 def _teacher(name: str, num_classes: int) -> nn.Module:
     """A teacher from a checkpoint file (a classifier of this data) or a pretrained name."""
-    model = load_model(name) if Path(name).exists() else create_model(name, pretrained=True)
+    model = open_model(name)
     if model.num_classes != num_classes:
         raise VitzooError(
             f"the teacher {name} predicts {model.num_classes} classes, the data has "

@@ -42,8 +42,6 @@ HF_HUB_PREFIX = "hf-hub:"
 logger = logging.getLogger(__name__)
 
 
-
-
 def is_offline() -> bool:
     """``HF_HUB_OFFLINE`` or ``VITZOO_OFFLINE`` set to a true value."""
     return any(os.environ.get(v, "").strip().lower() in ("1", "true", "yes", "on")

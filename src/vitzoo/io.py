@@ -8,12 +8,13 @@ Nothing here builds a model or knows another library's key names (that is
 
 from __future__ import annotations
 
+import contextlib
 import json
 import pickle
 import struct
 import tempfile
 import zipfile
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable, Iterator, Mapping
 from pathlib import Path
 from typing import Any
 
@@ -94,16 +95,22 @@ def detect_format(path: str | Path) -> str:
 
 
 # -- reading --------------------------------------------------------------------------------------
-def read_safetensors_metadata(path: str | Path) -> dict[str, str]:
-    """The ``__metadata__`` of a safetensors file, reading only its header."""
-    path = Path(path)
+@contextlib.contextmanager
+def _opened_safetensors(path: Path) -> Iterator[Any]:
+    """``safe_open`` whose every failure, opening or reading, is a :class:`CheckpointError`."""
     try:
         with safe_open(str(path), framework="pt") as f:
-            return dict(f.metadata() or {})
+            yield f
     except Exception as err:  # noqa: BLE001 - the reader's errors all mean a bad file
         raise CheckpointError(
             f"cannot read {path}: {err} (is it a complete .safetensors file?)"
         ) from err
+
+
+def read_safetensors_metadata(path: str | Path) -> dict[str, str]:
+    """The ``__metadata__`` of a safetensors file, reading only its header."""
+    with _opened_safetensors(Path(path)) as f:
+        return dict(f.metadata() or {})
 
 
 def read_safetensors(path: str | Path) -> tuple[dict[str, torch.Tensor], dict[str, str]]:
@@ -114,15 +121,8 @@ def read_safetensors(path: str | Path) -> tuple[dict[str, torch.Tensor], dict[st
     """
     path = Path(path)
     _require_file(path)
-    try:
-        with safe_open(str(path), framework="pt") as f:
-            metadata = dict(f.metadata() or {})
-            tensors = {k: f.get_tensor(k) for k in f.keys()}  # noqa: SIM118
-    except Exception as err:  # noqa: BLE001 - the reader's errors all mean a bad file
-        raise CheckpointError(
-            f"cannot read {path}: {err} (is it a complete .safetensors file?)"
-        ) from err
-    return tensors, metadata
+    with _opened_safetensors(path) as f:
+        return {k: f.get_tensor(k) for k in f.keys()}, dict(f.metadata() or {})  # noqa: SIM118
 
 
 def _torch_load(path: Path) -> object:

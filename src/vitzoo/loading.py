@@ -465,7 +465,11 @@ def adapt_input_channels(state: dict[str, torch.Tensor], own: Mapping[str, torch
 
 def compare_state_dict(model: nn.Module, state: Mapping[str, torch.Tensor]) -> LoadReport:
     """The differences between a model's state dict and ``state``, without loading anything."""
-    own = model.state_dict()
+    return _differences(model.state_dict(), state)
+
+
+def _differences(own: Mapping[str, torch.Tensor], state: Mapping[str, torch.Tensor]
+                 ) -> LoadReport:
     report = LoadReport(
         missing=[k for k in own if k not in state],
         unexpected=[k for k in state if k not in own],
@@ -542,7 +546,7 @@ def load_state(state: Mapping[str, torch.Tensor], *, cfg: ViTConfig | None = Non
             model = build_model(target, model_cls)
     own = model.state_dict()
     adapt_input_channels(state, own, report)
-    diff = compare_state_dict(model, state)
+    diff = _differences(own, state)
     report.missing = [k for k in diff.missing if k.split(".")[0] not in fresh]
     report.unexpected = diff.unexpected + list(unmatched)
     report.mismatched = diff.mismatched

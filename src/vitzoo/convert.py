@@ -20,7 +20,7 @@ from ._utils import atomic_path
 from .adapters import hf_transformers, jax_npz
 from .config import ViTConfig
 from .errors import CheckpointError
-from .loading import Progress, Source, load_state, read_source
+from .loading import ProgressCallback, Source, load_state, read_source
 from .reference import verify_against_jax
 
 __all__ = ["TARGET_FORMATS", "convert_checkpoint", "write_hf", "write_npz", "write_vitzoo"]
@@ -176,7 +176,7 @@ def _target_format(dst: Path, target_format: str | None) -> str:
 def convert_checkpoint(src: str | Path, dst: str | Path, *, source_format: str = "auto",
                        target_format: str | None = None, layout: str | None = None,
                        img_size: int | tuple[int, int] | None = None, verify: bool = False,
-                       progress: Progress | None = None) -> Path:
+                       progress: ProgressCallback | None = None) -> Path:
     """Convert a checkpoint; the output format follows ``dst``'s suffix.
 
     ``.npz`` -> ``.safetensors``: a Google checkpoint to vitzoo's self-describing file (config

@@ -124,8 +124,8 @@ def _pretrained(arch: str, tag: str | None, overrides: dict[str, Any]) -> Vision
     cfg = target.replace(**overrides)
     model, _ = load_state(state, cfg=cfg, native=native, resample=default_resample(entry.origin),
                           name=entry.name, source_format=fmt)
-    model.pretrained_cfg = build_pretrained_cfg(cfg, arch=arch, entry=entry, file=str(path),
-                                                origin=entry.origin).to_dict()
+    model.pretrained_cfg = build_pretrained_cfg(cfg, arch=arch, entry=entry,
+                                                file=str(path)).to_dict()
     return model
 
 

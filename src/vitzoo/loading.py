@@ -45,7 +45,8 @@ __all__ = ["CheckpointFacts", "LoadReport", "Source", "compare_state_dict", "def
 
 logger = logging.getLogger(__name__)
 
-Progress = Callable[[int, int], None]
+ProgressCallback = Callable[[int, int], None]
+"""Called with ``(done, total)`` arrays while a file is converted (``_utils.Progress`` is one)."""
 
 
 # -- the report -----------------------------------------------------------------------------------
@@ -242,7 +243,7 @@ def _origin(config: Mapping[str, Any]) -> str:
 
 
 def _read_jax(path: Path, img_size: tuple[int, int] | None,
-              progress: Progress | None = None) -> Source:
+              progress: ProgressCallback | None = None) -> Source:
     arrays = io.read_npz(path)
     prefix = big_vision.params_prefix(arrays)
     tree, notes = jax_npz.canonicalize(arrays)
@@ -378,7 +379,7 @@ SOURCE_FORMATS = ("auto", "jax_npz", "vitzoo", "hub_dir", "state_dict", *STATE_D
 
 def read_source(path: str | Path, *, source_format: str = "auto",
                 img_size: tuple[int, int] | None = None,
-                progress: Progress | None = None) -> Source:
+                progress: ProgressCallback | None = None) -> Source:
     """Read a self-describing checkpoint into vitzoo's layout.
 
     Args:

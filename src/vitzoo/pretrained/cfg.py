@@ -109,10 +109,8 @@ def _coerce(name: str, value: Any) -> Any:
 
 
 def _checked(value: Any, kinds: tuple[type, ...], name: str) -> Any:
-    if isinstance(value, bool) and bool not in kinds:
-        raise ValueError(f"pretrained_cfg {name}={value!r} is not a "
-                         f"{' or '.join(k.__name__ for k in kinds)}")
-    if not isinstance(value, kinds):
+    # bool is an int to isinstance, but True is no class count or crop fraction
+    if not isinstance(value, kinds) or (isinstance(value, bool) and bool not in kinds):
         raise ValueError(f"pretrained_cfg {name}={value!r} is not a "
                          f"{' or '.join(k.__name__ for k in kinds)}")
     return value

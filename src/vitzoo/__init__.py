@@ -14,7 +14,9 @@ from .errors import (
     DatasetError,
     DownloadError,
     DuplicateModelError,
+    ExportError,
     ImageSizeError,
+    MissingDependencyError,
     OfflineError,
     TrainingInterrupted,
     UnknownModelError,
@@ -24,6 +26,8 @@ from .errors import (
     VitzooError,
     ZeroHeadWarning,
 )
+from .explain import attention_rollout, class_token_map
+from .export import OnnxExport, export_onnx, export_program
 from .factory import create_model, load_model
 from .hub import push_to_hub, save_pretrained
 from .info import ModelInfo, model_info
@@ -50,10 +54,13 @@ __all__ = [
     "DistilledVisionTransformer",
     "DownloadError",
     "DuplicateModelError",
+    "ExportError",
     "ImageSizeError",
     "LoadReport",
+    "MissingDependencyError",
     "ModelInfo",
     "OfflineError",
+    "OnnxExport",
     "PretrainedCfg",
     "PretrainedEntry",
     "TrainingInterrupted",
@@ -66,10 +73,14 @@ __all__ = [
     "VitzooError",
     "ZeroHeadWarning",
     "__version__",
+    "attention_rollout",
     "build_model",
+    "class_token_map",
     "convert_checkpoint",
     "create_model",
     "create_transform",
+    "export_onnx",
+    "export_program",
     "is_model",
     "layers",
     "list_aliases",

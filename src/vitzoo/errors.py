@@ -15,7 +15,9 @@ __all__ = [
     "DatasetError",
     "DownloadError",
     "DuplicateModelError",
+    "ExportError",
     "ImageSizeError",
+    "MissingDependencyError",
     "OfflineError",
     "TrainingInterrupted",
     "UnknownModelError",
@@ -72,7 +74,18 @@ class CheckpointMismatchError(CheckpointError):
 
 
 class VerificationError(VitzooError, AssertionError):
-    """A converted model does not reproduce the original framework's outputs."""
+    """A converted model does not reproduce the original framework's outputs, or an exported
+    file (ONNX) does not reproduce the eager model's."""
+
+
+# -- export and optional dependencies -------------------------------------------------------------
+class ExportError(VitzooError, RuntimeError):
+    """``torch.export`` or the ONNX exporter could not export the model; nothing was written."""
+
+
+class MissingDependencyError(VitzooError, ImportError):
+    """An optional dependency is not installed; the message names the extra that installs it
+    (``pip install "vitzoo[export]"``)."""
 
 
 # -- downloads and caches -------------------------------------------------------------------------

@@ -8,16 +8,28 @@ from collections.abc import Sequence
 
 from .._version import __version__
 from ..errors import VitzooError
-from . import cache, convert, download, finetune, info, list_models, predict, validate
+from . import (
+    attention,
+    cache,
+    convert,
+    download,
+    export,
+    finetune,
+    info,
+    list_models,
+    predict,
+    validate,
+)
 
-_COMMANDS = (list_models, info, convert, download, cache, finetune, validate, predict)
+_COMMANDS = (list_models, info, convert, download, cache, finetune, validate, predict, export,
+             attention)
 
 
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="vitzoo",
-        description="Vision Transformer model zoo: list, inspect, convert, fine-tune, evaluate "
-                    "and run ViT/DeiT models.",
+        description="Vision Transformer model zoo: list, inspect, convert, fine-tune, evaluate, "
+                    "run, export and explain ViT/DeiT models.",
     )
     parser.add_argument("--version", action="version", version=f"vitzoo {__version__}")
     commands = parser.add_subparsers(dest="command", metavar="COMMAND")

@@ -48,8 +48,8 @@ def test_patch_embed_drops_the_remainder_like_a_valid_conv():
 
 
 @pytest.mark.parametrize("shape, fragment", [
-    ((1, 3, 32, 48), "takes 32x32 images, got 32x48; resize the input or create the model "
-                     "with img_size=(32, 48)"),
+    ((1, 3, 32, 48), "takes 32x32 images, got 32x48; resize the input, create the model "
+                     "with img_size=(32, 48) or dynamic_img_size=True"),
     ((1, 1, 32, 32), "takes 3-channel images, got 1 channels; create the model with in_chans=1"),
     ((3, 32, 32), "expected a (batch, channels, height, width) tensor"),
 ])

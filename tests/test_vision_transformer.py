@@ -241,7 +241,7 @@ def test_forward_intermediates_returns_grids_of_chosen_blocks(images):
     torch.testing.assert_close(feats, model.forward_features(images), atol=1e-6, rtol=0)
     assert [t.shape for t in inter] == [(2, 32, 4, 4)] * 2
     # block 0's output, patch tokens as an NCHW map
-    z = model._embed(images)
+    z, _ = model._embed(images)
     z0 = model.blocks[0](z)
     torch.testing.assert_close(inter[0], z0[:, 1:].reshape(2, 4, 4, 32).permute(0, 3, 1, 2),
                                atol=1e-6, rtol=0)
@@ -277,7 +277,7 @@ def test_attention_maps_are_the_math_paths_probabilities(images):
     maps = model.attention_maps(images, indices=[0, 2])
     assert [m.shape for m in maps] == [(2, 4, 17, 17)] * 2
     torch.testing.assert_close(maps[1].sum(-1), torch.ones(2, 4, 17), atol=1e-5, rtol=0)
-    z = model.blocks[0](model._embed(images))
+    z = model.blocks[0](model._embed(images)[0])
     z = model.blocks[1](z)
     _, expected = model.blocks[2].attn.forward_with_attn(model.blocks[2].norm1(z))
     torch.testing.assert_close(maps[1], expected, atol=1e-6, rtol=0)

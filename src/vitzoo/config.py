@@ -14,12 +14,12 @@ from typing import Any
 
 from ._utils import suggestion
 from .errors import ConfigError, UnknownOverrideError
-from .layers import ATTN_IMPLS, INIT_MODES
+from .layers import ATTN_IMPLS, INIT_MODES, RESAMPLE_MODES
 
-__all__ = ["ATTN_IMPLS", "GELU_APPROXIMATIONS", "GLOBAL_POOLS", "POS_EMBEDS", "SIZES",
-           "WEIGHT_INITS", "ViTConfig", "check_field_names"]
+__all__ = ["ATTN_IMPLS", "GELU_APPROXIMATIONS", "GLOBAL_POOLS", "POS_EMBEDS", "RESAMPLE_MODES",
+           "SIZES", "WEIGHT_INITS", "ViTConfig", "check_field_names"]
 
-GLOBAL_POOLS = ("token", "avg", "map")
+GLOBAL_POOLS = ("token", "avg", "map", "")
 POS_EMBEDS = ("learn", "sincos")
 GELU_APPROXIMATIONS = ("none", "tanh")
 WEIGHT_INITS = INIT_MODES
@@ -72,8 +72,9 @@ class ViTConfig:
     distilled: bool = False
     """DeiT's distillation token and second head (``dist_token``, ``head_dist``)."""
     global_pool: str = "token"
-    """``"token"`` (class token), ``"avg"`` (mean of the patch tokens) or ``"map"`` (attention
-    pooling with one learned query over all tokens, big_vision's MAP head)."""
+    """``"token"`` (class token), ``"avg"`` (mean of the patch tokens), ``"map"`` (attention
+    pooling with one learned query over all tokens, big_vision's MAP head) or ``""`` (no
+    pooling: ``forward_head`` keeps every token, timm's pass-through)."""
     fc_norm: bool = False
     """False: final norm on all tokens, then pool (Google). True: pool, then ``fc_norm`` (timm)."""
     representation_size: int | None = None
@@ -101,6 +102,20 @@ class ViTConfig:
     hybrid (plain patch embedding)."""
     backbone_width: int = 64
     """Channels of the hybrid's stem (64 times Google's width factor)."""
+    dynamic_img_size: bool = False
+    """Accept any input height and width: the position embeddings are resampled at run time to
+    the input's patch grid (``pos_embed_resample``); at ``img_size`` nothing is resampled."""
+    dynamic_img_pad: bool = False
+    """Pad the input (zeros, right and bottom) to a multiple of the patch size, so any size
+    works with ``dynamic_img_size``; the grid is rounded up."""
+    pos_embed_resample: str = "bicubic"
+    """How learned position embeddings are resized at run time (``dynamic_img_size``) and by
+    :meth:`VisionTransformer.set_input_size`: ``"bicubic"`` / ``"bilinear"`` (timm's rule,
+    ``F.interpolate`` with ``align_corners=False``) or ``"scipy"`` (Google's
+    ``ndimage.zoom(order=1)``, computed as bilinear with ``align_corners=True``, which is the
+    same function). Models built from weights take the rule of the weights' origin."""
+    pos_embed_antialias: bool = True
+    """Antialias bicubic/bilinear run-time resampling when the grid shrinks (timm's default)."""
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "img_size", _pair(self.img_size, "img_size"))
@@ -132,6 +147,11 @@ class ViTConfig:
         _choice(self.gelu_approximate, "gelu_approximate", GELU_APPROXIMATIONS)
         _choice(self.weight_init, "weight_init", WEIGHT_INITS)
         _choice(self.attn_impl, "attn_impl", ATTN_IMPLS)
+        _choice(self.pos_embed_resample, "pos_embed_resample", RESAMPLE_MODES)
+        for name in ("qkv_bias", "class_token", "distilled", "fc_norm", "dynamic_img_size",
+                     "dynamic_img_pad", "pos_embed_antialias"):
+            if not isinstance(getattr(self, name), bool):
+                raise ConfigError(f"{name} must be True or False, got {getattr(self, name)!r}")
         if self.global_pool == "token" and not self.class_token:
             raise ConfigError(
                 "global_pool='token' needs class_token=True; use global_pool='avg' without one"
@@ -196,9 +216,13 @@ class ViTConfig:
 
     @property
     def grid_size(self) -> tuple[int, int]:
-        """Patch grid ``(gh, gw)``; rows and columns left over by the patch are dropped."""
+        """Patch grid ``(gh, gw)``; rows and columns left over by the patch are dropped (or padded
+    to a whole patch with ``dynamic_img_pad``)."""
         fh, fw = self.feature_size
-        return (fh // self.patch_size[0], fw // self.patch_size[1])
+        ph, pw = self.patch_size
+        if self.dynamic_img_pad:  # the input is padded up to whole patches
+            return (-(-fh // ph), -(-fw // pw))
+        return (fh // ph, fw // pw)
 
     @property
     def num_patches(self) -> int:

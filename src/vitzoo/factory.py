@@ -166,9 +166,10 @@ def load_model(path: str | Path, *, source_format: str = "auto", resample: str |
         img_size = (img_size, img_size)
     source = read_source(path, source_format=source_format, img_size=img_size)
     native = source.native
-    cfg = native.replace(**overrides)
-    model, _ = load_state(source.state, cfg=cfg, native=native,
-                          resample=resample or default_resample(source.origin),
+    resample = resample or default_resample(source.origin)
+    # the run-time rule (dynamic_img_size, set_input_size) is the load-time one
+    cfg = native.replace(**{"pos_embed_resample": resample, **overrides})
+    model, _ = load_state(source.state, cfg=cfg, native=native, resample=resample,
                           antialias=antialias, name=str(path),
                           source_format=source.source_format)
     if source.zero_head and cfg.num_classes == native.num_classes:

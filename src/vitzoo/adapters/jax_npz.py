@@ -334,6 +334,7 @@ def infer_config(tree: Mapping[str, np.ndarray], notes: Mapping[str, Any],
                                                       else "avg"),
         "fc_norm": False, "pos_embed": notes["pos_embed"],
         "gelu_approximate": "tanh", "norm_eps": 1e-6, "weight_init": "jax",
+        "pos_embed_resample": "scipy",
         "num_classes": int(tree["head/kernel"].shape[1]) if "head/kernel" in tree else 0,
     }
     if "pre_logits/kernel" in tree:

@@ -13,8 +13,13 @@ from .helpers import layer_norm, to_2tuple
 from .hybrid_embed import HybridEmbed
 from .layer_scale import LayerScale
 from .mlp import Mlp
-from .patch_embed import PatchEmbed, check_image
-from .pos_embed import RESAMPLE_MODES, resample_pos_embed, sincos_2d_pos_embed
+from .patch_embed import PatchEmbed, check_image, resample_patch_kernel
+from .pos_embed import (
+    RESAMPLE_MODES,
+    interpolate_pos_embed,
+    resample_pos_embed,
+    sincos_2d_pos_embed,
+)
 from .std_conv import MaxPool2dSame, StdConv2dSame
 from .weight_init import INIT_MODES, check_init_mode, init_linear_, lecun_normal_
 
@@ -40,8 +45,10 @@ __all__ = [
     "check_init_mode",
     "drop_path",
     "init_linear_",
+    "interpolate_pos_embed",
     "layer_norm",
     "lecun_normal_",
+    "resample_patch_kernel",
     "resample_pos_embed",
     "scaled_dot_product",
     "sincos_2d_pos_embed",

@@ -19,7 +19,7 @@ __all__ = ["ATTN_IMPLS", "Attention", "SelectableAttention", "attention_probs",
 ATTN_IMPLS = ("sdpa", "math")
 
 
-def attention_probs(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, *,
+def attention_probs(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor,
                     dropout_p: float = 0.0) -> tuple[torch.Tensor, torch.Tensor]:
     """``softmax(q k^T / sqrt(hd)) v`` spelt out; also returns the probabilities.
 
@@ -38,10 +38,12 @@ def attention_probs(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, *,
     return dropped @ v, probs
 
 
-def scaled_dot_product(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, *, impl: str,
+def scaled_dot_product(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, impl: str = "sdpa",
                        dropout_p: float = 0.0) -> torch.Tensor:
     """The attention kernel: ``"sdpa"`` (``F.scaled_dot_product_attention``, fused kernels
-    where available) or ``"math"`` (:func:`attention_probs`); the same function either way."""
+    where available) or ``"math"`` (:func:`attention_probs`); the same function either way.
+
+    (Positional-or-keyword arguments: TorchScript compiles no keyword-only ones.)"""
     if impl == "sdpa":
         return F.scaled_dot_product_attention(q, k, v, dropout_p=dropout_p)
     out, _ = attention_probs(q, k, v, dropout_p=dropout_p)
@@ -53,6 +55,8 @@ class SelectableAttention(nn.Module):
 
     ``attn_impl`` is ``"sdpa"`` or ``"math"``; setting anything else raises.
     """
+
+    __jit_unused_properties__ = ["attn_impl"]
 
     def __init__(self, dim: int, *, num_heads: int, attn_impl: str) -> None:
         super().__init__()

@@ -11,10 +11,11 @@ import math
 import torch
 import torch.nn.functional as F
 
-__all__ = ["RESAMPLE_MODES", "resample_pos_embed", "sincos_2d_pos_embed"]
+__all__ = ["RESAMPLE_MODES", "interpolate_pos_embed", "resample_pos_embed",
+           "sincos_2d_pos_embed"]
 
 
-def sincos_2d_pos_embed(grid_size: tuple[int, int], dim: int, *,
+def sincos_2d_pos_embed(grid_size: tuple[int, int], dim: int,
                         temperature: float = 10_000.0) -> torch.Tensor:
     """The ``(1, gh * gw, dim)`` float32 table for a ``(gh, gw)`` grid.
 
@@ -29,7 +30,7 @@ def sincos_2d_pos_embed(grid_size: tuple[int, int], dim: int, *,
     """
     if dim % 4 or dim < 8:
         raise ValueError(f"sin-cos position embeddings need dim divisible by 4 and >= 8, got {dim}")
-    gh, gw = grid_size
+    gh, gw = grid_size[0], grid_size[1]
     quarter = dim // 4
     omega = torch.arange(quarter, dtype=torch.float32) / (quarter - 1)
     omega = 1.0 / temperature ** omega  # (D/4,)
@@ -89,4 +90,49 @@ def resample_pos_embed(pos_embed: torch.Tensor, new_grid: tuple[int, int], *,
         table = F.interpolate(table.float(), size=tuple(new_grid), mode=mode,
                               align_corners=False, antialias=antialias)
         resized = table.permute(0, 2, 3, 1).reshape(1, -1, dim).to(pos_embed)  # (1, N', D)
+    return torch.cat([prefix, resized], dim=1)
+
+
+@torch.jit.unused
+def _compiler_exporting() -> bool:
+    return bool(torch.compiler.is_exporting())
+
+
+def _exporting() -> bool:
+    """True inside ``torch.export`` (and the dynamo ONNX exporter), where a branch on the input
+    size would fix the exported graph to the example's size."""
+    if torch.jit.is_scripting():
+        return False
+    return _compiler_exporting()
+
+
+def interpolate_pos_embed(pos_embed: torch.Tensor, new_grid: list[int], old_grid: list[int],
+                          num_prefix_tokens: int = 1, mode: str = "bicubic",
+                          antialias: bool = True) -> torch.Tensor:
+    """The run-time resize of a learned ``(1, P + gh * gw, D)`` table to ``new_grid``.
+
+    Pure torch (scriptable, traceable, differentiable), computed in float32 and returned in
+    the table's dtype. At ``new_grid == old_grid`` the table itself is returned, so a
+    dynamic-size model at its native size computes exactly what the fixed-size model does.
+
+    Args:
+        pos_embed: the table, prefix rows first.
+        new_grid, old_grid: ``[gh, gw]`` of the input and of the table.
+        num_prefix_tokens: rows that are not on the grid (kept unchanged).
+        mode: ``"bicubic"`` / ``"bilinear"`` (``F.interpolate``, ``align_corners=False``, as
+            timm) or ``"scipy"``: Google's ``ndimage.zoom(order=1)``, which is bilinear
+            interpolation with the corner pixels aligned (``align_corners=True``).
+        antialias: antialias bicubic/bilinear when the grid shrinks (ignored for ``"scipy"``).
+    """
+    if not _exporting() and new_grid[0] == old_grid[0] and new_grid[1] == old_grid[1]:
+        return pos_embed
+    prefix, grid = pos_embed[:, :num_prefix_tokens], pos_embed[:, num_prefix_tokens:]
+    dim = grid.shape[-1]
+    table = grid.float().reshape(1, old_grid[0], old_grid[1], dim).permute(0, 3, 1, 2)
+    if mode == "scipy":
+        table = F.interpolate(table, size=new_grid, mode="bilinear", align_corners=True)
+    else:
+        table = F.interpolate(table, size=new_grid, mode=mode, align_corners=False,
+                              antialias=antialias)
+    resized = table.permute(0, 2, 3, 1).reshape(1, -1, dim).to(pos_embed.dtype)  # (1, N', D)
     return torch.cat([prefix, resized], dim=1)

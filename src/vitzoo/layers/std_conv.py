@@ -35,14 +35,19 @@ def pad_same(x: torch.Tensor, kernel: int, stride: int, value: float = 0.0) -> t
     return x
 
 
+# The padding depends on the input's size: one node under torch.fx tracing.
+torch.fx.wrap("pad_same")
+
+
 def standardize_weight(weight: torch.Tensor, eps: float = 1e-5) -> torch.Tensor:
     """``(w - mean) / (std + eps)`` per output channel, population std (Google's formula).
 
     The epsilon is added to the standard deviation, not inside the square root.
     """
-    dims = tuple(range(1, weight.ndim))
-    centred = weight - weight.mean(dim=dims, keepdim=True)
-    return centred / (centred.std(dim=dims, keepdim=True, unbiased=False) + eps)
+    flat = weight.flatten(1)  # (O, I * kh * kw)
+    centred = flat - flat.mean(dim=1, keepdim=True)
+    std = centred.std(dim=1, keepdim=True, unbiased=False)
+    return (centred / (std + eps)).view_as(weight)
 
 
 class StdConv2dSame(nn.Conv2d):

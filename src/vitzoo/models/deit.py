@@ -7,6 +7,7 @@ attention" (ICML 2021).
 from __future__ import annotations
 
 import torch
+from torch import nn
 
 from ..config import ViTConfig
 from ..errors import ConfigError
@@ -20,16 +21,38 @@ class DistilledVisionTransformer(VisionTransformer):
 
     :meth:`forward` returns the mean of the two heads' logits (DeiT's inference rule) in
     training and evaluation alike; :meth:`forward_distill` returns both, for the distillation
-    loss.
+    loss. After ``set_distilled_training(True)`` (timm's switch), ``forward`` in training mode
+    returns the pair ``(class_logits, distill_logits)`` instead, as timm's DeiT does.
 
     Args:
         cfg: the architecture, with ``distilled=True``.
     """
 
+
+
     def __init__(self, cfg: ViTConfig) -> None:
         if not cfg.distilled:
             raise ConfigError("DistilledVisionTransformer needs a config with distilled=True")
         super().__init__(cfg)
+        self.distilled_training = False
+
+    def set_distilled_training(self, enable: bool = True) -> None:
+        """Make ``forward`` return both logits in training mode (timm's DeiT switch)."""
+        self.distilled_training = enable
+
+    def get_classifier(self) -> tuple[nn.Module, nn.Module]:  # type: ignore[override]
+        """Both heads ``(head, head_dist)``, as timm's DeiT returns them."""
+        return self.head, self.head_dist
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        """Mean logits; the pair ``(class_logits, distill_logits)`` in training mode after
+        ``set_distilled_training(True)`` (not in TorchScript, whose forward returns one type)."""
+        if self.distilled_training and self.training and not torch.jit.is_scripting():
+            return self.forward_distill(x)  # type: ignore[return-value]
+        return self.forward_head(self.forward_features(x))
+
+    def _prune_head(self) -> None:
+        self.reset_classifier(0)  # the two tokens keep their pooling
 
     def _replace_heads(self, num_classes: int) -> None:
         self.head = self._new_head(num_classes)

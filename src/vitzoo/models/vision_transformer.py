@@ -25,13 +25,43 @@ from ..layers import (
     Mlp,
     PatchEmbed,
     check_init_mode,
+    interpolate_pos_embed,
     lecun_normal_,
     sincos_2d_pos_embed,
 )
 from ..layers.attention import SelectableAttention
 from .hybrid import build_resnet_backbone
 
-__all__ = ["LayerFactories", "VisionTransformer", "init_submodules"]
+__all__ = ["ATTENTION_HEADS", "LayerFactories", "VisionTransformer", "init_submodules",
+           "take_indices"]
+
+ATTENTION_HEADS = ("all", "mean")
+
+# Run-time position tables depend on the input's size: one node each under torch.fx tracing.
+torch.fx.wrap("interpolate_pos_embed")
+torch.fx.wrap("sincos_2d_pos_embed")
+
+
+def take_indices(depth: int, indices: int | Sequence[int] | None) -> tuple[list[int], int]:
+    """timm's block selection: ``None`` every block, an int n the last n, a sequence those
+    blocks (negative counts from the end). Returns the sorted indices and the largest."""
+    if indices is None:
+        indices = depth
+    if isinstance(indices, int):
+        if isinstance(indices, bool) or not 0 < indices <= depth:
+            raise ConfigError(f"indices={indices!r} must be in 1..{depth} (the last n blocks)")
+        chosen = list(range(depth - indices, depth))
+    else:
+        chosen = []
+        for i in indices:
+            if not isinstance(i, int) or isinstance(i, bool) or not -depth <= i < depth:
+                raise ConfigError(f"block index {i!r} is out of range for depth {depth} "
+                                  f"(0..{depth - 1}, or negative from the end)")
+            chosen.append(i % depth)
+        if not chosen:
+            raise ConfigError("indices is empty: name at least one block")
+    chosen = sorted(set(chosen))
+    return chosen, chosen[-1]
 
 
 class LayerFactories:
@@ -67,14 +97,15 @@ def init_submodules(model: nn.Module, mode: str, *, only: Iterable[str] | None =
 
 
 def _patch_embed(cfg: ViTConfig) -> PatchEmbed | HybridEmbed:
+    dynamic = {"dynamic_img_size": cfg.dynamic_img_size, "dynamic_img_pad": cfg.dynamic_img_pad}
     if cfg.backbone_layers is None:
         return PatchEmbed(img_size=cfg.img_size, patch_size=cfg.patch_size,
-                          in_chans=cfg.in_chans, embed_dim=cfg.embed_dim)
+                          in_chans=cfg.in_chans, embed_dim=cfg.embed_dim, **dynamic)
     backbone, channels = build_resnet_backbone(cfg.backbone_layers, width=cfg.backbone_width,
                                                in_chans=cfg.in_chans)
     return HybridEmbed(backbone, img_size=cfg.img_size, feature_size=cfg.feature_size,
                        feature_dim=channels, patch_size=cfg.patch_size, in_chans=cfg.in_chans,
-                       embed_dim=cfg.embed_dim)
+                       embed_dim=cfg.embed_dim, **dynamic)
 
 
 def _drop_path_rates(rate: float, depth: int) -> list[float]:
@@ -96,8 +127,18 @@ class VisionTransformer(nn.Module):
             a ``pre_logits`` layer, else D).
         num_prefix_tokens: class/distillation tokens before the patch tokens.
         pretrained_cfg: preprocessing and provenance of the weights (a dict with the keys of
-            :class:`vitzoo.pretrained.PretrainedCfg`; set by ``create_model`` / ``load_model``).
+            :class:`vitzoo.pretrained.PretrainedCfg`; set by ``create_model`` / ``load_model``);
+            ``default_cfg`` is the same dict (timm's older name).
+        feature_info: one ``dict(module="blocks.i", num_chs=D, reduction=stride)`` per block,
+            timm's description of the maps :meth:`forward_intermediates` returns.
+
+    The forward path scripts with ``torch.jit.script``, traces with ``torch.fx`` and compiles
+    with ``torch.compile(fullgraph=True)``: shape checks are single functions
+    (:func:`vitzoo.layers.check_image`), and no Python-only construct is on the path.
     """
+
+    __jit_unused_properties__ = ["default_cfg"]
+    __constants__ = ["dynamic_img_size", "pos_embed_resample", "pos_embed_antialias"]
 
     def __init__(self, cfg: ViTConfig | None = None) -> None:
         super().__init__()
@@ -114,11 +155,15 @@ class VisionTransformer(nn.Module):
         self.num_features = self.embed_dim = D
         self.head_hidden_size = cfg.representation_size or D
         self.num_prefix_tokens = cfg.num_prefix_tokens
+        self.dynamic_img_size = cfg.dynamic_img_size
+        self.pos_embed_resample = "sincos" if cfg.pos_embed == "sincos" else cfg.pos_embed_resample
+        self.pos_embed_antialias = cfg.pos_embed_antialias
         self.grad_checkpointing = False
         self.pretrained_cfg: dict[str, Any] = {}
         self._layers = LayerFactories(cfg)
 
         self.patch_embed = _patch_embed(cfg)
+        self.feature_info = self._feature_info()
         self.cls_token = nn.Parameter(torch.zeros(1, 1, D)) if cfg.class_token else None
         self._build_pos_embed(cfg)
         self.dist_token = nn.Parameter(torch.zeros(1, 1, D)) if cfg.distilled else None
@@ -228,25 +273,64 @@ class VisionTransformer(nn.Module):
                 nn.init.trunc_normal_(self.dist_token, std=0.02)
 
     # -- the backbone contract ---------------------------------------------------------------
-    def _prefix_tokens(self, batch: int) -> list[torch.Tensor]:
-        tokens = [t for t in (self.cls_token, self.dist_token) if t is not None]
-        return [t.expand(batch, -1, -1) for t in tokens]  # each (B, 1, D)
+    def _feature_info(self) -> list[dict[str, Any]]:
+        reduction = self.patch_embed.feat_ratio()
+        return [{"module": f"blocks.{i}", "num_chs": self.embed_dim, "reduction": reduction}
+                for i in range(self.cfg.depth)]
 
-    def _embed(self, x: torch.Tensor) -> torch.Tensor:
-        x = self.patch_embed(x)  # (B, N, D)
-        x = torch.cat([*self._prefix_tokens(x.shape[0]), x], dim=1)  # (B, P + N, D)
-        return self.pos_drop(x + self.pos_embed)
+    @property
+    def default_cfg(self) -> dict[str, Any]:
+        """``pretrained_cfg`` under timm's older name (the same dict)."""
+        return self.pretrained_cfg
 
-    def _run_block(self, block: nn.Module, x: torch.Tensor) -> torch.Tensor:
-        if self.grad_checkpointing and torch.is_grad_enabled():
-            return checkpoint(block, x, use_reentrant=False)
-        return block(x)
+    @default_cfg.setter
+    def default_cfg(self, value: dict[str, Any]) -> None:
+        self.pretrained_cfg = value
+
+    def _add_prefix_tokens(self, x: torch.Tensor) -> torch.Tensor:
+        parts: list[torch.Tensor] = []
+        if self.cls_token is not None:
+            parts.append(self.cls_token.expand(x.shape[0], -1, -1))  # (B, 1, D)
+        if self.dist_token is not None:
+            parts.append(self.dist_token.expand(x.shape[0], -1, -1))  # (B, 1, D)
+        parts.append(x)
+        return torch.cat(parts, dim=1)  # (B, P + N, D)
+
+    def _dynamic_pos_embed(self, gh: int, gw: int) -> torch.Tensor:
+        """The position table for a ``(gh, gw)`` grid: resampled by the weights' rule, or
+        big_vision's sin-cos table computed for that grid."""
+        native = self.patch_embed.grid_size
+        if self.pos_embed_resample == "sincos":
+            if gh == native[0] and gw == native[1]:
+                return self.pos_embed
+            table = sincos_2d_pos_embed((gh, gw), self.embed_dim).to(self.pos_embed)
+            prefix = self.pos_embed[:, :self.num_prefix_tokens]
+            return torch.cat([prefix, table], dim=1)
+        return interpolate_pos_embed(self.pos_embed, [gh, gw], [native[0], native[1]],
+                                     self.num_prefix_tokens, self.pos_embed_resample,
+                                     self.pos_embed_antialias)
+
+    def _embed(self, x: torch.Tensor) -> tuple[torch.Tensor, tuple[int, int]]:
+        """Positioned tokens ``(B, P + N, D)`` and their patch grid ``(gh, gw)``."""
+        x = self.patch_embed(x)  # (B, N, D), or (B, gh, gw, D) for dynamic sizes
+        if self.dynamic_img_size:
+            gh, gw = x.shape[1], x.shape[2]
+            pos_embed = self._dynamic_pos_embed(gh, gw)
+            x = x.flatten(1, 2)  # (B, N, D)
+        else:
+            gh, gw = self.patch_embed.grid_size[0], self.patch_embed.grid_size[1]
+            pos_embed = self.pos_embed
+        x = self._add_prefix_tokens(x)  # (B, P + N, D)
+        return self.pos_drop(x + pos_embed), (gh, gw)
 
     def forward_features(self, x: torch.Tensor) -> torch.Tensor:
         """All tokens after the final norm: ``(B, C, H, W) -> (B, P + N, D)``."""
-        x = self._embed(x)
-        for block in self.blocks:
-            x = self._run_block(block, x)
+        x, _ = self._embed(x)
+        if self.grad_checkpointing and not torch.jit.is_scripting() and torch.is_grad_enabled():
+            for block in self.blocks:
+                x = checkpoint(block, x, use_reentrant=False)
+        else:
+            x = self.blocks(x)
         return self.norm(x)
 
     def _pool(self, x: torch.Tensor) -> torch.Tensor:
@@ -254,7 +338,9 @@ class VisionTransformer(nn.Module):
             return self.attn_pool(x)  # (B, D), attending to every token
         if self.global_pool == "avg":
             return x[:, self.num_prefix_tokens:].mean(dim=1)  # (B, D), patch tokens only
-        return x[:, 0]  # (B, D), the class token
+        if self.global_pool == "token":
+            return x[:, 0]  # (B, D), the class token
+        return x  # global_pool="": every token, unpooled
 
     def forward_head(self, x: torch.Tensor, pre_logits: bool = False) -> torch.Tensor:
         """Pool the tokens of :meth:`forward_features` and classify them.
@@ -271,80 +357,202 @@ class VisionTransformer(nn.Module):
         """Logits ``(B, num_classes)``, or pooled features when ``num_classes == 0``."""
         return self.forward_head(self.forward_features(x))
 
-    def _block_indices(self, indices: int | Sequence[int] | None) -> list[int]:
-        depth = len(self.blocks)
-        if indices is None:
-            return list(range(depth))
-        if isinstance(indices, int):
-            if not 0 < indices <= depth:
-                raise ConfigError(f"indices={indices} must be in 1..{depth} (the last n blocks)")
-            return list(range(depth - indices, depth))
-        chosen = []
-        for i in indices:
-            if not -depth <= i < depth:
-                raise ConfigError(f"block index {i} is out of range for depth {depth}")
-            chosen.append(i % depth)
-        return sorted(set(chosen))
+    def _run_block(self, block: nn.Module, x: torch.Tensor) -> torch.Tensor:
+        if self.grad_checkpointing and torch.is_grad_enabled():
+            return checkpoint(block, x, use_reentrant=False)
+        return block(x)
 
     def forward_intermediates(
-        self, x: torch.Tensor, indices: int | Sequence[int] | None = None, norm: bool = False,
+        self, x: torch.Tensor, indices: int | Sequence[int] | None = None,
+        return_prefix_tokens: bool = False, norm: bool = False, stop_early: bool = False,
         output_fmt: str = "NCHW", intermediates_only: bool = False,
-    ) -> list[torch.Tensor] | tuple[torch.Tensor, list[torch.Tensor]]:
-        """Outputs of chosen blocks, for dense-prediction and feature-pyramid users.
+    ) -> Any:
+        """Outputs of chosen blocks, for dense-prediction and feature-pyramid users (timm's
+        method, with timm's meaning).
 
         Args:
             x: images ``(B, C, H, W)``.
             indices: ``None`` for every block, an int n for the last n blocks, or a sequence of
                 block indices (negative counts from the end).
+            return_prefix_tokens: give each intermediate as ``(patch_tokens, prefix_tokens)``
+                with the ``(B, P, D)`` class/distillation tokens (models with prefix tokens).
             norm: apply the final norm to each intermediate.
+            stop_early: stop after the last chosen block; the returned features are then the
+                final norm of that block's output.
             output_fmt: ``"NCHW"`` gives patch tokens as ``(B, D, gh, gw)`` maps, ``"NLC"`` as
-                ``(B, N, D)`` sequences. Prefix tokens are dropped in both.
-            intermediates_only: return only the list (and stop after the last chosen block).
+                ``(B, N, D)`` sequences.
+            intermediates_only: return only the list (the blocks after the last chosen one
+                are skipped, which changes nothing in the list).
 
         Returns:
             ``intermediates_only=True``: the list of intermediates, in block order.
-            Otherwise ``(features, intermediates)``, ``features`` being
-            :meth:`forward_features`'s output.
+            Otherwise ``(features, intermediates)``: ``features`` the final norm of the last
+            block run, all tokens ``(B, P + N, D)``.
         """
         if output_fmt not in ("NCHW", "NLC"):
             raise ConfigError(f"output_fmt={output_fmt!r} is not 'NCHW' or 'NLC'")
-        take = self._block_indices(indices)
-        last = take[-1] if intermediates_only else len(self.blocks) - 1
-        gh, gw = self.patch_embed.grid_size
-        intermediates = []
-        x = self._embed(x)
+        take, last = take_indices(len(self.blocks), indices)
+        stop = last if stop_early or intermediates_only else len(self.blocks) - 1
+        x, (gh, gw) = self._embed(x)
+        intermediates: list[Any] = []
         for i, block in enumerate(self.blocks):
-            if i > last:
+            if i > stop:
                 break
             x = self._run_block(block, x)
             if i in take:
-                y = self.norm(x) if norm else x
-                y = y[:, self.num_prefix_tokens:]  # (B, N, D)
-                if output_fmt == "NCHW":
-                    y = y.reshape(y.shape[0], gh, gw, -1).permute(0, 3, 1, 2)  # (B, D, gh, gw)
-                intermediates.append(y)
+                intermediates.append(self._intermediate(x, norm, output_fmt, (gh, gw),
+                                                        return_prefix_tokens))
         if intermediates_only:
             return intermediates
         return self.norm(x), intermediates
 
-    def attention_maps(self, x: torch.Tensor,
-                       indices: int | Sequence[int] | None = None) -> list[torch.Tensor]:
-        """Attention probabilities ``(B, H, P + N, P + N)`` of the chosen blocks.
+    def _intermediate(self, x: torch.Tensor, norm: bool, output_fmt: str,
+                      grid: tuple[int, int], with_prefix: bool) -> Any:
+        y = self.norm(x) if norm else x
+        P = self.num_prefix_tokens
+        patches = y[:, P:]  # (B, N, D)
+        if output_fmt == "NCHW":
+            patches = patches.reshape(y.shape[0], grid[0], grid[1], -1)  # (B, gh, gw, D)
+            patches = patches.permute(0, 3, 1, 2).contiguous()  # (B, D, gh, gw)
+        if with_prefix and P:
+            return patches, y[:, :P]  # (..., (B, P, D))
+        return patches
+
+    def prune_intermediate_layers(self, indices: int | Sequence[int] = 1,
+                                  prune_norm: bool = False,
+                                  prune_head: bool = True) -> list[int]:
+        """Drop the blocks after the last of ``indices`` (timm's method): what a feature
+        extractor over those blocks never runs.
+
+        Args:
+            indices: as in :meth:`forward_intermediates`.
+            prune_norm: replace the final norm by the identity.
+            prune_head: remove the head, pooling and ``fc_norm`` (``forward`` then returns
+                every token).
+
+        Returns:
+            The kept block indices, sorted.
+        """
+        take, last = take_indices(len(self.blocks), indices)
+        self.blocks = self.blocks[:last + 1]
+        self.cfg = self.cfg.replace(depth=last + 1)
+        self.feature_info = self.feature_info[:last + 1]
+        if prune_norm:
+            self.norm = nn.Identity()
+        if prune_head:
+            self.fc_norm = nn.Identity()
+            self.pre_logits = nn.Identity()
+            self.head_hidden_size = self.embed_dim
+            self._prune_head()
+        return take
+
+    def _prune_head(self) -> None:
+        self.reset_classifier(0, "")
+
+    def get_intermediate_layers(
+        self, x: torch.Tensor, n: int | Sequence[int] = 1, reshape: bool = False,
+        return_class_token: bool = False, norm: bool = True,
+    ) -> tuple[Any, ...]:
+        """DINOv2's method: the outputs of the last ``n`` blocks (or of blocks ``n``).
+
+        Args:
+            x: images ``(B, C, H, W)``.
+            n: an int for the last n blocks, or block indices (negative from the end).
+            reshape: patch tokens as ``(B, D, gh, gw)`` maps instead of ``(B, N, D)``.
+            return_class_token: pair each output with its class token ``(B, D)``.
+            norm: apply the final norm first (DINOv2's default).
+
+        Returns:
+            A tuple, in block order, of patch tokens (every prefix token removed), or of
+            ``(patch_tokens, class_token)`` pairs with ``return_class_token``.
+        """
+        if return_class_token and self.cls_token is None:
+            raise ConfigError("this model has no class token; call get_intermediate_layers "
+                              "with return_class_token=False")
+        outputs = self.forward_intermediates(
+            x, indices=n, return_prefix_tokens=return_class_token, norm=norm,
+            output_fmt="NCHW" if reshape else "NLC", intermediates_only=True)
+        if return_class_token:
+            return tuple((patches, prefix[:, 0]) for patches, prefix in outputs)
+        return tuple(outputs)
+
+    def attention_maps(self, x: torch.Tensor, indices: int | Sequence[int] | None = None,
+                       heads: str = "all") -> list[torch.Tensor]:
+        """Attention probabilities of the chosen blocks; the others keep their fast path.
+
+        Only the chosen blocks compute the probabilities explicitly; every other block runs
+        as it always does (SDPA by default), so the tokens, and every map, are those of the
+        model's own forward pass.
 
         Args:
             x: images ``(B, C, H, W)``.
             indices: as in :meth:`forward_intermediates`.
+            heads: ``"all"`` for ``(B, H, P + N, P + N)`` per block, ``"mean"`` for the
+                average over heads ``(B, P + N, P + N)``.
+
+        Returns:
+            One map per chosen block, in block order; every row sums to one over the keys.
         """
-        take = self._block_indices(indices)
+        if heads not in ATTENTION_HEADS:
+            raise ConfigError(f"heads={heads!r} is not one of "
+                              f"{', '.join(map(repr, ATTENTION_HEADS))}")
+        take, last = take_indices(len(self.blocks), indices)
         maps = []
-        x = self._embed(x)
+        x, _ = self._embed(x)
         for i, block in enumerate(self.blocks):
-            if i > take[-1]:
+            if i > last:
                 break
-            x, probs = block.forward_with_attn(x)
             if i in take:
-                maps.append(probs)
+                x, probs = block.forward_with_attn(x)
+                maps.append(probs.mean(dim=1) if heads == "mean" else probs)
+            else:
+                x = block(x)
         return maps
+
+    def get_classifier(self) -> nn.Module:
+        """The classifier head (``nn.Identity`` without one)."""
+        return self.head
+
+    def set_input_size(self, img_size: int | tuple[int, int] | None = None,
+                       patch_size: int | tuple[int, int] | None = None) -> None:
+        """Change the native input size and/or the patch size, permanently (timm's method).
+
+        Learned position embeddings are resampled with the weights' rule
+        (``cfg.pos_embed_resample``, as ``dynamic_img_size`` does at run time); a sin-cos
+        table is recomputed. A new patch size PI-resizes the patch kernel (FlexiViT).
+        ``cfg`` records the new sizes, so a saved model reloads as it is now.
+        """
+        changes: dict[str, Any] = {}
+        if img_size is not None:
+            changes["img_size"] = img_size
+        if patch_size is not None:
+            changes["patch_size"] = patch_size
+        if not changes:
+            return
+        new_cfg = self.cfg.replace(**changes)
+        old_grid = self.patch_embed.grid_size
+        if isinstance(self.patch_embed, HybridEmbed):
+            self.patch_embed.set_input_size(new_cfg.img_size, new_cfg.feature_size,
+                                            patch_size=new_cfg.patch_size)
+        else:
+            self.patch_embed.set_input_size(new_cfg.img_size, new_cfg.patch_size)
+        self.cfg = new_cfg
+        new_grid = self.patch_embed.grid_size
+        if new_grid != old_grid:
+            if isinstance(self.pos_embed, nn.Parameter):
+                with torch.no_grad():
+                    table = interpolate_pos_embed(
+                        self.pos_embed, list(new_grid), list(old_grid), self.num_prefix_tokens,
+                        new_cfg.pos_embed_resample, new_cfg.pos_embed_antialias)
+                self.pos_embed = nn.Parameter(table, requires_grad=self.pos_embed.requires_grad)
+            else:
+                reference = self.pos_embed
+                self._build_pos_embed(new_cfg)
+                self.pos_embed = self.pos_embed.to(reference)
+        self.feature_info = self._feature_info()
+        if self.pretrained_cfg:
+            self.pretrained_cfg = {**self.pretrained_cfg,
+                                   "input_size": (new_cfg.in_chans, *new_cfg.img_size)}
 
     # -- training helpers ----------------------------------------------------------------------
     def reset_classifier(self, num_classes: int, global_pool: str | None = None) -> None:

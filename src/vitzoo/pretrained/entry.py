@@ -61,9 +61,11 @@ class PretrainedEntry:
 
     @property
     def numerics(self) -> dict[str, Any]:
-        """The ViTConfig fields that make a model compute as the weights' own framework did."""
-        return {"gelu_approximate": "tanh" if self.origin == "jax" else "none",
-                "norm_eps": 1e-6}
+        """The ViTConfig fields that make a model compute as the weights' own framework did
+        (also its rule for resizing position embeddings: Google's zoom or timm's bicubic)."""
+        jax = self.origin == "jax"
+        return {"gelu_approximate": "tanh" if jax else "none", "norm_eps": 1e-6,
+                "pos_embed_resample": "scipy" if jax else "bicubic"}
 
     def to_dict(self) -> dict[str, Any]:
         return {

@@ -14,7 +14,9 @@ import importlib.util
 import inspect
 import logging
 import os
+import re
 import tempfile
+import warnings
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -111,8 +113,10 @@ def _dynamic_dims(cfg: ViTConfig, *, dynamic_batch: bool, dynamic_size: bool) ->
                 "vitzoo.create_model(name, dynamic_img_size=True) (or vitzoo export "
                 "--dynamic-size, which does)"
             )
-        dims[2] = Dim("height")
-        dims[3] = Dim("width")
+        # The model's own checks decide which sizes are valid (whole patches unless
+        # dynamic_img_pad, the hybrid stem's strides); DYNAMIC lets the trace keep them.
+        dims[2] = Dim.DYNAMIC
+        dims[3] = Dim.DYNAMIC
     return dims
 
 
@@ -191,23 +195,34 @@ def _quiet_exporter() -> Iterator[None]:
     for logger in loggers:
         logger.setLevel(logging.ERROR)
     try:
-        yield
+        with warnings.catch_warnings():
+            # PyTorch 2.13's exporter trips over its own deprecation of pytree's LeafSpec
+            warnings.filterwarnings("ignore", message=".*LeafSpec.*", category=FutureWarning)
+            yield
     finally:
         for logger, level in zip(loggers, levels, strict=True):
             logger.setLevel(level)
 
 
-def _check_shapes(x: torch.Tensor, cfg: ViTConfig, dims: dict[int, Any]) -> list[torch.Tensor]:
+def _token_stride(model: nn.Module) -> int:
+    """Input pixels per token (the patch, times the hybrid stem's stride)."""
+    for module in model.modules():
+        if callable(getattr(module, "feat_ratio", None)):
+            return int(module.feat_ratio())
+    return max(_vit_config(model).patch_size)
+
+
+def _check_shapes(x: torch.Tensor, model: nn.Module,
+                  dims: dict[int, Any]) -> list[torch.Tensor]:
     """Inputs to run the file at: the traced one, and each dynamic dimension changed."""
     inputs = [x]
     b, c, h, w = x.shape
     if 0 in dims:
         inputs.append(torch.randn(b + 1, c, h, w, generator=torch.Generator().manual_seed(1)))
     if 2 in dims:
-        ph, pw = cfg.patch_size
-        # a rectangular size one patch taller and two narrower (or wider, for tiny inputs)
-        other_w = w - 2 * pw if w > 2 * pw else w + 2 * pw
-        inputs.append(torch.randn(b, c, h + ph, other_w,
+        stride = _token_stride(model)
+        # rectangular: one token row more, two token columns more
+        inputs.append(torch.randn(b, c, h + stride, w + 2 * stride,
                                   generator=torch.Generator().manual_seed(2)))
     return [t.to(device=x.device, dtype=x.dtype) for t in inputs]
 
@@ -268,6 +283,31 @@ def _move_into_place(staging: Path, target: Path) -> None:
         os.replace(file, target.parent / file.name)
 
 
+_INPUT_DIM_NAMES = ("batch", None, "height", "width")
+
+
+def _name_dims(program: Any) -> None:
+    """Call the input's dynamic height and width ``height`` and ``width`` (the exporter numbers
+    them, ``s53``), in every shape expression of the graph."""
+    import onnx_ir
+
+    graph = program.model.graph
+    names = {str(d): name for d, name in zip(graph.inputs[0].shape.dims, _INPUT_DIM_NAMES,
+                                              strict=True)
+             if name and isinstance(d, onnx_ir.SymbolicDim) and str(d) != name}
+    if not names:
+        return
+    symbol = re.compile(r"\b(" + "|".join(map(re.escape, names)) + r")\b")
+    values = [*graph.inputs, *graph.outputs, *(v for node in graph for v in node.outputs)]
+    for value in values:
+        if value.shape is None:
+            continue
+        dims = [d if isinstance(d, int) or d.value is None
+                else onnx_ir.SymbolicDim(symbol.sub(lambda m: names[m.group(1)], d.value))
+                for d in value.shape.dims]
+        value.shape = onnx_ir.Shape(dims)
+
+
 def _onnx_input_shape(program: Any) -> tuple[int | str, ...]:
     dims = program.model.graph.inputs[0].shape.dims
     return tuple(d if isinstance(d, int) else str(d) for d in dims)
@@ -323,12 +363,13 @@ def export_onnx(model: nn.Module, path: str | Path, *,
     dims = _dynamic_dims(cfg, dynamic_batch=dynamic_batch, dynamic_size=dynamic_size)
     x = _trace_input(model, img_size, batch_size, dynamic_batch)
     program = _onnx_program(model, x, dims, opset=opset)
+    _name_dims(program)
     check = _has_onnxruntime() if verify is None else verify
     target.parent.mkdir(parents=True, exist_ok=True)
     with tempfile.TemporaryDirectory(prefix=f".{target.name}.", dir=target.parent) as staging:
         staged = Path(staging) / target.name
         program.save(staged, external_data=external_data)
-        inputs = _check_shapes(x, cfg, dims) if check else []
+        inputs = _check_shapes(x, model, dims) if check else []
         worst = check_onnx(staged, model, inputs, atol=atol) if check else None
         _move_into_place(Path(staging), target)
     return OnnxExport(path=target, opset=program.model.opset_imports[""],

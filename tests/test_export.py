@@ -151,6 +151,25 @@ def test_onnx_file_of_a_dynamic_size_model_matches_eager_at_two_image_sizes(tmp_
 
 
 @needs_onnx
+def test_onnx_file_of_a_padding_model_takes_sizes_that_are_not_whole_patches(tmp_path):
+    model = tiny(dynamic_img_size=True, dynamic_img_pad=True)
+    result = export.export_onnx(model, tmp_path / "model.onnx", dynamic_size=True)
+    for x in (batch(2, 37, 29), batch(1, 9, 17)):
+        torch.testing.assert_close(run_onnx(result.path, x), eager(model, x), rtol=0, atol=1e-5)
+
+
+@needs_onnx
+def test_onnx_file_of_a_dynamic_size_hybrid_matches_eager_at_two_image_sizes(tmp_path):
+    # the ResNet stem alone (stride 4, TF "SAME" padding), then 2x2 patches: stride 8; the
+    # stages add nothing here but export time (30 s for one with dynamic sizes)
+    model = tiny(patch_size=2, backbone_layers=(), backbone_width=32, dynamic_img_size=True)
+    result = export.export_onnx(model, tmp_path / "hybrid.onnx", dynamic_size=True)
+    assert result.checked_shapes == [(2, 3, 32, 32), (3, 3, 32, 32), (2, 3, 40, 48)]
+    for x in (batch(2, 48, 24), batch(1, 38, 30)):  # 38x30: "SAME" pads to a 10x8 map
+        torch.testing.assert_close(run_onnx(result.path, x), eager(model, x), rtol=0, atol=1e-5)
+
+
+@needs_onnx
 def test_onnx_file_of_a_deit_model_without_a_head_gives_its_features(tmp_path):
     model = tiny(distilled=True, num_classes=0)
     result = export.export_onnx(model, tmp_path / "deit.onnx")

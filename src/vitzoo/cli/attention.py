@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import importlib.util
+from pathlib import Path
 
 import torch
 
@@ -96,7 +97,7 @@ def run(args: argparse.Namespace) -> int:
     shown = x[0] * std + mean  # the model's input, back in [0, 1]
     what = "rollout" if rollout else f"block {args.block}"
     what += f", heads {head}" if isinstance(head, str) else f", head {head}"
-    title = f"{model.pretrained_cfg.get('architecture') or args.model}: {what}"
+    title = f"{Path(args.model).name}: {what}"
     if logits is not None:
         p, i = logits.softmax(-1).max(-1)
         title += f"; predicted {class_names(model)[int(i)]} ({100 * float(p):.1f}%)"

@@ -60,7 +60,7 @@ def test_export_dynamic_size_runs_at_other_image_sizes(checkpoint, tmp_path, cap
     assert lines[1].endswith(" at 2x3x32x32, 3x3x32x32, 2x3x40x48")
     dynamic = vitzoo.load_model(path, dynamic_img_size=True).eval()
     for x in (torch.randn(2, 3, 32, 32), torch.randn(1, 3, 48, 24)):
-        torch.testing.assert_close(onnx_logits(out, x), eager(dynamic, x), rtol=0, atol=1e-4)
+        torch.testing.assert_close(onnx_logits(out, x), eager(dynamic, x), rtol=0, atol=1e-5)
     # the weights are the checkpoint's: at the native size, the fixed-size model's logits
     x = torch.randn(2, 3, 32, 32)
     torch.testing.assert_close(onnx_logits(out, x), eager(model, x), rtol=0, atol=1e-5)

@@ -67,9 +67,10 @@ def test_exported_program_with_a_dynamic_batch_equals_eager_at_two_batch_sizes()
         torch.testing.assert_close(program.module()(x), eager(model, x), rtol=0, atol=1e-6)
 
 
-def test_exported_program_of_a_dynamic_size_model_runs_at_other_image_sizes():
+@pytest.mark.parametrize("strict", [False, True])  # non-strict tracing, and TorchDynamo's
+def test_exported_program_of_a_dynamic_size_model_runs_at_other_image_sizes(strict):
     model = tiny(dynamic_img_size=True)
-    program = export.export_program(model, dynamic_size=True)
+    program = export.export_program(model, dynamic_size=True, strict=strict)
     for b, h, w in ((2, 32, 32), (1, 48, 24), (3, 40, 56)):
         x = batch(b, h, w)
         torch.testing.assert_close(program.module()(x), eager(model, x), rtol=0, atol=1e-6)
@@ -211,6 +212,19 @@ def test_onnx_with_external_weights_writes_both_files_and_runs(tmp_path):
 
 
 @needs_onnx
+def test_check_onnx_measures_the_difference_to_the_model(tmp_path):
+    model = tiny()
+    result = export.export_onnx(model, tmp_path / "model.onnx", verify=False)
+    with torch.no_grad():
+        model.head.bias += 1e-3  # the model moves away from the file by exactly that
+    x = [batch(2)]
+    assert export.check_onnx(result.path, model, x, atol=1e-2) == pytest.approx(1e-3, abs=1e-5)
+    with pytest.raises(VerificationError, match=f"^{result.path}: onnxruntime differs from "
+                                                r"PyTorch by 0\.001 \(> 0\.0001\)"):
+        export.check_onnx(result.path, model, x)
+
+
+@needs_onnx
 def test_a_failed_verification_keeps_the_old_file_and_leaves_nothing_else(tmp_path, monkeypatch):
     target = tmp_path / "model.onnx"
     target.write_bytes(b"the old file")
@@ -222,8 +236,9 @@ def test_a_failed_verification_keeps_the_old_file_and_leaves_nothing_else(tmp_pa
         return real(path, model, inputs, atol=-1.0)  # no difference passes
 
     monkeypatch.setattr(export, "check_onnx", off_by_a_little)
-    with pytest.raises(VerificationError, match="onnxruntime differs from PyTorch by .* at "
-                                                r"input shape \(2, 3, 32, 32\)"):
+    with pytest.raises(VerificationError, match=f"^{target}: onnxruntime differs from PyTorch by "
+                                                r".* at input shape \(2, 3, 32, 32\); nothing "
+                                                "was written"):
         export.export_onnx(tiny(), target)
     assert checked and checked[0] != target  # the staged copy was checked, not the target
     assert target.read_bytes() == b"the old file"

@@ -269,11 +269,21 @@ def check_onnx(path: str | Path, model: nn.Module, inputs: Sequence[torch.Tensor
         diff = max((a - e).abs().max().item() for a, e in zip(got, expected, strict=True))
         worst = max(worst, diff)
         if not diff <= atol:  # also catches NaN
-            raise VerificationError(
-                f"{path}: onnxruntime differs from PyTorch by {diff:.3g} (> {atol:g}) at input "
-                f"shape {tuple(x.shape)}; the file was not kept. Report it with the model's "
-                "name and the input shape, or export without verification to inspect it")
+            raise VerificationError(f"{path}: onnxruntime differs from PyTorch by {diff:.3g} "
+                                    f"(> {atol:g}) at input shape {tuple(x.shape)}")
     return worst
+
+
+def _check_staged(staged: Path, target: Path, model: nn.Module,
+                  inputs: Sequence[torch.Tensor], atol: float) -> float:
+    try:
+        return check_onnx(staged, model, inputs, atol=atol)
+    except VerificationError as err:
+        reason = str(err).removeprefix(f"{staged}: ")
+        raise VerificationError(
+            f"{target}: {reason}; nothing was written. Report it with the model's name and the "
+            "input shape; verify=False (vitzoo export --no-verify) keeps the file to inspect it"
+        ) from None
 
 
 def _move_into_place(staging: Path, target: Path) -> None:
@@ -370,7 +380,7 @@ def export_onnx(model: nn.Module, path: str | Path, *,
         staged = Path(staging) / target.name
         program.save(staged, external_data=external_data)
         inputs = _check_shapes(x, model, dims) if check else []
-        worst = check_onnx(staged, model, inputs, atol=atol) if check else None
+        worst = _check_staged(staged, target, model, inputs, atol) if check else None
         _move_into_place(Path(staging), target)
     return OnnxExport(path=target, opset=program.model.opset_imports[""],
                       input_shape=_onnx_input_shape(program), max_abs_diff=worst,

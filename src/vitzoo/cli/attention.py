@@ -23,7 +23,7 @@ def add_parser(commands: argparse._SubParsersAction) -> None:
                     "2020, the default) or one block's attention. Needs matplotlib "
                     '(pip install "vitzoo[plot]").',
     )
-    parser.add_argument("image")
+    parser.add_argument("image", help="an image file (anything Pillow reads)")
     parser.add_argument("--model", required=True,
                         help="checkpoint file or directory, or NAME[.TAG]")
     parser.add_argument("-o", "--output", required=True, metavar="OUT",

@@ -29,8 +29,8 @@ def add_parser(commands: argparse._SubParsersAction) -> None:
                         help="any image height and width at run time (builds the model with "
                              "dynamic_img_size=True)")
     parser.add_argument("--img-size", type=_image_size, metavar="N|HxW",
-                        help="the model's image size (default: the checkpoint's); with "
-                             "--dynamic-size the traced size")
+                        help="build the model for this image size (default: the checkpoint's; "
+                             "the position table is resampled at load time)")
     parser.add_argument("--batch-size", type=int, metavar="N",
                         help="a fixed batch size (default: any batch size at run time)")
     parser.add_argument("--opset", type=int, help="ONNX opset (default: the exporter's)")

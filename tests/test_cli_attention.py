@@ -102,7 +102,7 @@ def test_the_picture_is_written(model_and_image, tmp_path):
     out = tmp_path / "pictures" / "map.png"
     assert main(["attention", str(image), "--model", str(path), "-o", str(out)]) == 0
     with PIL.open(out) as picture:
-        assert picture.format == "PNG" and picture.size == (960, 510)
+        assert picture.format == "PNG" and picture.size == (1440, 510)
 
 
 @needs_matplotlib

@@ -119,7 +119,7 @@ def test_save_heatmap_writes_the_picture(tmp_path):
                        title="a title")
     assert out == tmp_path / "map.png"
     with Image.open(out) as picture:
-        assert picture.format == "PNG" and picture.size == (960, 510)  # 6.4 x 3.4 in, 150 dpi
+        assert picture.format == "PNG" and picture.size == (1440, 510)  # 9.6 x 3.4 in, 150 dpi
     assert sorted(p.name for p in tmp_path.iterdir()) == ["map.png"]  # nothing else left
 
 

@@ -6,6 +6,7 @@ The ONNX tests skip when the ``export`` extra (onnx, onnxscript, onnxruntime) is
 
 from __future__ import annotations
 
+import copy
 import importlib.util
 import sys
 
@@ -83,6 +84,38 @@ def test_exported_program_of_a_dynamic_size_hybrid_runs_at_other_image_sizes():
     program = export.export_program(model, dynamic_size=True)  # traced at 32x32
     x = batch(2, 38, 30)  # "SAME" pads differently; eager and the ONNX file take it
     torch.testing.assert_close(program.module()(x), eager(model, x), rtol=0, atol=1e-6)
+
+
+@pytest.mark.xfail(strict=True, raises=VerificationError,
+                   reason="VisionTransformer._dynamic_pos_embed's sin-cos branch returns the "
+                   "native table when the grid is native, outside _exporting(): the trace fixes "
+                   "the grid")
+def test_exported_program_of_a_dynamic_size_sincos_model_runs_at_other_image_sizes():
+    model = tiny(dynamic_img_size=True, pos_embed="sincos")
+    program = export.export_program(model, dynamic_size=True)  # checks 40x48 after 32x32
+    x = batch(1, 48, 24)
+    torch.testing.assert_close(program.module()(x), eager(model, x), rtol=0, atol=1e-6)
+
+
+def test_a_program_that_fails_at_a_checked_shape_is_a_verification_error(monkeypatch):
+    def one_channel(x, model, dims):
+        return [x, torch.randn(2, 1, 32, 32)]
+
+    monkeypatch.setattr(export, "_check_shapes", one_channel)
+    with pytest.raises(VerificationError, match=r"program of .* fails at input shape "
+                                                r"\(2, 1, 32, 32\)"):
+        export.export_program(tiny())
+
+
+def test_a_program_that_differs_from_the_model_is_a_verification_error():
+    model = tiny()
+    program = export.export_program(model, verify=False)  # shares the model's parameters
+    moved = copy.deepcopy(model)
+    with torch.no_grad():
+        moved.head.bias += 1e-3
+    with pytest.raises(VerificationError, match=r"differs from the model by 0\.001 \(> 1e-05\) "
+                                                r"at input shape \(2, 3, 32, 32\)"):
+        export._check_program(program, moved, [batch(2)], export.PROGRAM_ATOL)
 
 
 def test_a_fixed_batch_program_refuses_another_batch_size():
@@ -231,6 +264,27 @@ def test_check_onnx_measures_the_difference_to_the_model(tmp_path):
     with pytest.raises(VerificationError, match=f"^{result.path}: onnxruntime differs from "
                                                 r"PyTorch by 0\.001 \(> 0\.0001\)"):
         export.check_onnx(result.path, model, x)
+
+
+@needs_onnx
+def test_check_onnx_turns_an_onnxruntime_failure_into_a_verification_error(tmp_path):
+    model = tiny()
+    result = export.export_onnx(model, tmp_path / "model.onnx", batch_size=2,
+                                dynamic_batch=False)
+    with pytest.raises(VerificationError, match=f"^{result.path}: onnxruntime cannot run the "
+                                                r"file at input shape \(3, 3, 32, 32\)"):
+        export.check_onnx(result.path, model, [batch(3)])
+
+
+@needs_onnx
+@pytest.mark.xfail(strict=True, raises=VerificationError,
+                   reason="the sin-cos table's native-grid shortcut is traced (see the program "
+                   "test above)")
+def test_onnx_file_of_a_dynamic_size_sincos_model_matches_eager_at_other_sizes(tmp_path):
+    model = tiny(dynamic_img_size=True, pos_embed="sincos")
+    result = export.export_onnx(model, tmp_path / "model.onnx", dynamic_size=True)
+    x = batch(1, 48, 24)
+    torch.testing.assert_close(run_onnx(result.path, x), eager(model, x), rtol=0, atol=1e-5)
 
 
 @needs_onnx

@@ -112,7 +112,7 @@ def class_token_map(attn: torch.Tensor, grid_size: Sequence[int], *, num_prefix_
 
 def save_heatmap(image: torch.Tensor, heat: torch.Tensor, path: str | Path, *,
                  title: str | None = None, alpha: float = 0.5, cmap: str = "inferno") -> Path:
-    """Draw ``heat`` over ``image`` (next to the image alone) and write the picture atomically.
+    """Draw ``image``, the ``heat`` map and the two overlaid, and write the picture atomically.
 
     Needs matplotlib (``pip install "vitzoo[plot]"``). The heat map covers the whole image,
     one cell per patch; the colour bar shows its values.
@@ -122,7 +122,7 @@ def save_heatmap(image: torch.Tensor, heat: torch.Tensor, path: str | Path, *,
         heat: ``(gh, gw)``.
         path: the picture; the format follows the suffix (``.png``, ``.pdf``, ``.svg``, ...).
         title: a line above the two panels.
-        alpha: opacity of the heat map.
+        alpha: opacity of the heat map in the overlay.
         cmap: a matplotlib colour map.
     """
     try:
@@ -143,17 +143,19 @@ def save_heatmap(image: torch.Tensor, heat: torch.Tensor, path: str | Path, *,
     h, w = pixels.shape[:2]
     grey = pixels.shape[-1] == 1
     shown = pixels[..., 0] if grey else pixels
-    figure = Figure(figsize=(6.4, 3.4), layout="constrained")
-    left, right = figure.subplots(1, 2)
-    for axes in (left, right):
+    values = heat.detach().float().cpu().numpy()
+    extent = (-0.5, w - 0.5, h - 0.5, -0.5)  # one heat cell per patch, over the whole image
+    figure = Figure(figsize=(9.6, 3.4), layout="constrained")
+    panels = figure.subplots(1, 3)
+    for axes, name in zip(panels, ("input", "attention", "overlay"), strict=True):
+        axes.set_axis_off()
+        axes.set_title(name, fontsize=9)
+    for axes in (panels[0], panels[2]):
         axes.imshow(shown, cmap="gray" if grey else None, vmin=0, vmax=1,
                     interpolation="nearest")
-        axes.set_axis_off()
-    left.set_title("input", fontsize=9)
-    right.set_title("attention", fontsize=9)
-    drawn = right.imshow(heat.detach().float().cpu().numpy(), cmap=cmap, alpha=alpha,
-                         extent=(-0.5, w - 0.5, h - 0.5, -0.5), interpolation="nearest")
-    figure.colorbar(drawn, ax=right, fraction=0.046, pad=0.04)
+    drawn = panels[1].imshow(values, cmap=cmap, extent=extent, interpolation="nearest")
+    panels[2].imshow(values, cmap=cmap, alpha=alpha, extent=extent, interpolation="nearest")
+    figure.colorbar(drawn, ax=panels[1], fraction=0.046, pad=0.04)
     if title:
         figure.suptitle(title, fontsize=10)
     with atomic_path(path) as tmp:

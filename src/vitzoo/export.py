@@ -28,11 +28,13 @@ from torch import nn
 from .config import ViTConfig
 from .errors import ConfigError, ExportError, MissingDependencyError, VerificationError
 
-__all__ = ["ONNX_ATOL", "OnnxExport", "check_onnx", "example_input", "export_onnx",
+__all__ = ["ONNX_ATOL", "PROGRAM_ATOL", "OnnxExport", "check_onnx", "example_input", "export_onnx",
            "export_program"]
 
 ONNX_ATOL = 1e-4
 """The largest difference between onnxruntime's and eager PyTorch's outputs that passes."""
+PROGRAM_ATOL = 1e-5
+"""The same for a ``torch.export`` program (PyTorch's own kernels on both sides)."""
 
 _EXPORT_EXTRA = 'pip install "vitzoo[export]"'
 # The exporter logs a warning per torchvision operator it cannot register when torchvision is
@@ -139,71 +141,6 @@ def _eval_mode(model: nn.Module) -> Iterator[None]:
         model.train(was_training)
 
 
-# -- torch.export ---------------------------------------------------------------------------------
-def export_program(model: nn.Module, *, img_size: int | Sequence[int] | None = None,
-                   batch_size: int = 1, dynamic_batch: bool = True, dynamic_size: bool = False,
-                   strict: bool = False) -> torch.export.ExportedProgram:
-    """Capture ``model``'s inference forward pass with :func:`torch.export.export`.
-
-    Args:
-        model: a vitzoo model (put in eval mode for the trace, its mode restored after).
-        img_size: the traced image size; default the model's ``img_size``.
-        batch_size: the batch size of the program when ``dynamic_batch=False``.
-        dynamic_batch: any batch size at run time.
-        dynamic_size: any height and width at run time; needs a model built with
-            ``dynamic_img_size=True``.
-        strict: ``torch.export``'s strict (TorchDynamo) tracing instead of the default
-            non-strict mode.
-
-    Returns:
-        The ``ExportedProgram``; ``program.module()(x)`` runs it,
-        ``torch.export.save(program, path)`` stores it.
-
-    Raises:
-        ConfigError: ``dynamic_size`` on a fixed-size model, or bad sizes.
-        ExportError: ``torch.export`` failed (the message carries its reason).
-    """
-    cfg = _vit_config(model)
-    dims = _dynamic_dims(cfg, dynamic_batch=dynamic_batch, dynamic_size=dynamic_size)
-    x = _trace_input(model, img_size, batch_size, dynamic_batch)
-    with _eval_mode(model), torch.no_grad():
-        model(x)  # the model's own input checks (ImageSizeError) before tracing
-        try:
-            return torch.export.export(model, (x,), dynamic_shapes=(dims,) if dims else None,
-                                       strict=strict)
-        except Exception as err:  # the exporter's errors have no common base class
-            raise ExportError(f"torch.export could not capture {_name(model)}: "
-                              f"{_first_line(err)}") from err
-
-
-# -- ONNX -----------------------------------------------------------------------------------------
-def _require(*modules: str, why: str) -> None:
-    missing = [m for m in modules if importlib.util.find_spec(m) is None]
-    if missing:
-        raise MissingDependencyError(f"{why} needs {', '.join(missing)}, not installed: "
-                                     f"{_EXPORT_EXTRA}")
-
-
-def _has_onnxruntime() -> bool:
-    return importlib.util.find_spec("onnxruntime") is not None
-
-
-@contextlib.contextmanager
-def _quiet_exporter() -> Iterator[None]:
-    loggers = [logging.getLogger(name) for name in _QUIET_LOGGERS]
-    levels = [logger.level for logger in loggers]
-    for logger in loggers:
-        logger.setLevel(logging.ERROR)
-    try:
-        with warnings.catch_warnings():
-            # PyTorch 2.13's exporter trips over its own deprecation of pytree's LeafSpec
-            warnings.filterwarnings("ignore", message=".*LeafSpec.*", category=FutureWarning)
-            yield
-    finally:
-        for logger, level in zip(loggers, levels, strict=True):
-            logger.setLevel(level)
-
-
 def _token_stride(model: nn.Module) -> int:
     """Input pixels per token (the patch, times the hybrid stem's stride)."""
     for module in model.modules():
@@ -238,6 +175,99 @@ def _outputs(value: Any) -> list[torch.Tensor]:
                       "and dicts of tensors can be checked against ONNX")
 
 
+# -- torch.export ---------------------------------------------------------------------------------
+def export_program(model: nn.Module, *, img_size: int | Sequence[int] | None = None,
+                   batch_size: int = 1, dynamic_batch: bool = True, dynamic_size: bool = False,
+                   strict: bool = False, verify: bool = True,
+                   atol: float = PROGRAM_ATOL) -> torch.export.ExportedProgram:
+    """Capture ``model``'s inference forward pass with :func:`torch.export.export`.
+
+    Args:
+        model: a vitzoo model (put in eval mode for the trace, its mode restored after).
+        img_size: the traced image size; default the model's ``img_size``.
+        batch_size: the batch size of the program when ``dynamic_batch=False``.
+        dynamic_batch: any batch size at run time.
+        dynamic_size: any height and width at run time; needs a model built with
+            ``dynamic_img_size=True``.
+        strict: ``torch.export``'s strict (TorchDynamo) tracing instead of the default
+            non-strict mode.
+        verify: run the program at the traced shape and at another batch size and image size
+            when those are dynamic, and compare it with the eager model.
+        atol: the largest difference that passes.
+
+    Returns:
+        The ``ExportedProgram``; ``program.module()(x)`` runs it,
+        ``torch.export.save(program, path)`` stores it.
+
+    Raises:
+        ConfigError: ``dynamic_size`` on a fixed-size model, or bad sizes.
+        ExportError: ``torch.export`` failed (the message carries its reason).
+        VerificationError: the program fails or differs from the model at a checked shape.
+    """
+    cfg = _vit_config(model)
+    dims = _dynamic_dims(cfg, dynamic_batch=dynamic_batch, dynamic_size=dynamic_size)
+    x = _trace_input(model, img_size, batch_size, dynamic_batch)
+    with _eval_mode(model), torch.no_grad():
+        model(x)  # the model's own input checks (ImageSizeError) before tracing
+        try:
+            program = torch.export.export(model, (x,),
+                                          dynamic_shapes=(dims,) if dims else None,
+                                          strict=strict)
+        except Exception as err:  # the exporter's errors have no common base class
+            raise ExportError(f"torch.export could not capture {_name(model)}: "
+                              f"{_first_line(err)}") from err
+        if verify:
+            _check_program(program, model, _check_shapes(x, model, dims), atol)
+    return program
+
+
+def _check_program(program: torch.export.ExportedProgram, model: nn.Module,
+                   inputs: Sequence[torch.Tensor], atol: float) -> None:
+    module = program.module()
+    for x in inputs:
+        try:
+            got = _outputs(module(x))
+        except Exception as err:  # a guard of the trace that this shape does not meet
+            raise VerificationError(
+                f"the torch.export program of {_name(model)} fails at input shape "
+                f"{tuple(x.shape)}: {_first_line(err)}; the trace fixed something of the traced "
+                "shape. Report it with the model's name and the input shape") from err
+        diff = max((a.float() - e.float()).abs().max().item()
+                   for a, e in zip(got, _outputs(model(x)), strict=True))
+        if not diff <= atol:  # also catches NaN
+            raise VerificationError(f"the torch.export program of {_name(model)} differs from "
+                                    f"the model by {diff:.3g} (> {atol:g}) at input shape "
+                                    f"{tuple(x.shape)}")
+
+
+# -- ONNX -----------------------------------------------------------------------------------------
+def _require(*modules: str, why: str) -> None:
+    missing = [m for m in modules if importlib.util.find_spec(m) is None]
+    if missing:
+        raise MissingDependencyError(f"{why} needs {', '.join(missing)}, not installed: "
+                                     f"{_EXPORT_EXTRA}")
+
+
+def _has_onnxruntime() -> bool:
+    return importlib.util.find_spec("onnxruntime") is not None
+
+
+@contextlib.contextmanager
+def _quiet_exporter() -> Iterator[None]:
+    loggers = [logging.getLogger(name) for name in _QUIET_LOGGERS]
+    levels = [logger.level for logger in loggers]
+    for logger in loggers:
+        logger.setLevel(logging.ERROR)
+    try:
+        with warnings.catch_warnings():
+            # PyTorch 2.13's exporter trips over its own deprecation of pytree's LeafSpec
+            warnings.filterwarnings("ignore", message=".*LeafSpec.*", category=FutureWarning)
+            yield
+    finally:
+        for logger, level in zip(loggers, levels, strict=True):
+            logger.setLevel(level)
+
+
 def check_onnx(path: str | Path, model: nn.Module, inputs: Sequence[torch.Tensor], *,
                atol: float = ONNX_ATOL) -> float:
     """Run the ONNX file at ``path`` in onnxruntime (CPU) on each input and compare it with
@@ -254,14 +284,21 @@ def check_onnx(path: str | Path, model: nn.Module, inputs: Sequence[torch.Tensor
     _require("onnxruntime", why="checking an ONNX file")
     import onnxruntime
 
-    session = onnxruntime.InferenceSession(str(path), providers=["CPUExecutionProvider"])
+    options = onnxruntime.SessionOptions()
+    options.log_severity_level = 4  # its errors come back as exceptions; no log lines too
+    session = onnxruntime.InferenceSession(str(path), options,
+                                           providers=["CPUExecutionProvider"])
     name = session.get_inputs()[0].name
     worst = 0.0
     for x in inputs:
         with _eval_mode(model), torch.no_grad():
             expected = [t.detach().float().cpu() for t in _outputs(model(x))]
-        got = [torch.from_numpy(a).float() for a in
-               session.run(None, {name: x.detach().cpu().numpy()})]
+        try:
+            arrays = session.run(None, {name: x.detach().cpu().numpy()})
+        except Exception as err:  # onnxruntime's errors have no public base class
+            raise VerificationError(f"{path}: onnxruntime cannot run the file at input shape "
+                                    f"{tuple(x.shape)}: {_first_line(err)}") from err
+        got = [torch.from_numpy(a).float() for a in arrays]
         if [t.shape for t in got] != [t.shape for t in expected]:
             raise VerificationError(
                 f"{path}: onnxruntime gave outputs {[tuple(t.shape) for t in got]} for input "
@@ -279,7 +316,7 @@ def _check_staged(staged: Path, target: Path, model: nn.Module,
     try:
         return check_onnx(staged, model, inputs, atol=atol)
     except VerificationError as err:
-        reason = str(err).removeprefix(f"{staged}: ")
+        reason = str(err).removeprefix(f"{staged}: ").replace(str(staged), str(target))
         raise VerificationError(
             f"{target}: {reason}; nothing was written. Report it with the model's name and the "
             "input shape; verify=False (vitzoo export --no-verify) keeps the file to inspect it"

@@ -65,8 +65,8 @@ def run(args: argparse.Namespace) -> int:
                  dynamic_size=args.dynamic_size)
     if out.suffix.lower() == ".pt2":
         program = export_program(model, **shape)
-        with atomic_path(out) as tmp:
-            torch.export.save(program, tmp)
+        with atomic_path(out) as tmp, open(tmp, "wb") as f:
+            torch.export.save(program, f)  # a file object: the temporary name is not .pt2
         print(f"wrote {out} (torch.export program)")
         return 0
     result = export_onnx(model, out, opset=args.opset, verify=False if args.no_verify else None,

@@ -137,7 +137,7 @@ def _vitzoo_cfg_value():
     def value(model_name: str, cfg_key: str) -> Any:
         _gap("get_pretrained_cfg_value",
              "vitzoo has no get_pretrained_cfg_value(model_name, cfg_key); the harness read "
-             "create_model(name, device='meta').pretrained_cfg instead")
+             "the pretrained_cfg of create_model(name) built on the meta device instead")
         with torch.device("meta"):
             cfg = vitzoo.create_model(model_name).pretrained_cfg
         return cfg.get(cfg_key)

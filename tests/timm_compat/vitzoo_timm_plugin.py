@@ -113,9 +113,9 @@ def _lister(timm_fn, vitzoo_fn, label: str):
         except TypeError as err:
             if not _is_signature_error(err):
                 raise
-            _gap(f"{label}: {err}", "vitzoo." + label + " lacks timm's keyword(s) "
-                 + ", ".join(_unsupported(vitzoo_fn, kwargs)) + "; the harness listed timm's "
-                 "names that vitzoo.is_model accepts instead")
+            for key in _unsupported(vitzoo_fn, kwargs) or [str(err)]:
+                _gap(f"{label}({key}=)", f"vitzoo.{label} takes no {key!r} ({err}); the "
+                     "harness listed timm's names that vitzoo.is_model accepts instead")
             import vitzoo
             found = [n for n in expected if vitzoo.is_model(n)]
         call = {"call": f"{label}({_call_repr(args, kwargs)})", "timm": expected,

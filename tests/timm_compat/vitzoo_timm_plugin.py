@@ -114,8 +114,8 @@ def _lister(timm_fn, vitzoo_fn, label: str):
             if not _is_signature_error(err):
                 raise
             for key in _unsupported(vitzoo_fn, kwargs) or [str(err)]:
-                _gap(f"{label}({key}=)", f"vitzoo.{label} takes no {key!r} ({err}); the "
-                     "harness listed timm's names that vitzoo.is_model accepts instead")
+                _gap(f"{label}({key}=)", f"vitzoo.{label} takes no {key!r}; the harness "
+                     "listed timm's names that vitzoo.is_model accepts instead")
             import vitzoo
             found = [n for n in expected if vitzoo.is_model(n)]
         call = {"call": f"{label}({_call_repr(args, kwargs)})", "timm": expected,

@@ -359,15 +359,26 @@ def test_models_script_and_trace_to_the_same_outputs(kind):
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
         scripted = torch.jit.script(model)
-    traced = torch.fx.symbolic_trace(model)
+        traced = torch.fx.symbolic_trace(model)
+        traced_scripted = torch.jit.script(traced)  # timm's fx + TorchScript test
     with torch.no_grad():
         for inp in sizes:
             want = model(inp)
             torch.testing.assert_close(scripted(inp), want, atol=1e-6, rtol=0)
             torch.testing.assert_close(traced(inp), want, atol=0, rtol=0)
+            torch.testing.assert_close(traced_scripted(inp), want, atol=1e-6, rtol=0)
 
 
 def test_traced_model_still_checks_its_input():
     traced = torch.fx.symbolic_trace(vitzoo.build_model(TINY).eval())
     with pytest.raises(vitzoo.ImageSizeError, match="takes 32x32 images"):
         traced(image(40, 32))
+
+
+def test_reset_classifier_keeps_the_models_mode_and_in_chans_is_an_attribute():
+    model = vitzoo.build_model(TINY.replace(in_chans=1)).eval()
+    model.reset_classifier(7, "map")
+    assert model.in_chans == 1
+    assert not any(m.training for m in model.modules())
+    model.train().reset_classifier(3, "token")
+    assert all(m.training for m in model.modules())

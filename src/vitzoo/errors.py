@@ -15,12 +15,14 @@ __all__ = [
     "DatasetError",
     "DownloadError",
     "DuplicateModelError",
+    "FeatureIndexError",
     "ImageSizeError",
     "OfflineError",
     "TrainingInterrupted",
     "UnknownModelError",
     "UnknownOverrideError",
     "UnknownTagError",
+    "UnsupportedOptionError",
     "VerificationError",
     "VitzooError",
     "ZeroHeadWarning",
@@ -38,6 +40,15 @@ class ConfigError(VitzooError, ValueError):
 
 class UnknownOverrideError(ConfigError, TypeError):
     """A configuration override names a field that does not exist."""
+
+
+class UnsupportedOptionError(ConfigError, NotImplementedError):
+    """An option of timm's API (an augmentation, a feature class, a crop mode) that vitzoo
+    does not implement; the message says what to use instead."""
+
+
+class FeatureIndexError(ConfigError, IndexError):
+    """``out_indices`` (or block indices) name a block the model does not have."""
 
 
 class ImageSizeError(VitzooError, ValueError):

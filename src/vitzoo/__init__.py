@@ -6,7 +6,7 @@ from . import layers
 from ._version import __version__
 from .config import SIZES, ViTConfig
 from .convert import convert_checkpoint
-from .data.transforms import create_transform, resolve_data_config
+from .data.pipeline import create_transform, resolve_data_config, resolve_model_data_config
 from .errors import (
     CheckpointError,
     CheckpointMismatchError,
@@ -14,12 +14,14 @@ from .errors import (
     DatasetError,
     DownloadError,
     DuplicateModelError,
+    FeatureIndexError,
     ImageSizeError,
     OfflineError,
     TrainingInterrupted,
     UnknownModelError,
     UnknownOverrideError,
     UnknownTagError,
+    UnsupportedOptionError,
     VerificationError,
     VitzooError,
     ZeroHeadWarning,
@@ -29,9 +31,18 @@ from .hub import push_to_hub, save_pretrained
 from .info import ModelInfo, model_info
 from .io import save_model
 from .loading import LoadReport, load_checkpoint
-from .models import DistilledVisionTransformer, VisionTransformer, build_model
+from .models import (
+    DistilledVisionTransformer,
+    FeatureGetterNet,
+    FeatureHookNet,
+    FeatureInfo,
+    VisionTransformer,
+    build_model,
+)
 from .pretrained import PretrainedCfg, PretrainedEntry
 from .registry import (
+    get_pretrained_cfg,
+    get_pretrained_cfg_value,
     is_model,
     list_aliases,
     list_models,
@@ -50,6 +61,10 @@ __all__ = [
     "DistilledVisionTransformer",
     "DownloadError",
     "DuplicateModelError",
+    "FeatureGetterNet",
+    "FeatureHookNet",
+    "FeatureIndexError",
+    "FeatureInfo",
     "ImageSizeError",
     "LoadReport",
     "ModelInfo",
@@ -60,6 +75,7 @@ __all__ = [
     "UnknownModelError",
     "UnknownOverrideError",
     "UnknownTagError",
+    "UnsupportedOptionError",
     "VerificationError",
     "ViTConfig",
     "VisionTransformer",
@@ -70,6 +86,8 @@ __all__ = [
     "convert_checkpoint",
     "create_model",
     "create_transform",
+    "get_pretrained_cfg",
+    "get_pretrained_cfg_value",
     "is_model",
     "layers",
     "list_aliases",
@@ -83,6 +101,7 @@ __all__ = [
     "register_config",
     "register_model",
     "resolve_data_config",
+    "resolve_model_data_config",
     "save_model",
     "save_pretrained",
 ]

@@ -6,6 +6,7 @@ Both are thin: the registry says what a name is, :mod:`vitzoo.hub` where weights
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import math
 import os
@@ -135,7 +136,10 @@ def create_model(name: str, pretrained: bool = False, *, num_classes: int | None
                                strict=True) if v is not None]
     if given and not features_only:
         raise ConfigError(f"{', '.join(given)} only apply with features_only=True")
-    with hub.use_cache_dir(cache_dir):
+    # built on the device (a meta-device model allocates nothing), then moved there for what
+    # loading put elsewhere
+    with hub.use_cache_dir(cache_dir), torch.device(device) if device is not None \
+            else contextlib.nullcontext():
         model = _create(name, pretrained, _sized(num_classes, img_size, in_chans),
                         checkpoint_path, pretrained_cfg, pretrained_cfg_overlay, overrides)
     if device is not None or dtype is not None:
@@ -165,6 +169,18 @@ def _described(pretrained_cfg: Any, overlay: Mapping[str, Any] | None,
     return described
 
 
+def _resolved_cfg(arch: str, tag: str | None, pretrained_cfg: Any,
+                  overlay: Mapping[str, Any] | None) -> PretrainedCfg:
+    try:
+        return resolve_pretrained_cfg(
+            registry.default_config(arch), arch=arch, tag=tag or default_tag(arch),
+            entry=get_entry(arch, tag), pretrained_cfg=pretrained_cfg, overlay=overlay)
+    except VitzooError:
+        raise
+    except ValueError as err:  # a value of the wrong kind
+        raise ConfigError(f"pretrained_cfg / pretrained_cfg_overlay: {err}") from err
+
+
 def _create(name: str, pretrained: bool, sized: dict[str, Any],
             checkpoint_path: str | Path | None, pretrained_cfg: Any,
             overlay: Mapping[str, Any] | None, overrides: dict[str, Any]) -> VisionTransformer:
@@ -180,9 +196,7 @@ def _create(name: str, pretrained: bool, sized: dict[str, Any],
         pretrained_cfg = None
     resolved = None
     if pretrained_cfg is not None or overlay:
-        resolved = resolve_pretrained_cfg(
-            registry.default_config(arch), arch=arch, tag=tag or default_tag(arch),
-            entry=get_entry(arch, tag), pretrained_cfg=pretrained_cfg, overlay=overlay)
+        resolved = _resolved_cfg(arch, tag, pretrained_cfg, overlay)
         sized = {**_described(pretrained_cfg, overlay, resolved), **sized}
     if pretrained:
         if resolved is not None and resolved.file:

@@ -9,6 +9,7 @@
 from __future__ import annotations
 
 import argparse
+import inspect
 import logging
 import math
 from collections.abc import Callable, Mapping, Sequence
@@ -186,9 +187,11 @@ def resolve_model_data_config(model: Any, args: Mapping[str, Any] | None = None,
 def _check_timm_options(options: dict[str, Any]) -> None:
     for name, value in options.items():
         if name not in TIMM_NOOP_OPTIONS:
+            known = [p for p in inspect.signature(create_transform).parameters
+                     if p != "timm_options"]
             raise UnknownOverrideError(
                 f"create_transform() got an unknown argument {name!r}."
-                + suggestion(name, [*TIMM_NOOP_OPTIONS, "input_size", "is_training"]))
+                + suggestion(name, [*known, *TIMM_NOOP_OPTIONS]))
         if not TIMM_NOOP_OPTIONS[name](value):
             raise UnsupportedOptionError(
                 f"create_transform({name}={value!r}) is a timm augmentation or output form "
@@ -256,6 +259,23 @@ def _train_steps(c: int, h: int, w: int, interpolation: str, scale: Sequence[flo
     return steps
 
 
+def _transform_config(config: Any, given: dict[str, Any]) -> dict[str, Any]:
+    """The data config a pipeline is built from: vitzoo's dict (with ``given`` on top), or
+    timm's keyword arguments with timm's defaults."""
+    if isinstance(config, Mapping):
+        missing = [k for k in DATA_CONFIG_KEYS[:-1] if k not in config]
+        if missing:
+            raise ConfigError(f"the data config lacks {', '.join(missing)}; build it with "
+                              f"resolve_data_config()")
+        return {**DEFAULT_DATA_CONFIG, **config, **given}
+    if config is not None and "input_size" in given:
+        raise ConfigError("input_size was given twice (positionally and by name)")
+    timm_defaults = {"input_size": 224 if config is None else config,
+                     "interpolation": "bilinear", "mean": IMAGENET_MEAN, "std": IMAGENET_STD,
+                     "crop_pct": 0.875, "crop_mode": "center"}
+    return {**timm_defaults, **given}
+
+
 def create_transform(config: Mapping[str, Any] | int | Sequence[int] | None = None,
                      train: bool | None = None, *, input_size: Any = None,
                      is_training: bool | None = None, no_aug: bool = False,
@@ -306,23 +326,11 @@ def create_transform(config: Mapping[str, Any] | int | Sequence[int] | None = No
     if train is not None and is_training is not None and train != is_training:
         raise ConfigError(f"train={train} and is_training={is_training} disagree")
     training = bool(train if train is not None else is_training)
-    if isinstance(config, Mapping):
-        missing = [k for k in DATA_CONFIG_KEYS[:-1] if k not in config]
-        if missing:
-            raise ConfigError(f"the data config lacks {', '.join(missing)}; build it with "
-                              f"resolve_data_config()")
-        given = {"input_size": input_size, "interpolation": interpolation, "mean": mean,
-                 "std": std, "crop_pct": crop_pct, "crop_mode": crop_mode}
-        cfg = {**DEFAULT_DATA_CONFIG, **config, **{k: v for k, v in given.items() if v is not None}}
-    else:  # timm's form: its defaults
-        if config is not None and input_size is not None:
-            raise ConfigError("input_size was given twice (positionally and by name)")
-        cfg = {"input_size": input_size if config is None else config,
-               "interpolation": interpolation or "bilinear", "mean": mean or IMAGENET_MEAN,
-               "std": std or IMAGENET_STD, "crop_pct": crop_pct or 0.875,
-               "crop_mode": crop_mode or "center"}
-        cfg["input_size"] = 224 if cfg["input_size"] is None else cfg["input_size"]
-        color_jitter = 0.4 if color_jitter is None else color_jitter
+    given = {"input_size": input_size, "interpolation": interpolation, "mean": mean,
+             "std": std, "crop_pct": crop_pct, "crop_mode": crop_mode}
+    cfg = _transform_config(config, {k: v for k, v in given.items() if v is not None})
+    if not isinstance(config, Mapping) and color_jitter is None:
+        color_jitter = 0.4  # timm's default
     if eval_resize not in (None, *_EVAL_RESIZES):
         raise ConfigError(f"eval_resize={eval_resize!r} is not 'crop' or 'resize'")
     c, h, w = _image_size(cfg["input_size"])

@@ -359,12 +359,14 @@ def test_models_script_and_trace_to_the_same_outputs(kind):
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
         scripted = torch.jit.script(model)
-    traced = torch.fx.symbolic_trace(model)
+        traced = torch.fx.symbolic_trace(model)
+        traced_scripted = torch.jit.script(traced)  # timm's fx + TorchScript test
     with torch.no_grad():
         for inp in sizes:
             want = model(inp)
             torch.testing.assert_close(scripted(inp), want, atol=1e-6, rtol=0)
             torch.testing.assert_close(traced(inp), want, atol=0, rtol=0)
+            torch.testing.assert_close(traced_scripted(inp), want, atol=1e-6, rtol=0)
 
 
 def test_traced_model_still_checks_its_input():

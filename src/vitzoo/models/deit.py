@@ -4,7 +4,7 @@ Touvron et al., "Training data-efficient image transformers & distillation throu
 attention" (ICML 2021).
 """
 
-from __future__ import annotations
+# No `from __future__ import annotations` (see vision_transformer.py).
 
 import torch
 from torch import nn

@@ -4,7 +4,8 @@ Dosovitskiy et al., "An Image is Worth 16x16 Words: Transformers for Image Recog
 Scale" (ICLR 2021). Parameter names follow timm, so timm state dicts load unchanged.
 """
 
-from __future__ import annotations
+# No `from __future__ import annotations` here: torch.fx copies forward's annotations into the
+# traced code, and TorchScript reads only real types there.
 
 from collections import OrderedDict
 from collections.abc import Callable, Iterable, Sequence

@@ -88,6 +88,8 @@ class FeatureGetterNet(nn.Module):
         ConfigError: an unknown ``output_fmt``.
     """
 
+    __jit_unused_properties__ = ["default_cfg"]  # TorchScript skips the dict property
+
     def __init__(self, model: nn.Module, out_indices: int | Sequence[int] = 4,
                  out_map: Sequence[int | str] | None = None, return_dict: bool = False,
                  output_fmt: str = "NCHW", norm: bool = False, prune: bool = True) -> None:

@@ -326,3 +326,17 @@ def test_cache_dir_is_where_weights_are_looked_for(tmp_path, monkeypatch):
     with pytest.raises(vitzoo.OfflineError, match=str(tmp_path)):
         vitzoo.create_model("vit_tiny_patch16_224", pretrained=True, cache_dir=tmp_path)
     assert str(tmp_path) not in str(vitzoo.hub.cache_dir())  # only for that call
+
+
+def test_an_overlaid_google_npz_keeps_googles_numerics(tmp_path, images):
+    from conftest import jax_model
+
+    reference = jax_model()  # tanh GELU, Google's initialisers, random weights
+    vitzoo.save_model(reference, tmp_path / "tiny.safetensors")
+    npz = vitzoo.convert_checkpoint(tmp_path / "tiny.safetensors", tmp_path / "tiny.npz")
+    model = vitzoo.create_model("vit_tiny_patch16_224", pretrained=True,
+                                pretrained_cfg_overlay=dict(file=str(npz)),
+                                **dict(TINY, embed_dim=32, num_heads=4))
+    assert model.cfg.gelu_approximate == "tanh" and model.pretrained_cfg["origin"] == "jax"
+    with torch.no_grad():
+        torch.testing.assert_close(model(images), reference(images), atol=1e-6, rtol=0)

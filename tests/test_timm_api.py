@@ -191,6 +191,8 @@ def test_list_models_keeps_vitzoos_own_form():
                                                 "deit_tiny_patch16_224"]
     assert vitzoo.list_models(pattern="vit_huge*") == ["vit_huge_patch14_224"]
     assert vitzoo.list_pretrained("vit_large_patch14*") == []  # its tag has no weights
+    assert vitzoo.list_pretrained(pattern="deit_tiny_d*") == [
+        "deit_tiny_distilled_patch16_224.fb_in1k"]
     assert vitzoo.list_pretrained("deit_*", exclude_filters="*distilled*") == [
         "deit_base_patch16_224.fb_in1k", "deit_base_patch16_384.fb_in1k",
         "deit_small_patch16_224.fb_in1k", "deit_tiny_patch16_224.fb_in1k"]

@@ -276,13 +276,15 @@ def list_models(filter: str | Iterable[str] = "", module: str | Iterable[str] = 
 
 
 def list_pretrained(filter: str | Iterable[str] = "",  # noqa: A002
-                    exclude_filters: str | Iterable[str] = "") -> list[str]:
+                    exclude_filters: str | Iterable[str] = "", *,
+                    pattern: str | Iterable[str] | None = None) -> list[str]:
     """Every ``arch.tag`` with weights whose full name or architecture matches ``filter``
-    (``""``: all) and no ``exclude_filters`` pattern; timm's ``list_pretrained``.
+    (``""``: all; ``pattern`` is vitzoo's earlier name) and no ``exclude_filters`` pattern;
+    timm's ``list_pretrained``.
 
     Sorted by architecture (timm's natural order), each architecture's default tag first.
     """
-    includes = _str_list(filter)
+    includes = _str_list(filter if pattern is None else pattern)
     excludes = _with_tag_patterns(_str_list(exclude_filters))
     found = []
     for arch in sorted(_BUILDERS, key=natural_key):

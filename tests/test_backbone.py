@@ -373,3 +373,12 @@ def test_traced_model_still_checks_its_input():
     traced = torch.fx.symbolic_trace(vitzoo.build_model(TINY).eval())
     with pytest.raises(vitzoo.ImageSizeError, match="takes 32x32 images"):
         traced(image(40, 32))
+
+
+def test_reset_classifier_keeps_the_models_mode_and_in_chans_is_an_attribute():
+    model = vitzoo.build_model(TINY.replace(in_chans=1)).eval()
+    model.reset_classifier(7, "map")
+    assert model.in_chans == 1
+    assert not any(m.training for m in model.modules())
+    model.train().reset_classifier(3, "token")
+    assert all(m.training for m in model.modules())

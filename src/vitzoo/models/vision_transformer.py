@@ -156,6 +156,7 @@ class VisionTransformer(nn.Module):
         self.num_features = self.embed_dim = D
         self.head_hidden_size = cfg.representation_size or D
         self.num_prefix_tokens = cfg.num_prefix_tokens
+        self.in_chans = cfg.in_chans
         self.dynamic_img_size = cfg.dynamic_img_size
         self.pos_embed_resample = "sincos" if cfg.pos_embed == "sincos" else cfg.pos_embed_resample
         self.pos_embed_antialias = cfg.pos_embed_antialias
@@ -576,6 +577,7 @@ class VisionTransformer(nn.Module):
             self.init_weights(only=["attn_pool"])
         self._replace_heads(num_classes)
         self.to(device=reference.device, dtype=reference.dtype)
+        self.train(self.training)  # new modules follow the model's mode
 
     def _replace_heads(self, num_classes: int) -> None:
         self.head = self._new_head(num_classes)

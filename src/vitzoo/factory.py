@@ -48,16 +48,12 @@ from .pretrained import (
     tag_num_classes,
 )
 
-__all__ = ["CHECKPOINT_SUFFIXES", "TIMM_LAYER_SWITCHES", "create_model", "load_model",
-           "looks_like_a_path", "open_model"]
+__all__ = ["CHECKPOINT_SUFFIXES", "create_model", "load_model", "looks_like_a_path", "open_model"]
 
 CHECKPOINT_SUFFIXES = (".safetensors", ".npz", ".pth", ".pt", ".bin")
 """Suffixes that make a model argument a file name, never an architecture name."""
 
 
-# timm's create_model switches between layer variants; vitzoo's layers have one form, which
-# scripts, traces and exports, so these are accepted and change nothing.
-TIMM_LAYER_SWITCHES = ("scriptable", "exportable", "no_jit")
 # Config fields for which None is a value, not "keep the default".
 _NULLABLE = frozenset(f.name for f in dataclasses.fields(ViTConfig) if "None" in str(f.type))
 _FEATURE_ARGS = ("out_indices", "feature_cls", "output_fmt", "norm")
@@ -138,8 +134,8 @@ def create_model(name: str, pretrained: bool = False, *, num_classes: int | None
         raise ConfigError(f"{', '.join(given)} only apply with features_only=True")
     # built on the device (a meta-device model allocates nothing), then moved there for what
     # loading put elsewhere
-    with hub.use_cache_dir(cache_dir), torch.device(device) if device is not None \
-            else contextlib.nullcontext():
+    placement = torch.device(device) if device is not None else contextlib.nullcontext()
+    with hub.use_cache_dir(cache_dir), placement:
         model = _create(name, pretrained, _sized(num_classes, img_size, in_chans),
                         checkpoint_path, pretrained_cfg, pretrained_cfg_overlay, overrides)
     if device is not None or dtype is not None:
@@ -273,12 +269,13 @@ def _pretrained(arch: str, tag: str | None, overrides: dict[str, Any],
     return model
 
 
-def _read_weights_file(arch: str, path: Path, resolved: PretrainedCfg,
-                       origin: str | None) -> tuple[dict[str, torch.Tensor], ViTConfig, str, str]:
+def _read_weights_file(arch: str, path: Path, resolved: PretrainedCfg, origin: str | None,
+                       overrides: dict[str, Any],
+                       ) -> tuple[dict[str, torch.Tensor], ViTConfig, str, str]:
     """A weights file of ``arch`` as ``(state, native config, origin, layout)``: a
     self-describing file says what it was saved for; a plain state dict (PyTorch-trained
-    unless ``origin`` says otherwise) is taken for ``arch`` with the head and position grid
-    its tensors have."""
+    unless ``origin`` says otherwise) is taken for ``arch`` as ``overrides`` shape it, with
+    the head and position grid its tensors have."""
     fmt = io.detect_format(path)
     if fmt in ("jax_npz", "vitzoo", "hub_dir"):
         source = read_source(path, source_format=fmt)
@@ -289,9 +286,11 @@ def _read_weights_file(arch: str, path: Path, resolved: PretrainedCfg,
                               + ", ".join(unmatched[:8]))
     origin = origin or "pytorch"
     facts = CheckpointFacts.of(state)
-    native = registry.default_config(arch).replace(
-        num_classes=facts.num_classes, in_chans=resolved.input_size[0],
-        img_size=tuple(resolved.input_size[1:]), **numerics_of(origin))
+    shape = {k: v for k, v in overrides.items() if k not in ("num_classes", "img_size",
+                                                             "in_chans")}
+    native = registry.default_config(arch).replace(**numerics_of(origin)).replace(
+        **shape, num_classes=facts.num_classes, in_chans=resolved.input_size[0],
+        img_size=tuple(resolved.input_size[1:]))
     if "pre_logits.fc.weight" in state:
         native = native.replace(representation_size=int(state["pre_logits.fc.weight"].shape[0]))
     side = math.isqrt(facts.grid_tokens or 0)
@@ -308,7 +307,7 @@ def _pretrained_file(arch: str, resolved: PretrainedCfg, overrides: dict[str, An
     fitted to the model as the tag's would be (head, position grid, input channels)."""
     path = Path(resolved.file)
     state, native, origin, layout = _read_weights_file(arch, path, resolved,
-                                                       overlay.get("origin"))
+                                                       overlay.get("origin"), overrides)
     target = native.replace(**({"weight_init": "jax"} if origin == "jax" else {}))
     cfg = target.replace(**overrides)
     model, _ = load_state(state, cfg=cfg, native=native, resample=default_resample(origin),

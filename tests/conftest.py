@@ -43,7 +43,7 @@ def _no_network_and_private_caches(tmp_path_factory, monkeypatch) -> None:
 @pytest.fixture
 def clean_registry() -> Iterator[None]:
     """Undo any registration a test makes."""
-    tables = (registry._BUILDERS, registry._ARCHS, registry._ALIASES)
+    tables = (registry._BUILDERS, registry._ARCHS, registry._ALIASES, registry._MODULES)
     saved = [dict(table) for table in tables]
     yield
     for table, before in zip(tables, saved, strict=True):

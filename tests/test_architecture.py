@@ -8,6 +8,7 @@ import graph; an import inside a function is counted when it names a vitzoo modu
 from __future__ import annotations
 
 import ast
+import re
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -185,6 +186,43 @@ def test_dependencies_point_one_way_as_the_architecture_page_says(modules):
                  for dep in module.imports if dep in top and top[dep] != top[name]
                  and rank.get(top[dep], -1) > rank.get(top[name], len(rank))]
     assert backwards == []
+
+
+def _module_map() -> set[str]:
+    """The files docs/architecture.md's module map names, as paths under ``src/vitzoo``: a line
+    starts with a file (or a comma-separated list of them) or a directory, whose files may be
+    listed in parentheses, alone (``pretrained/ ... (vit.py, deit.py, hybrid.py)``); the indentation
+    says which directory a file is in."""
+    text = (ROOT.parents[1] / "docs" / "architecture.md").read_text()
+    block = text.split("```text\nsrc/vitzoo/\n", 1)[1].split("```", 1)[0]
+    named: set[str] = set()
+    stack: list[str] = []
+    for line in block.splitlines():
+        entry = re.match(r"^( +)(\S+)", line)
+        if entry is None:
+            continue
+        depth = (len(entry.group(1)) - 2) // 2
+        files = re.match(r"^ +((?:\w+\.py,?\s*)+)", line)
+        if entry.group(2).endswith("/"):
+            stack = [*stack[:depth], entry.group(2).rstrip("/")]
+            names = [f for group in re.findall(r"\(((?:\w+\.py(?:, )?)+)\)", line)
+                     for f in group.split(", ")]
+        elif files is not None:
+            stack = stack[:depth]
+            names = re.findall(r"\w+\.py", files.group(1))
+        else:
+            continue
+        named |= {"/".join([*stack, f]) for f in names}
+    return named
+
+
+def test_the_module_map_names_every_module():
+    # new modules (models/features.py, data/pipeline.py ...) must be on the architecture page
+    modules = {str(p.relative_to(ROOT)) for p in ROOT.rglob("*.py")}
+    unnamed = sorted(m for m in modules if not m.endswith("__init__.py") or m == "__init__.py"
+                     if m not in _module_map())
+    assert unnamed == []
+    assert _module_map() - modules == set()  # and names no module that is gone
 
 
 def test_no_function_is_longer_than_80_lines(modules):

@@ -91,8 +91,9 @@ def test_table_entry_is_consistent(entry):
     if entry.origin == "jax":  # Google's preprocessing; and the file format a converter reads
         assert entry.mean == entry.std == (0.5, 0.5, 0.5)
         assert entry.url is None or entry.url_format == "jax_npz"
-    if entry.arch.startswith("deit_"):  # models.md: ImageNet statistics, size / 0.875
-        assert entry.mean == (0.485, 0.456, 0.406) and entry.crop_pct == 0.875
+    if entry.arch.startswith("deit_"):  # models.md: ImageNet statistics, timm's crop_pct
+        assert entry.mean == (0.485, 0.456, 0.406)
+        assert entry.crop_pct == (1.0 if entry.img_size >= 384 else 0.9)
         assert re.search(rf"-{entry.sha256}\.pth$", entry.url)
     elif entry.origin == "jax":
         assert entry.crop_pct == (1.0 if entry.img_size >= 384 else 0.9)
@@ -102,8 +103,10 @@ def test_table_entry_is_consistent(entry):
     assert entry.numerics["gelu_approximate"] == ("tanh" if entry.origin == "jax" else "none")
 
 
-def test_list_pretrained_covers_every_entry():
-    assert sorted(vitzoo.list_pretrained()) == sorted(e.name for e in all_entries())
+def test_list_pretrained_covers_every_entry_with_weights():
+    assert sorted(vitzoo.list_pretrained()) == sorted(
+        e.name for e in all_entries() if e.has_weights)
+    assert "vit_large_patch14_224.untrained" not in vitzoo.list_pretrained()
 
 
 # -- a real Hugging Face cache --------------------------------------------------------------------

@@ -7,7 +7,7 @@ import torch
 
 import vitzoo
 from vitzoo import DuplicateModelError, UnknownModelError, UnknownTagError, registry
-from vitzoo.registry import resolve_name
+from vitzoo.registry import natural_key, resolve_name
 
 VIT_ARCHS = [
     "vit_base_patch16_224", "vit_base_patch16_384", "vit_base_patch32_224",
@@ -29,12 +29,16 @@ DEIT_ARCHS = [
 
 
 def test_every_vit_deit_and_hybrid_architecture_is_registered_once():
-    assert vitzoo.list_models() == sorted(DEIT_ARCHS + VIT_ARCHS + HYBRID_ARCHS)
+    # in timm's natural order: patch8 before patch16, 224 before 384
+    assert vitzoo.list_models() == sorted(DEIT_ARCHS + VIT_ARCHS + HYBRID_ARCHS,
+                                          key=natural_key)
+    assert vitzoo.list_models("vit_base_patch*_224") == [
+        "vit_base_patch8_224", "vit_base_patch16_224", "vit_base_patch32_224"]
 
 
 def test_wildcards_and_several_patterns():
     assert vitzoo.list_models("deit_*distilled*") == [a for a in DEIT_ARCHS if "distilled" in a]
-    assert vitzoo.list_models("vit_*_r*") == sorted(HYBRID_ARCHS)
+    assert vitzoo.list_models("vit_*_r*") == sorted(HYBRID_ARCHS, key=natural_key)
     assert vitzoo.list_models(["vit_huge*", "vit_large_patch14*"]) == [
         "vit_huge_patch14_224", "vit_large_patch14_224"]
     assert vitzoo.list_models("resnet*") == []
@@ -82,7 +86,13 @@ def test_unknown_name_lists_close_matches():
 
 
 def test_pretrained_listing():
-    assert vitzoo.list_models(pretrained=True) == vitzoo.list_models()
+    # timm's rules: pretrained=True lists arch.tag names (include_tags defaults to it), only
+    # those with weights; include_tags=False gives the architectures whose default tag has some
+    every = vitzoo.list_models()
+    assert vitzoo.list_models(pretrained=True, include_tags=False) == [
+        a for a in every if a != "vit_large_patch14_224"]  # its one tag is config-only
+    assert vitzoo.list_models(pretrained=True) == sorted(vitzoo.list_pretrained(),
+                                                         key=natural_key)
     tags = vitzoo.list_pretrained("vit_tiny_patch16_224*")
     assert tags == ["vit_tiny_patch16_224.augreg_in21k_ft_in1k",
                     "vit_tiny_patch16_224.augreg_in21k"]

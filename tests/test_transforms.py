@@ -218,7 +218,7 @@ def test_eval_transform_equals_hand_composed_steps() -> None:
     std = torch.tensor(config["std"]).view(3, 1, 1)
     expected = (x - mean) / std
     transform = create_transform(config)
-    assert scaled == 73 and transform.transforms[2].size == 73
+    assert scaled == 73 and transform.transforms[0].size == 73
     _exact(transform(image), expected)
 
     squash = create_transform(config, eval_resize="resize")
@@ -230,14 +230,21 @@ def test_eval_transform_equals_hand_composed_steps() -> None:
         create_transform(config, eval_resize="pad")
 
 
-def test_eval_transform_accepts_pil_images() -> None:
+def test_eval_transform_resizes_pil_images_with_pillow() -> None:
     Image = pytest.importorskip("PIL.Image")
     transform = create_transform(resolve_data_config(input_size=(3, 32, 32)))
     image = _image(40, 50)
-    _exact(transform(Image.fromarray(image)), transform(image))
+    # torchvision's rule for PIL images: Pillow's own bicubic, then the tensor steps
+    resized = Image.fromarray(image).resize((int(35 * 50 / 40), 35), Image.Resampling.BICUBIC)
+    steps = Compose([ToTensor(), CenterCrop(32), Normalize((0.5,) * 3, (0.5,) * 3)])
+    _exact(transform(Image.fromarray(image)), steps(resized))
+    # arrays and uint8 tensors are resized by torch, alike
+    _exact(transform(image), transform(torch.from_numpy(image).permute(2, 0, 1)))
     grey = transform(Image.fromarray(image[:, :, 0]))  # L -> 3 equal channels
     assert grey.shape == (3, 32, 32)
     _exact(grey[0], grey[2])
+    palette = Image.fromarray(image).convert("P")  # converted to RGB before resizing
+    _exact(transform(palette), transform(palette.convert("RGB")))
 
 
 def test_train_transform_is_the_random_steps_in_order() -> None:
@@ -269,9 +276,10 @@ def test_resolve_data_config_reads_the_model() -> None:
     model = vitzoo.create_model("vit_ti16", img_size=96, patch_size=16, depth=1)
     config = resolve_data_config(model)
     assert config == {"input_size": (3, 96, 96), "mean": (0.5, 0.5, 0.5),
-                      "std": (0.5, 0.5, 0.5), "crop_pct": 0.9, "interpolation": "bicubic"}
+                      "std": (0.5, 0.5, 0.5), "crop_pct": 0.9, "interpolation": "bicubic",
+                      "crop_mode": "center"}
     transform = create_transform(config)
-    assert transform.transforms[2].size == 106  # floor(96 / 0.9)
+    assert transform.transforms[0].size == 106  # floor(96 / 0.9)
     assert transform(_image()).shape == (3, 96, 96)
     with torch.no_grad():
         assert model(transform(_image())[None]).shape == (1, 1000)
@@ -298,7 +306,7 @@ def test_resolve_data_config_prefers_the_built_model_and_fits_channels() -> None
 def test_resolve_data_config_defaults_and_overrides() -> None:
     assert resolve_data_config() == {"input_size": (3, 224, 224), "mean": (0.5, 0.5, 0.5),
                                      "std": (0.5, 0.5, 0.5), "crop_pct": 0.9,
-                                     "interpolation": "bicubic"}
+                                     "interpolation": "bicubic", "crop_mode": "center"}
     model = vitzoo.create_model("vit_ti16", img_size=96, patch_size=16, depth=1)
     config = resolve_data_config(model, crop_pct=1.0, interpolation="bilinear",
                                  input_size=(3, 128, 128))

@@ -6,7 +6,7 @@ from . import layers
 from ._version import __version__
 from .config import SIZES, ViTConfig
 from .convert import convert_checkpoint
-from .data.transforms import create_transform, resolve_data_config
+from .data.pipeline import create_transform, resolve_data_config, resolve_model_data_config
 from .errors import (
     CheckpointError,
     CheckpointMismatchError,
@@ -15,6 +15,7 @@ from .errors import (
     DownloadError,
     DuplicateModelError,
     ExportError,
+    FeatureIndexError,
     ImageSizeError,
     MissingDependencyError,
     OfflineError,
@@ -22,6 +23,7 @@ from .errors import (
     UnknownModelError,
     UnknownOverrideError,
     UnknownTagError,
+    UnsupportedOptionError,
     VerificationError,
     VitzooError,
     ZeroHeadWarning,
@@ -33,9 +35,18 @@ from .hub import push_to_hub, save_pretrained
 from .info import ModelInfo, model_info
 from .io import save_model
 from .loading import LoadReport, load_checkpoint
-from .models import DistilledVisionTransformer, VisionTransformer, build_model
+from .models import (
+    DistilledVisionTransformer,
+    FeatureGetterNet,
+    FeatureHookNet,
+    FeatureInfo,
+    VisionTransformer,
+    build_model,
+)
 from .pretrained import PretrainedCfg, PretrainedEntry
 from .registry import (
+    get_pretrained_cfg,
+    get_pretrained_cfg_value,
     is_model,
     list_aliases,
     list_models,
@@ -55,6 +66,10 @@ __all__ = [
     "DownloadError",
     "DuplicateModelError",
     "ExportError",
+    "FeatureGetterNet",
+    "FeatureHookNet",
+    "FeatureIndexError",
+    "FeatureInfo",
     "ImageSizeError",
     "LoadReport",
     "MissingDependencyError",
@@ -67,6 +82,7 @@ __all__ = [
     "UnknownModelError",
     "UnknownOverrideError",
     "UnknownTagError",
+    "UnsupportedOptionError",
     "VerificationError",
     "ViTConfig",
     "VisionTransformer",
@@ -81,6 +97,8 @@ __all__ = [
     "create_transform",
     "export_onnx",
     "export_program",
+    "get_pretrained_cfg",
+    "get_pretrained_cfg_value",
     "is_model",
     "layers",
     "list_aliases",
@@ -94,6 +112,7 @@ __all__ = [
     "register_config",
     "register_model",
     "resolve_data_config",
+    "resolve_model_data_config",
     "save_model",
     "save_pretrained",
 ]

@@ -16,6 +16,7 @@ __all__ = [
     "DownloadError",
     "DuplicateModelError",
     "ExportError",
+    "FeatureIndexError",
     "ImageSizeError",
     "MissingDependencyError",
     "OfflineError",
@@ -23,6 +24,7 @@ __all__ = [
     "UnknownModelError",
     "UnknownOverrideError",
     "UnknownTagError",
+    "UnsupportedOptionError",
     "VerificationError",
     "VitzooError",
     "ZeroHeadWarning",
@@ -40,6 +42,15 @@ class ConfigError(VitzooError, ValueError):
 
 class UnknownOverrideError(ConfigError, TypeError):
     """A configuration override names a field that does not exist."""
+
+
+class UnsupportedOptionError(ConfigError, NotImplementedError):
+    """An option of timm's API (an augmentation, a feature class, a crop mode) that vitzoo
+    does not implement; the message says what to use instead."""
+
+
+class FeatureIndexError(ConfigError, IndexError):
+    """``out_indices`` (or block indices) name a block the model does not have."""
 
 
 class ImageSizeError(VitzooError, ValueError):

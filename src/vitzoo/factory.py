@@ -6,19 +6,47 @@ Both are thin: the registry says what a name is, :mod:`vitzoo.hub` where weights
 
 from __future__ import annotations
 
+import contextlib
+import dataclasses
+import math
 import os
 import warnings
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
+
+import torch
+from torch import nn
 
 from . import hub, io, registry
 from ._utils import skip_init
 from .config import ViTConfig, check_field_names
-from .errors import CheckpointError, VitzooError, ZeroHeadWarning
+from .errors import (
+    CheckpointError,
+    ConfigError,
+    UnsupportedOptionError,
+    VitzooError,
+    ZeroHeadWarning,
+)
 from .layers import RESAMPLE_MODES
-from .loading import default_resample, load_state, read_source, read_state_dict
+from .loading import (
+    CheckpointFacts,
+    default_resample,
+    load_state,
+    read_source,
+    read_state_dict,
+)
 from .models import VisionTransformer
-from .pretrained import build_pretrained_cfg, default_tag, get_entry, tag_num_classes
+from .models.features import DEFAULT_OUT_INDICES, build_features
+from .pretrained import (
+    PretrainedCfg,
+    build_pretrained_cfg,
+    default_tag,
+    get_entry,
+    numerics_of,
+    resolve_pretrained_cfg,
+    tag_num_classes,
+)
 
 __all__ = ["CHECKPOINT_SUFFIXES", "create_model", "load_model", "looks_like_a_path", "open_model"]
 
@@ -26,16 +54,34 @@ CHECKPOINT_SUFFIXES = (".safetensors", ".npz", ".pth", ".pt", ".bin")
 """Suffixes that make a model argument a file name, never an architecture name."""
 
 
+# Config fields for which None is a value, not "keep the default".
+_NULLABLE = frozenset(f.name for f in dataclasses.fields(ViTConfig) if "None" in str(f.type))
+_FEATURE_ARGS = ("out_indices", "feature_cls", "output_fmt", "norm")
+
+
 def _sized(num_classes: int | None, img_size: Any, in_chans: int | None) -> dict[str, Any]:
     return {k: v for k, v in (("num_classes", num_classes), ("img_size", img_size),
                               ("in_chans", in_chans)) if v is not None}
 
 
-def create_model(name: str, *, pretrained: bool = False, num_classes: int | None = None,
+def _without_none(overrides: dict[str, Any]) -> dict[str, Any]:
+    """timm drops None-valued keyword arguments (unset command-line options); so does vitzoo,
+    except for the config fields where None is a value (``representation_size=None`` ...)."""
+    return {k: v for k, v in overrides.items() if v is not None or k in _NULLABLE}
+
+
+def create_model(name: str, pretrained: bool = False, *, num_classes: int | None = None,
                  img_size: int | tuple[int, int] | None = None, in_chans: int | None = None,
                  checkpoint_path: str | Path | None = None,
-                 **overrides: Any) -> VisionTransformer:
-    """Build a model by architecture name, alias or ``arch.tag``.
+                 pretrained_cfg: str | Mapping[str, Any] | PretrainedCfg | None = None,
+                 pretrained_cfg_overlay: Mapping[str, Any] | None = None,
+                 features_only: bool = False, out_indices: int | Sequence[int] | None = None,
+                 feature_cls: str | type | None = None, output_fmt: str | None = None,
+                 norm: bool | None = None, cache_dir: str | Path | None = None,
+                 device: torch.device | str | None = None, dtype: torch.dtype | None = None,
+                 scriptable: bool | None = None, exportable: bool | None = None,
+                 no_jit: bool | None = None, **overrides: Any) -> nn.Module:
+    """Build a model by architecture name, alias or ``arch.tag`` (timm's arguments work too).
 
     Args:
         name: e.g. ``"vit_base_patch16_224"``, ``"vit_b16"``, ``"ViT-B_16"``,
@@ -53,22 +99,106 @@ def create_model(name: str, *, pretrained: bool = False, num_classes: int | None
         in_chans: input channels; 3-channel weights are adapted.
         checkpoint_path: a state dict to load (strictly); the model is built without random
             initialisation of what it loads.
-        **overrides: any :class:`vitzoo.ViTConfig` field, e.g. ``drop_path_rate=0.1``.
+        pretrained_cfg: timm's: a tag (wins over the name's), or a whole pretrained cfg (a
+            dict or :class:`~vitzoo.PretrainedCfg`) replacing the weight table's.
+        pretrained_cfg_overlay: timm's: keys replacing those of the pretrained cfg; they end
+            up in ``model.pretrained_cfg``. With ``pretrained``, ``file=PATH`` loads that local
+            file (any format :func:`load_model` reads, or a state dict) instead of the tag's
+            weights; ``num_classes`` / ``input_size`` there are the model's defaults.
+        features_only: return a backbone (:class:`~vitzoo.models.FeatureGetterNet`) whose
+            forward gives the maps of ``out_indices``, pruned of what they do not need.
+        out_indices: its blocks: an int n for the last n (default 3), or indices.
+        feature_cls: ``"getter"`` (default) or ``"hook"`` (raw block outputs).
+        output_fmt, norm: the getter's map layout (``"NCHW"`` / ``"NLC"``) and whether the
+            final norm is applied (vitzoo's additions to timm's arguments).
+        cache_dir: keep downloads in this directory instead of the usual caches (timm's).
+        device, dtype: where and in which floating type the returned model's tensors are.
+        scriptable, exportable, no_jit: accepted for timm code; they change nothing (vitzoo's
+            layers always script and export).
+        **overrides: any :class:`vitzoo.ViTConfig` field, e.g. ``drop_path_rate=0.1``, or
+            ``dynamic_img_size=True``; None values are ignored, as timm ignores them.
 
     Raises:
         UnknownModelError: the name is not registered (close matches are listed).
         UnknownTagError: the tag is not known for the architecture.
-        UnknownOverrideError: an override is not a config field (valid names are listed).
+        UnknownOverrideError: an override or a pretrained-cfg key is unknown (valid names
+            are listed).
+        FeatureIndexError: ``out_indices`` does not fit the model.
         OfflineError: ``pretrained`` weights are not cached and the network is off.
     """
+    overrides = _without_none(overrides)
     check_field_names(overrides)
-    sized = _sized(num_classes, img_size, in_chans)
+    given = [k for k, v in zip(_FEATURE_ARGS, (out_indices, feature_cls, output_fmt, norm),
+                               strict=True) if v is not None]
+    if given and not features_only:
+        raise ConfigError(f"{', '.join(given)} only apply with features_only=True")
+    # built on the device (a meta-device model allocates nothing), then moved there for what
+    # loading put elsewhere
+    placement = torch.device(device) if device is not None else contextlib.nullcontext()
+    with hub.use_cache_dir(cache_dir), placement:
+        model = _create(name, pretrained, _sized(num_classes, img_size, in_chans),
+                        checkpoint_path, pretrained_cfg, pretrained_cfg_overlay, overrides)
+    if device is not None or dtype is not None:
+        model.to(device=device, dtype=dtype)
+    if features_only:
+        model = build_features(model, out_indices=DEFAULT_OUT_INDICES if out_indices is None
+                               else out_indices, feature_cls=feature_cls or "getter",
+                               output_fmt=output_fmt, norm=norm)
+    return model
+
+
+def _described(pretrained_cfg: Any, overlay: Mapping[str, Any] | None,
+               resolved: PretrainedCfg) -> dict[str, Any]:
+    """The model defaults a pretrained cfg or overlay names: its classes and input size
+    (timm builds the model for them)."""
+    keys = set(overlay or {})
+    if isinstance(pretrained_cfg, PretrainedCfg):
+        keys |= {"num_classes", "input_size"}
+    elif isinstance(pretrained_cfg, Mapping):
+        keys |= set(pretrained_cfg)
+    described: dict[str, Any] = {}
+    if "num_classes" in keys:
+        described["num_classes"] = resolved.num_classes
+    if "input_size" in keys:
+        described["in_chans"] = resolved.input_size[0]
+        described["img_size"] = tuple(resolved.input_size[1:])
+    return described
+
+
+def _resolved_cfg(arch: str, tag: str | None, pretrained_cfg: Any,
+                  overlay: Mapping[str, Any] | None) -> PretrainedCfg:
+    try:
+        return resolve_pretrained_cfg(
+            registry.default_config(arch), arch=arch, tag=tag or default_tag(arch),
+            entry=get_entry(arch, tag), pretrained_cfg=pretrained_cfg, overlay=overlay)
+    except VitzooError:
+        raise
+    except ValueError as err:  # a value of the wrong kind
+        raise ConfigError(f"pretrained_cfg / pretrained_cfg_overlay: {err}") from err
+
+
+def _create(name: str, pretrained: bool, sized: dict[str, Any],
+            checkpoint_path: str | Path | None, pretrained_cfg: Any,
+            overlay: Mapping[str, Any] | None, overrides: dict[str, Any]) -> VisionTransformer:
     if isinstance(name, str) and (name.startswith(hub.HF_HUB_PREFIX) or Path(name).is_dir()):
+        if pretrained_cfg is not None or overlay:
+            raise ConfigError(f"{name} describes its own weights: pretrained_cfg and "
+                              "pretrained_cfg_overlay apply to registered names only")
         path = hub.hub_repo_dir(name) if name.startswith(hub.HF_HUB_PREFIX) else name
         return load_model(path, **overrides, **sized)
     arch, tag = registry.resolve_name(name)
+    if isinstance(pretrained_cfg, str):  # a tag, which wins over the name's (timm's rule)
+        arch, tag = registry.resolve_name(f"{arch}.{pretrained_cfg}")
+        pretrained_cfg = None
+    resolved = None
+    if pretrained_cfg is not None or overlay:
+        resolved = _resolved_cfg(arch, tag, pretrained_cfg, overlay)
+        sized = {**_described(pretrained_cfg, overlay, resolved), **sized}
     if pretrained:
-        model = _pretrained(arch, tag, {**overrides, **sized})
+        if resolved is not None and resolved.file:
+            model = _pretrained_file(arch, resolved, {**overrides, **sized}, overlay or {})
+        else:
+            model = _pretrained(arch, tag, {**overrides, **sized}, resolved)
         if checkpoint_path is not None:
             state, fmt, unmatched = read_state_dict(checkpoint_path)
             load_state(state, model=model, name=str(checkpoint_path), source_format=fmt,
@@ -76,14 +206,17 @@ def create_model(name: str, *, pretrained: bool = False, num_classes: int | None
         return model
     tag = tag or default_tag(arch)
     kwargs = dict(overrides, **sized)
-    if num_classes is None and tag_num_classes(arch, tag) is not None:
-        kwargs["num_classes"] = tag_num_classes(arch, tag)
+    if "num_classes" not in kwargs:
+        default = resolved.num_classes if resolved is not None else tag_num_classes(arch, tag)
+        if default is not None:
+            kwargs["num_classes"] = default
     if checkpoint_path is None:
         model = registry.build(arch, **kwargs)
     else:
         model = _from_state_dict(arch, kwargs, checkpoint_path)
     model.pretrained_cfg = build_pretrained_cfg(
-        model.cfg, arch=arch, tag=tag, entry=get_entry(arch, tag),
+        model.cfg, arch=arch, tag=tag, entry=get_entry(arch, tag) if resolved is None else None,
+        stored=resolved,
         file=None if checkpoint_path is None else str(checkpoint_path)).to_dict()
     return model
 
@@ -104,10 +237,16 @@ def _from_state_dict(arch: str, kwargs: dict[str, Any],
     return model.train()  # as create_model's other models
 
 
-def _pretrained(arch: str, tag: str | None, overrides: dict[str, Any]) -> VisionTransformer:
+def _pretrained(arch: str, tag: str | None, overrides: dict[str, Any],
+                resolved: PretrainedCfg | None = None) -> VisionTransformer:
     entry = get_entry(arch, tag)
     if entry is None:
         raise VitzooError(f"{arch} has no pretrained weights; build it with pretrained=False")
+    if resolved is not None and (resolved.url, resolved.hf_hub_id) != (entry.url,
+                                                                       entry.hf_hub_id):
+        raise UnsupportedOptionError(
+            f"vitzoo loads other weights than {entry.name}'s from a local file only: download "
+            "them and pass pretrained_cfg_overlay=dict(file=PATH)")
     path = hub.resolve_weights(entry)
     tensors, metadata = io.read_safetensors(path)
     state, fmt, unmatched = read_state_dict(tensors)
@@ -124,8 +263,57 @@ def _pretrained(arch: str, tag: str | None, overrides: dict[str, Any]) -> Vision
     cfg = target.replace(**overrides)
     model, _ = load_state(state, cfg=cfg, native=native, resample=default_resample(entry.origin),
                           name=entry.name, source_format=fmt)
-    model.pretrained_cfg = build_pretrained_cfg(cfg, arch=arch, entry=entry,
-                                                file=str(path)).to_dict()
+    model.pretrained_cfg = build_pretrained_cfg(
+        cfg, arch=arch, entry=entry if resolved is None else None, stored=resolved,
+        file=str(path)).to_dict()
+    return model
+
+
+def _read_weights_file(arch: str, path: Path, resolved: PretrainedCfg, origin: str | None,
+                       overrides: dict[str, Any],
+                       ) -> tuple[dict[str, torch.Tensor], ViTConfig, str, str]:
+    """A weights file of ``arch`` as ``(state, native config, origin, layout)``: a
+    self-describing file says what it was saved for; a plain state dict (PyTorch-trained
+    unless ``origin`` says otherwise) is taken for ``arch`` as ``overrides`` shape it, with
+    the head and position grid its tensors have."""
+    fmt = io.detect_format(path)
+    if fmt in ("jax_npz", "vitzoo", "hub_dir"):
+        source = read_source(path, source_format=fmt)
+        return source.state, source.native, origin or source.origin, source.source_format or fmt
+    state, layout, unmatched = read_state_dict(path)
+    if unmatched:
+        raise CheckpointError(f"{path} ({layout} layout) has arrays with no vitzoo place: "
+                              + ", ".join(unmatched[:8]))
+    origin = origin or "pytorch"
+    facts = CheckpointFacts.of(state)
+    shape = {k: v for k, v in overrides.items() if k not in ("num_classes", "img_size",
+                                                             "in_chans")}
+    native = registry.default_config(arch).replace(**numerics_of(origin)).replace(
+        **shape, num_classes=facts.num_classes, in_chans=resolved.input_size[0],
+        img_size=tuple(resolved.input_size[1:]))
+    if "pre_logits.fc.weight" in state:
+        native = native.replace(representation_size=int(state["pre_logits.fc.weight"].shape[0]))
+    side = math.isqrt(facts.grid_tokens or 0)
+    if (native.backbone_layers is None and facts.grid_tokens and side * side == facts.grid_tokens
+            and facts.grid_tokens != native.num_patches):  # saved at another (square) size
+        native = native.replace(img_size=(side * native.patch_size[0],
+                                          side * native.patch_size[1]))
+    return state, native, origin, layout
+
+
+def _pretrained_file(arch: str, resolved: PretrainedCfg, overrides: dict[str, Any],
+                     overlay: Mapping[str, Any]) -> VisionTransformer:
+    """``pretrained=True`` with ``pretrained_cfg_overlay=dict(file=...)``: the file's weights,
+    fitted to the model as the tag's would be (head, position grid, input channels)."""
+    path = Path(resolved.file)
+    state, native, origin, layout = _read_weights_file(arch, path, resolved,
+                                                       overlay.get("origin"), overrides)
+    target = native.replace(**({"weight_init": "jax"} if origin == "jax" else {}))
+    cfg = target.replace(**overrides)
+    model, _ = load_state(state, cfg=cfg, native=native, resample=default_resample(origin),
+                          name=str(path), source_format=layout)
+    model.pretrained_cfg = build_pretrained_cfg(cfg, arch=arch, stored=resolved,
+                                                origin=origin).to_dict()
     return model
 
 

@@ -22,6 +22,9 @@ import tempfile
 import time
 import urllib.error
 import urllib.request
+from collections.abc import Iterator
+from contextlib import contextmanager
+from contextvars import ContextVar
 from pathlib import Path
 from typing import Any
 
@@ -35,11 +38,29 @@ from .pretrained import HF_FILE, PretrainedEntry
 
 __all__ = ["HF_HUB_PREFIX", "cache_dir", "cached_weights", "copy_weights", "download_url",
            "hf_cache_dir", "hub_repo_dir", "is_offline", "local_weights", "push_to_hub",
-           "remove_cached", "resolve_weights", "save_pretrained", "sha256_of", "verify_cached"]
+           "remove_cached", "resolve_weights", "save_pretrained", "sha256_of", "use_cache_dir",
+           "verify_cached"]
 
 HF_HUB_PREFIX = "hf-hub:"
 
 logger = logging.getLogger(__name__)
+
+# create_model(cache_dir=...): one directory for both caches, for the duration of the call
+_CACHE_ROOT: ContextVar[Path | None] = ContextVar("vitzoo_cache_root", default=None)
+
+
+@contextmanager
+def use_cache_dir(path: str | Path | None) -> Iterator[None]:
+    """Within the block, keep both caches (vitzoo's converted weights and the Hugging Face
+    cache) in ``path``, as timm's ``create_model(cache_dir=...)`` does; None changes nothing."""
+    if path is None:
+        yield
+        return
+    token = _CACHE_ROOT.set(Path(path).expanduser())
+    try:
+        yield
+    finally:
+        _CACHE_ROOT.reset(token)
 
 
 def is_offline() -> bool:
@@ -49,7 +70,11 @@ def is_offline() -> bool:
 
 
 def cache_dir() -> Path:
-    """vitzoo's cache: ``VITZOO_CACHE``, ``$XDG_CACHE_HOME/vitzoo`` or ``~/.cache/vitzoo``."""
+    """vitzoo's cache: ``VITZOO_CACHE``, ``$XDG_CACHE_HOME/vitzoo`` or ``~/.cache/vitzoo``
+    (inside :func:`use_cache_dir`, its directory)."""
+    root = _CACHE_ROOT.get()
+    if root is not None:
+        return root
     if os.environ.get("VITZOO_CACHE"):
         return Path(os.environ["VITZOO_CACHE"]).expanduser()
     base = os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache"
@@ -146,7 +171,11 @@ def download_url(url: str, dst: str | Path, *, sha256: str | None = None, retrie
 # -- where an entry's weights are -----------------------------------------------------------------
 def hf_cache_dir() -> Path:
     """The Hugging Face hub cache, from the environment as it is now (``HF_HUB_CACHE``, else
-    ``HF_HOME/hub``, else huggingface_hub's default)."""
+    ``HF_HOME/hub``, else huggingface_hub's default; inside :func:`use_cache_dir`, its
+    directory)."""
+    root = _CACHE_ROOT.get()
+    if root is not None:
+        return root
     if os.environ.get("HF_HUB_CACHE"):
         return Path(os.environ["HF_HUB_CACHE"]).expanduser()
     if os.environ.get("HF_HOME"):

@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import fnmatch
 import functools
+import re
 from collections.abc import Callable, Iterable
 from typing import Any, TypeVar
 
@@ -21,19 +22,22 @@ import torch
 
 from ._utils import skip_init, suggestion
 from .config import ViTConfig
-from .errors import DuplicateModelError, UnknownModelError, UnknownTagError
+from .errors import DuplicateModelError, UnknownModelError, UnknownOverrideError, UnknownTagError
 from .models import VisionTransformer, build_model
-from .models.archs import ARCHS, Arch
-from .pretrained import tags_for
+from .models.archs import ARCHS, MODULES, Arch
+from .pretrained import PretrainedCfg, build_pretrained_cfg, default_tag, get_entry, tags_for
 
 __all__ = [
     "default_config",
     "get_arch",
     "get_builder",
+    "get_pretrained_cfg",
+    "get_pretrained_cfg_value",
     "is_model",
     "list_aliases",
     "list_models",
     "list_pretrained",
+    "natural_key",
     "register_alias",
     "register_config",
     "register_model",
@@ -46,6 +50,8 @@ F = TypeVar("F", bound=Callable[..., Any])
 _BUILDERS: dict[str, Builder] = {}
 _ARCHS: dict[str, Arch] = {}
 _ALIASES: dict[str, str] = {}
+_MODULES: dict[str, str] = {}
+"""name -> timm's module name of its family (``list_models(module=...)``)."""
 
 
 def _check_new(name: str) -> None:
@@ -90,6 +96,7 @@ def _register_arch(arch: Arch) -> None:
     _check_new(arch.name)
     _BUILDERS[arch.name] = _derived_builder(arch)
     _ARCHS[arch.name] = arch
+    _MODULES[arch.name] = MODULES.get(arch.name, "")
     for alias in arch.aliases:
         register_alias(alias, arch.name)
 
@@ -109,6 +116,7 @@ def register_model(fn: F) -> F:
     """
     _check_new(fn.__name__)
     _BUILDERS[fn.__name__] = fn
+    _MODULES[fn.__name__] = fn.__module__.split(".")[-1]
     return fn
 
 
@@ -201,33 +209,122 @@ def _match(name: str, patterns: Iterable[str]) -> bool:
     return any(fnmatch.fnmatchcase(name, p) for p in patterns)
 
 
-def list_models(pattern: str | Iterable[str] = "*", *, pretrained: bool = False) -> list[str]:
-    """Registered architecture names matching a wildcard pattern (or any of several), sorted.
+def _str_list(value: str | Iterable[str] | None) -> list[str]:
+    """timm's normalisation: ``""`` / None is no filter, a str one, an iterable several."""
+    if not value:
+        return []
+    return [value] if isinstance(value, str) else list(value)
+
+
+def _with_tag_patterns(patterns: list[str]) -> list[str]:
+    """A pattern without a tag part also matches the tagged names (timm's rule)."""
+    return [q for p in patterns for q in ([p] if "." in p else [p + ".*", p])]
+
+
+def natural_key(name: str) -> list[int | str]:
+    """timm's sort order of names: digit runs compare as numbers (``patch8`` before
+    ``patch16``), the rest case-insensitively."""
+    return [int(part) if part.isdigit() else part for part in re.split(r"(\d+)", name.lower())]
+
+
+def _has_weights(name: str) -> bool:
+    arch, tag = _split_tag(name)
+    entry = get_entry(arch, tag)
+    return entry is not None and entry.has_weights
+
+
+def list_models(filter: str | Iterable[str] = "", module: str | Iterable[str] = "",  # noqa: A002
+                pretrained: bool = False, exclude_filters: str | Iterable[str] = "",
+                name_matches_cfg: bool = False, include_tags: bool | None = None, *,
+                pattern: str | Iterable[str] | None = None) -> list[str]:
+    """Registered model names in timm's (natural) order: timm's ``list_models``, with timm's
+    arguments.
 
     Args:
-        pattern: shell-style wildcard(s), e.g. ``"vit_*_patch16_*"``.
-        pretrained: only architectures that have pretrained tags.
+        filter: shell-style wildcard(s) a name must match, e.g. ``"vit_*_patch16_*"``
+            (``""``: every name). Without a tag part a pattern also matches the tagged names.
+        module: only the names of these families, by timm's module names
+            (``"vision_transformer"``, ``"deit"``, ``"vision_transformer_hybrid"``; a user
+            builder's is the last part of its module's name).
+        pretrained: only names whose weights can be downloaded (an architecture counts by its
+            default tag).
+        exclude_filters: wildcard(s) removing names again.
+        name_matches_cfg: only names with a pretrained cfg of their own (architectures with
+            tags, and ``arch.tag`` names).
+        include_tags: list ``arch.tag`` names instead of architectures; None means the value
+            of ``pretrained`` (timm's rule).
+        pattern: vitzoo's earlier name of ``filter``.
     """
-    patterns = [pattern] if isinstance(pattern, str) else list(pattern)
-    names = [n for n in _BUILDERS if _match(n, patterns)]
+    includes = _str_list(filter if pattern is None else pattern)
+    excludes = _str_list(exclude_filters)
+    modules = _str_list(module)
+    include_tags = pretrained if include_tags is None else include_tags
+    names = {n for n in _BUILDERS if not modules or _MODULES.get(n, "") in modules}
+    if include_tags:
+        names = {f"{n}.{t}" for n in names for t in tags_for(n)} | {
+            n for n in names if not tags_for(n)}
+        includes, excludes = _with_tag_patterns(includes), _with_tag_patterns(excludes)
+    if includes:
+        names = {n for n in names if _match(n, includes)}
+    if excludes:
+        names = {n for n in names if not _match(n, excludes)}
     if pretrained:
-        names = [n for n in names if tags_for(n)]
-    return sorted(names)
+        names = {n for n in names if _has_weights(n)}
+    if name_matches_cfg:
+        names = {n for n in names if tags_for(_split_tag(n)[0])}
+    return sorted(names, key=natural_key)
 
 
-def list_pretrained(pattern: str | Iterable[str] = "*") -> list[str]:
-    """Every ``arch.tag`` whose full name or architecture matches the pattern(s).
+def list_pretrained(filter: str | Iterable[str] = "",  # noqa: A002
+                    exclude_filters: str | Iterable[str] = "", *,
+                    pattern: str | Iterable[str] | None = None) -> list[str]:
+    """Every ``arch.tag`` with weights whose full name or architecture matches ``filter``
+    (``""``: all; ``pattern`` is vitzoo's earlier name) and no ``exclude_filters`` pattern;
+    timm's ``list_pretrained``.
 
-    Sorted by architecture, each architecture's default tag first.
+    Sorted by architecture (timm's natural order), each architecture's default tag first.
     """
-    patterns = [pattern] if isinstance(pattern, str) else list(pattern)
+    includes = _str_list(filter if pattern is None else pattern)
+    excludes = _with_tag_patterns(_str_list(exclude_filters))
     found = []
-    for arch in sorted(_BUILDERS):
+    for arch in sorted(_BUILDERS, key=natural_key):
         for tag in tags_for(arch):
             full = f"{arch}.{tag}"
-            if _match(full, patterns) or _match(arch, patterns):
-                found.append(full)
+            if includes and not (_match(full, includes) or _match(arch, includes)):
+                continue
+            if _match(full, excludes) or not _has_weights(full):
+                continue
+            found.append(full)
     return found
+
+
+def get_pretrained_cfg(name: str) -> PretrainedCfg:
+    """The pretrained cfg of ``arch`` (its default tag) or ``arch.tag``, without building the
+    model: what ``create_model(name).pretrained_cfg`` holds (timm's ``get_pretrained_cfg``).
+
+    Raises:
+        UnknownModelError: the name is not registered.
+        UnknownTagError: the tag is not known for the architecture.
+    """
+    arch, tag = resolve_name(name)
+    tag = tag or default_tag(arch)
+    cfg = default_config(arch)
+    if get_entry(arch, tag) is not None:
+        cfg = cfg.replace(num_classes=get_entry(arch, tag).num_classes)
+    return build_pretrained_cfg(cfg, arch=arch, tag=tag, entry=get_entry(arch, tag))
+
+
+def get_pretrained_cfg_value(name: str, key: str) -> Any:
+    """One key of :func:`get_pretrained_cfg` (timm's ``get_pretrained_cfg_value``).
+
+    Raises:
+        UnknownOverrideError: ``key`` is not a pretrained-cfg key.
+    """
+    cfg = get_pretrained_cfg(name).to_dict()
+    if key not in cfg:
+        raise UnknownOverrideError(f"unknown pretrained_cfg key {key!r}."
+                                   f"{suggestion(key, cfg)} Valid keys: {', '.join(cfg)}.")
+    return cfg[key]
 
 
 def list_aliases(arch: str | None = None) -> dict[str, str]:

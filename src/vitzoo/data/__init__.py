@@ -4,31 +4,38 @@ from __future__ import annotations
 
 from .class_names import imagenet_class_names, imagenet_wnids
 from .datasets import CIFAR, DatasetError, Digits, ImageFolder
+from .pipeline import create_transform, resolve_data_config, resolve_model_data_config
 from .specs import open_dataset
 from .transforms import (
     CenterCrop,
+    ColorJitter,
     Compose,
     EnsureChannels,
     Normalize,
+    RandomApply,
+    RandomGrayscale,
     RandomHorizontalFlip,
     RandomResizedCrop,
+    RandomVerticalFlip,
     Resize,
     ToTensor,
-    create_transform,
-    resolve_data_config,
 )
 
 __all__ = [
     "CIFAR",
     "CenterCrop",
+    "ColorJitter",
     "Compose",
     "DatasetError",
     "Digits",
     "EnsureChannels",
     "ImageFolder",
     "Normalize",
+    "RandomApply",
+    "RandomGrayscale",
     "RandomHorizontalFlip",
     "RandomResizedCrop",
+    "RandomVerticalFlip",
     "Resize",
     "ToTensor",
     "create_transform",
@@ -36,4 +43,5 @@ __all__ = [
     "imagenet_wnids",
     "open_dataset",
     "resolve_data_config",
+    "resolve_model_data_config",
 ]

@@ -1,14 +1,18 @@
-"""Image preprocessing in pure torch: decoding, resizing, cropping, flipping, normalising.
+"""Image transforms in pure torch (+ Pillow for PIL images): resizing, cropping, flipping,
+colour jitter, normalising.
 
 Tensors are (C, H, W) float32 in [0, 1] until :class:`Normalize`. The geometry follows
 torchvision's documented conventions (shorter-side resize, centre-crop rounding, the
 Inception-style random resized crop of Szegedy et al., "Going Deeper with Convolutions",
-CVPR 2015), so the preprocessing of timm / DeiT / big_vision checkpoints can be reproduced.
+CVPR 2015), and :class:`Resize` resizes PIL images with Pillow as torchvision does, so the
+preprocessing of timm / DeiT / big_vision checkpoints is reproduced. The pipelines built from
+a data config are in :mod:`vitzoo.data.pipeline`.
 """
 
 from __future__ import annotations
 
 import math
+import sys
 from collections.abc import Callable, Sequence
 from typing import Any
 
@@ -16,27 +20,28 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from .._utils import suggestion
-from ..errors import ConfigError, ImageSizeError, UnknownOverrideError
-from ..pretrained import PretrainedCfg
+from ..errors import ConfigError, ImageSizeError, UnsupportedOptionError
 
 __all__ = [
+    "INTERPOLATIONS",
     "CenterCrop",
+    "ColorJitter",
     "Compose",
     "EnsureChannels",
     "Normalize",
+    "RandomApply",
+    "RandomGrayscale",
     "RandomHorizontalFlip",
     "RandomResizedCrop",
+    "RandomVerticalFlip",
     "Resize",
     "ToTensor",
-    "create_transform",
-    "resolve_data_config",
+    "check_interpolation",
+    "is_pil_image",
 ]
 
 INTERPOLATIONS = ("bilinear", "bicubic", "nearest")
-DATA_CONFIG_KEYS = ("input_size", "mean", "std", "crop_pct", "interpolation")
-# The defaults of model.pretrained_cfg's schema: timm's for ViTs (mean = std = 0.5, crop 0.9).
-DEFAULT_DATA_CONFIG: dict[str, Any] = {k: getattr(PretrainedCfg(), k) for k in DATA_CONFIG_KEYS}
+_GREY_WEIGHTS = (0.2989, 0.587, 0.114)  # ITU-R 601-2 luma, as PIL and torchvision
 
 
 def _size_pair(size: int | Sequence[int], name: str) -> tuple[int, int]:
@@ -47,7 +52,8 @@ def _size_pair(size: int | Sequence[int], name: str) -> tuple[int, int]:
     return int(size[0]), int(size[1])
 
 
-def _check_interpolation(interpolation: str) -> None:
+def check_interpolation(interpolation: str) -> None:
+    """Raise :class:`ConfigError` unless ``interpolation`` is one of :data:`INTERPOLATIONS`."""
     if interpolation not in INTERPOLATIONS:
         raise ConfigError(f"interpolation={interpolation!r} is not one of "
                           f"{', '.join(map(repr, INTERPOLATIONS))}")
@@ -57,6 +63,12 @@ def _check_range(value: Sequence[float], name: str) -> tuple[float, float]:
     if len(value) != 2 or not 0 < value[0] <= value[1]:
         raise ConfigError(f"{name} must be a (min, max) pair with 0 < min <= max, got {value!r}")
     return float(value[0]), float(value[1])
+
+
+def is_pil_image(x: Any) -> bool:
+    """Whether ``x`` is a PIL image (without importing Pillow: one exists only if it is loaded)."""
+    image_module = sys.modules.get("PIL.Image")
+    return image_module is not None and isinstance(x, image_module.Image)
 
 
 def _check_image(x: Any, name: str) -> torch.Tensor:
@@ -142,35 +154,55 @@ class EnsureChannels:
 
 
 class Resize:
-    """Resize with ``torch.nn.functional.interpolate``.
+    """Resize a PIL image with Pillow, a tensor with ``torch.nn.functional.interpolate``.
+
+    PIL images stay PIL images, resized as torchvision resizes them (so timm's and DeiT's
+    evaluation pipelines are reproduced to the pixel); tensors and uint8 arrays become float
+    tensors in [0, 1] (``ToTensor`` first).
 
     Args:
         size: an int resizes the shorter side to ``size`` and the longer side to
-            ``int(size * long / short)`` (torchvision's rule); ``(h, w)`` resizes exactly.
-        interpolation: ``"bicubic"``, ``"bilinear"`` (both ``align_corners=False``) or
-            ``"nearest"``. Bicubic overshoots, so its output is clamped to [0, 1]: apply
-            ``Resize`` before :class:`Normalize`.
-        antialias: low-pass filter when downsampling (bilinear / bicubic only), as PIL does.
+            ``int(size * long / short)`` (torchvision's rule); ``(h, w)`` resizes exactly, or,
+            with ``keep_ratio``, by one factor so the image just covers ``(h, w)``.
+        interpolation: ``"bicubic"``, ``"bilinear"`` or ``"nearest"``. On tensors
+            (``align_corners=False``) bicubic overshoots, so its output is clamped to [0, 1]:
+            apply ``Resize`` before :class:`Normalize`.
+        antialias: low-pass filter tensors when downsampling (bilinear / bicubic), as Pillow
+            always does.
+        keep_ratio: timm's ``ResizeKeepRatio``: the output is ``round(H / r), round(W / r)``
+            with ``r = min(H / h, W / w)``.
     """
 
     def __init__(self, size: int | Sequence[int], *, interpolation: str = "bicubic",
-                 antialias: bool = True) -> None:
-        _check_interpolation(interpolation)
+                 antialias: bool = True, keep_ratio: bool = False) -> None:
+        check_interpolation(interpolation)
         self.shorter = size if isinstance(size, int) and not isinstance(size, bool) else None
         _size_pair(size, "size")
+        if keep_ratio and self.shorter is not None:
+            raise ConfigError("keep_ratio needs a (height, width) size; an int size already "
+                              "keeps the ratio")
         self.size = size
         self.interpolation = interpolation
         self.antialias = antialias
+        self.keep_ratio = keep_ratio
 
     def output_size(self, height: int, width: int) -> tuple[int, int]:
         """The (h, w) an image of ``height`` x ``width`` is resized to."""
         if self.shorter is None:
-            return _size_pair(self.size, "size")
+            h, w = _size_pair(self.size, "size")
+            if not self.keep_ratio:
+                return h, w
+            ratio = min(height / h, width / w)
+            return round(height / ratio), round(width / ratio)
         if height <= width:
             return self.shorter, int(self.shorter * width / height)
         return int(self.shorter * height / width), self.shorter
 
-    def __call__(self, x: torch.Tensor) -> torch.Tensor:
+    def __call__(self, x: Any) -> Any:
+        if is_pil_image(x):
+            return self._resize_pil(x)
+        if not (isinstance(x, torch.Tensor) and x.is_floating_point()):
+            x = ToTensor()(x)
         h, w = self.output_size(*_check_image(x, "Resize").shape[-2:])
         if (h, w) == tuple(x.shape[-2:]):
             return x
@@ -182,9 +214,22 @@ class Resize:
             y = y.clamp_(0.0, 1.0)
         return y.reshape(*x.shape[:-2], h, w)  # (..., C, h, w)
 
+    def _resize_pil(self, image: Any) -> Any:
+        from PIL import Image
+
+        if image.mode not in ("L", "LA", "RGB", "RGBA"):  # as ToTensor reads them
+            image = image.convert("RGB")
+        h, w = self.output_size(image.height, image.width)
+        if (h, w) == (image.height, image.width):
+            return image
+        resample = {"bilinear": Image.Resampling.BILINEAR, "bicubic": Image.Resampling.BICUBIC,
+                    "nearest": Image.Resampling.NEAREST}[self.interpolation]
+        return image.resize((w, h), resample)
+
     def __repr__(self) -> str:
         return (f"Resize(size={self.size!r}, interpolation={self.interpolation!r}, "
-                f"antialias={self.antialias})")
+                f"antialias={self.antialias}" + (", keep_ratio=True)" if self.keep_ratio
+                                                 else ")"))
 
 
 class CenterCrop:
@@ -221,7 +266,8 @@ class RandomResizedCrop:
         size: output size, an int or ``(h, w)``.
         scale: range of the crop's area as a fraction of the image's, sampled uniformly.
         ratio: range of the crop's aspect ratio w / h, sampled log-uniformly.
-        interpolation: as in :class:`Resize` (antialiased).
+        interpolation: as in :class:`Resize` (antialiased), or ``"random"``: bilinear or
+            bicubic with equal chance for each image (timm's training default).
     """
 
     uses_generator = True
@@ -231,7 +277,10 @@ class RandomResizedCrop:
         self.size = _size_pair(size, "size")
         self.scale = _check_range(scale, "scale")
         self.ratio = _check_range(ratio, "ratio")
-        self.resize = Resize(self.size, interpolation=interpolation)
+        modes = ("bilinear", "bicubic") if interpolation == "random" else (interpolation,)
+        self.resizes = [Resize(self.size, interpolation=mode) for mode in modes]
+        self.resize = self.resizes[-1]
+        self.interpolation = interpolation
 
     def get_params(self, height: int, width: int,
                    generator: torch.Generator | None = None) -> tuple[int, int, int, int]:
@@ -269,12 +318,15 @@ class RandomResizedCrop:
     def __call__(self, x: torch.Tensor, generator: torch.Generator | None = None) -> torch.Tensor:
         top, left, h, w = self.get_params(*_check_image(x, "RandomResizedCrop").shape[-2:],
                                           generator=generator)
-        return self.resize(x[..., top:top + h, left:left + w])  # (..., C, *size)
+        resize = self.resize
+        if len(self.resizes) > 1:
+            resize = self.resizes[int(torch.randint(2, (1,), generator=generator).item())]
+        return resize(x[..., top:top + h, left:left + w])  # (..., C, *size)
 
     def __repr__(self) -> str:
         return (f"RandomResizedCrop(size={self.size}, scale={self.scale}, ratio="
                 f"({self.ratio[0]:.4g}, {self.ratio[1]:.4g}), "
-                f"interpolation={self.resize.interpolation!r})")
+                f"interpolation={self.interpolation!r})")
 
 
 class RandomHorizontalFlip:
@@ -298,6 +350,141 @@ class RandomHorizontalFlip:
 
     def __repr__(self) -> str:
         return f"RandomHorizontalFlip(p={self.p})"
+
+
+class RandomVerticalFlip:
+    """Flip the height axis with probability ``p``.
+
+    Args:
+        p: flip probability in [0, 1].
+    """
+
+    uses_generator = True
+
+    def __init__(self, p: float = 0.5) -> None:
+        if not 0.0 <= p <= 1.0:
+            raise ConfigError(f"p must be in [0, 1], got {p}")
+        self.p = p
+
+    def __call__(self, x: torch.Tensor, generator: torch.Generator | None = None) -> torch.Tensor:
+        if torch.rand(1, generator=generator).item() < self.p:
+            return x.flip(-2)
+        return x
+
+    def __repr__(self) -> str:
+        return f"RandomVerticalFlip(p={self.p})"
+
+
+def _grey(x: torch.Tensor) -> torch.Tensor:
+    """Luma ``(..., 1, H, W)`` of an RGB image (a 1-channel image is its own)."""
+    if x.shape[-3] == 1:
+        return x
+    r, g, b = x.unbind(dim=-3)
+    return (_GREY_WEIGHTS[0] * r + _GREY_WEIGHTS[1] * g + _GREY_WEIGHTS[2] * b).unsqueeze(-3)
+
+
+def _factor_range(value: float | Sequence[float], name: str) -> tuple[float, float] | None:
+    if isinstance(value, (int, float)):
+        if value < 0:
+            raise ConfigError(f"{name} jitter must be >= 0, got {value}")
+        return None if value == 0 else (max(0.0, 1.0 - value), 1.0 + value)
+    return _check_range(value, name)
+
+
+class ColorJitter:
+    """Random brightness, contrast and saturation, in a random order (torchvision's rules on
+    tensors in [0, 1]).
+
+    Each factor is drawn uniformly from ``[max(0, 1 - v), 1 + v]`` (or the ``(min, max)``
+    given): brightness scales the image, contrast blends it with its mean luma, saturation
+    with its luma image; results are clamped to [0, 1].
+
+    Args:
+        brightness, contrast, saturation: jitter strengths (0 leaves the property alone).
+        hue: must be 0 (hue jitter is not implemented).
+    """
+
+    uses_generator = True
+
+    def __init__(self, brightness: float | Sequence[float] = 0.0,
+                 contrast: float | Sequence[float] = 0.0,
+                 saturation: float | Sequence[float] = 0.0, hue: float = 0.0) -> None:
+        if hue:
+            raise UnsupportedOptionError("hue jitter is not implemented: pass three colour "
+                                         "jitter values (brightness, contrast, saturation)")
+        self.ranges = {"brightness": _factor_range(brightness, "brightness"),
+                       "contrast": _factor_range(contrast, "contrast"),
+                       "saturation": _factor_range(saturation, "saturation")}
+
+    def __call__(self, x: torch.Tensor, generator: torch.Generator | None = None) -> torch.Tensor:
+        x = _check_image(x, "ColorJitter")
+        names = list(self.ranges)
+        for i in torch.randperm(len(names), generator=generator).tolist():
+            bounds = self.ranges[names[i]]
+            if bounds is None:
+                continue
+            f = torch.empty(1).uniform_(*bounds, generator=generator).item()
+            if names[i] == "brightness":
+                x = (x * f).clamp(0.0, 1.0)
+            elif names[i] == "contrast":
+                mean = _grey(x).mean(dim=(-3, -2, -1), keepdim=True)  # (..., 1, 1, 1)
+                x = (f * x + (1.0 - f) * mean).clamp(0.0, 1.0)
+            elif x.shape[-3] == 3:  # saturation: nothing to do for a grey image
+                x = (f * x + (1.0 - f) * _grey(x)).clamp(0.0, 1.0)
+        return x
+
+    def __repr__(self) -> str:
+        return "ColorJitter(" + ", ".join(f"{k}={v}" for k, v in self.ranges.items()) + ")"
+
+
+class RandomGrayscale:
+    """Replace every channel by the luma with probability ``p`` (the channel count stays).
+
+    Args:
+        p: probability in [0, 1].
+    """
+
+    uses_generator = True
+
+    def __init__(self, p: float = 0.1) -> None:
+        if not 0.0 <= p <= 1.0:
+            raise ConfigError(f"p must be in [0, 1], got {p}")
+        self.p = p
+
+    def __call__(self, x: torch.Tensor, generator: torch.Generator | None = None) -> torch.Tensor:
+        if torch.rand(1, generator=generator).item() < self.p:
+            return _grey(_check_image(x, "RandomGrayscale")).expand_as(x).clone()
+        return x
+
+    def __repr__(self) -> str:
+        return f"RandomGrayscale(p={self.p})"
+
+
+class RandomApply:
+    """Apply ``transform`` with probability ``p``.
+
+    Args:
+        transform: a transform (given the generator if it takes one).
+        p: probability in [0, 1].
+    """
+
+    uses_generator = True
+
+    def __init__(self, transform: Callable[..., Any], p: float = 0.5) -> None:
+        if not 0.0 <= p <= 1.0:
+            raise ConfigError(f"p must be in [0, 1], got {p}")
+        self.transform = transform
+        self.p = p
+
+    def __call__(self, x: Any, generator: torch.Generator | None = None) -> Any:
+        if torch.rand(1, generator=generator).item() >= self.p:
+            return x
+        if getattr(self.transform, "uses_generator", False):
+            return self.transform(x, generator=generator)
+        return self.transform(x)
+
+    def __repr__(self) -> str:
+        return f"RandomApply({self.transform!r}, p={self.p})"
 
 
 class Normalize:
@@ -346,102 +533,3 @@ class Compose:
 
     def __repr__(self) -> str:
         return "Compose([\n" + "".join(f"    {t!r},\n" for t in self.transforms) + "])"
-
-
-def _fit_channels(stats: Sequence[float], channels: int, name: str) -> tuple[float, ...]:
-    stats = tuple(float(s) for s in stats)
-    if len(stats) == channels:
-        return stats
-    if len(stats) == 1:
-        return stats * channels
-    if channels == 1:
-        return (sum(stats) / len(stats),)
-    raise ConfigError(f"{name} has {len(stats)} values but the input has {channels} channels; "
-                      f"pass {name}= with {channels} values")
-
-
-def resolve_data_config(model: Any = None, **overrides: Any) -> dict[str, Any]:
-    """The preprocessing a model expects, as a dict for :func:`create_transform`.
-
-    Starts from the defaults (input (3, 224, 224), mean = std = 0.5, crop_pct 0.9, bicubic),
-    takes the keys ``model.pretrained_cfg`` has, then ``input_size`` from ``model.cfg``
-    (``(in_chans, *img_size)``: the built model wins over its weights' record), then
-    ``overrides``. Mean and std are averaged or repeated to the input's channel count.
-
-    Args:
-        model: a vitzoo model, or None for the defaults.
-        **overrides: any of ``input_size``, ``mean``, ``std``, ``crop_pct``, ``interpolation``.
-
-    Returns:
-        A dict with exactly those five keys.
-    """
-    unknown = sorted(set(overrides) - set(DATA_CONFIG_KEYS))
-    if unknown:
-        raise UnknownOverrideError(f"unknown data config key {unknown[0]!r}; valid keys are "
-                                   f"{', '.join(DATA_CONFIG_KEYS)}."
-                                   + suggestion(unknown[0], DATA_CONFIG_KEYS))
-    config = dict(DEFAULT_DATA_CONFIG)
-    pretrained = getattr(model, "pretrained_cfg", None) or {}
-    config.update({k: pretrained[k] for k in DATA_CONFIG_KEYS if k in pretrained})
-    cfg = getattr(model, "cfg", None)
-    if cfg is not None:
-        config["input_size"] = (cfg.in_chans, *cfg.img_size)
-    config.update(overrides)
-    input_size = tuple(int(v) for v in config["input_size"])
-    if len(input_size) != 3 or min(input_size) < 1:
-        raise ConfigError(f"input_size must be (channels, height, width), got {input_size!r}")
-    _check_interpolation(config["interpolation"])
-    if not 0 < config["crop_pct"] <= 1:
-        raise ConfigError(f"crop_pct must be in (0, 1], got {config['crop_pct']!r}")
-    return {"input_size": input_size,
-            "mean": _fit_channels(config["mean"], input_size[0], "mean"),
-            "std": _fit_channels(config["std"], input_size[0], "std"),
-            "crop_pct": float(config["crop_pct"]), "interpolation": config["interpolation"]}
-
-
-def create_transform(config: dict[str, Any], train: bool = False, *,
-                     scale: Sequence[float] = (0.08, 1.0),
-                     ratio: Sequence[float] = (3 / 4, 4 / 3), hflip: float = 0.5,
-                     eval_resize: str = "crop") -> Compose:
-    """Build the training or evaluation pipeline of a data config.
-
-    Training: ``ToTensor, EnsureChannels, RandomResizedCrop, RandomHorizontalFlip (if
-    hflip > 0), Normalize``. Evaluation with ``eval_resize="crop"`` (timm / DeiT): resize the
-    shorter side to ``floor(H / crop_pct)``, then centre-crop (H, W); a non-square (H, W)
-    is resized to ``(floor(H / crop_pct), floor(W / crop_pct))`` instead. With
-    ``eval_resize="resize"`` (Google's big_vision evaluation) the image is resized to (H, W).
-
-    Args:
-        config: a dict from :func:`resolve_data_config`.
-        train: the augmenting pipeline instead of the deterministic one.
-        scale, ratio: :class:`RandomResizedCrop`'s ranges.
-        hflip: horizontal flip probability; 0 leaves the flip out.
-        eval_resize: ``"crop"`` or ``"resize"``.
-
-    Returns:
-        A :class:`Compose` mapping an image to a normalised (C, H, W) float32 tensor.
-    """
-    if eval_resize not in ("crop", "resize"):
-        raise ConfigError(f"eval_resize={eval_resize!r} is not 'crop' or 'resize'")
-    missing = [k for k in DATA_CONFIG_KEYS if k not in config]
-    if missing:
-        raise ConfigError(f"the data config lacks {', '.join(missing)}; build it with "
-                          f"resolve_data_config()")
-    c, h, w = config["input_size"]
-    interpolation = config["interpolation"]
-    steps: list[Callable[..., Any]] = [ToTensor(), EnsureChannels(c)]
-    if train:
-        steps.append(RandomResizedCrop((h, w), scale=scale, ratio=ratio,
-                                       interpolation=interpolation))
-        if hflip > 0:
-            steps.append(RandomHorizontalFlip(hflip))
-    elif eval_resize == "resize":
-        steps.append(Resize((h, w), interpolation=interpolation))
-    else:
-        crop_pct = config["crop_pct"]
-        scaled: int | tuple[int, int] = int(math.floor(h / crop_pct))
-        if h != w:
-            scaled = (int(math.floor(h / crop_pct)), int(math.floor(w / crop_pct)))
-        steps += [Resize(scaled, interpolation=interpolation), CenterCrop((h, w))]
-    steps.append(Normalize(config["mean"], config["std"]))
-    return Compose(steps)

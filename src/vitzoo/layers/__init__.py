@@ -9,6 +9,7 @@ from .attention_pool import AttentionPool
 from .block import Block
 from .bottleneck import Bottleneck, Downsample, ResNetStage, stem_layers
 from .drop_path import DropPath, drop_path
+from .feature_pyramid import SimpleFeaturePyramid
 from .helpers import layer_norm, to_2tuple
 from .hybrid_embed import HybridEmbed
 from .layer_scale import LayerScale
@@ -39,6 +40,7 @@ __all__ = [
     "Mlp",
     "PatchEmbed",
     "ResNetStage",
+    "SimpleFeaturePyramid",
     "StdConv2dSame",
     "attention_probs",
     "check_image",

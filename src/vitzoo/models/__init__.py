@@ -1,13 +1,17 @@
-"""Model classes, and the tables of registered architectures (:mod:`vitzoo.models.archs`)."""
+"""Model classes, the ``features_only`` backbones over them, and the tables of registered
+architectures (:mod:`vitzoo.models.archs`)."""
 
 from __future__ import annotations
 
 from ..config import ViTConfig
 from .deit import DistilledVisionTransformer
+from .feature_hooks import FeatureHookNet
+from .feature_info import FeatureInfo
+from .features import FeatureGetterNet
 from .vision_transformer import VisionTransformer, init_submodules
 
-__all__ = ["DistilledVisionTransformer", "VisionTransformer", "build_model", "init_submodules",
-           "model_class"]
+__all__ = ["DistilledVisionTransformer", "FeatureGetterNet", "FeatureHookNet", "FeatureInfo",
+           "VisionTransformer", "build_model", "init_submodules", "model_class"]
 
 
 def model_class(cfg: ViTConfig) -> type[VisionTransformer]:

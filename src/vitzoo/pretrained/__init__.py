@@ -8,12 +8,19 @@ tag (models.md).
 from __future__ import annotations
 
 from . import deit, hybrid, vit
-from .cfg import PretrainedCfg, build_pretrained_cfg
-from .entry import GOOGLE_PREPROCESSING, HF_FILE, IMAGENET_MEAN, IMAGENET_STD, PretrainedEntry
+from .cfg import PretrainedCfg, build_pretrained_cfg, resolve_pretrained_cfg
+from .entry import (
+    GOOGLE_PREPROCESSING,
+    HF_FILE,
+    IMAGENET_MEAN,
+    IMAGENET_STD,
+    PretrainedEntry,
+    numerics_of,
+)
 
 __all__ = ["GOOGLE_PREPROCESSING", "HF_FILE", "IMAGENET_MEAN", "IMAGENET_STD", "PretrainedCfg",
            "PretrainedEntry", "all_entries", "build_pretrained_cfg", "default_tag", "get_entry",
-           "tag_num_classes", "tags_for"]
+           "numerics_of", "resolve_pretrained_cfg", "tag_num_classes", "tags_for"]
 
 _BY_ARCH: dict[str, list[PretrainedEntry]] = {}
 for _entry in (*vit.ENTRIES, *deit.ENTRIES, *hybrid.ENTRIES):

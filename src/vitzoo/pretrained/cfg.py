@@ -10,10 +10,15 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
+from .._utils import suggestion
 from ..config import ViTConfig
+from ..errors import UnknownOverrideError
 from .entry import GOOGLE_MEAN, GOOGLE_STD, IMAGENET_MEAN, IMAGENET_STD, PretrainedEntry
 
-__all__ = ["PretrainedCfg", "build_pretrained_cfg"]
+__all__ = ["PretrainedCfg", "build_pretrained_cfg", "field_names", "resolve_pretrained_cfg"]
+
+# timm's keys that name where weights come from: overlaying one resets custom_load (timm's rule)
+SOURCE_KEYS = ("file", "url", "hf_hub_id", "hf_hub_filename")
 
 logger = logging.getLogger(__name__)
 
@@ -22,37 +27,55 @@ logger = logging.getLogger(__name__)
 class PretrainedCfg:
     """Preprocessing and provenance of a model's weights.
 
-    The first block of fields are timm's ``pretrained_cfg`` keys with timm's meaning; the rest
-    are vitzoo's: ``origin`` (``"jax"`` or ``"pytorch"``, the framework whose numerics the
-    weights need), ``sha256`` of the original file, ``paper``, the reported ImageNet ``top1``,
-    ``label_names`` of the head's classes, the fine-tuning ``dataset``, and the ``file`` /
-    ``source`` the weights were read from. The defaults are timm's for ViTs (mean = std =
-    0.5, crop_pct 0.9, bicubic), which :func:`vitzoo.resolve_data_config` also assumes.
+    The fields up to ``notes`` are timm's ``pretrained_cfg`` keys, in timm's order and with
+    timm's meaning (timm's in-memory ``state_dict`` source aside); the rest are vitzoo's:
+    ``origin`` (``"jax"`` or ``"pytorch"``, the framework whose numerics the weights need),
+    ``sha256`` of the original file, ``paper``, the reported ImageNet ``top1`` and the
+    fine-tuning ``dataset``. ``file`` / ``source`` say where the weights were read from. The
+    defaults are timm's for ViTs (mean = std = 0.5, crop_pct 0.9, bicubic, a fixed input
+    size), which :func:`vitzoo.resolve_data_config` also assumes.
     """
 
+    url: str | None = None
+    file: str | None = None
+    hf_hub_id: str | None = None
+    hf_hub_filename: str | None = None
+    source: str | None = None
     architecture: str | None = None
     tag: str | None = None
-    url: str | None = None
-    hf_hub_id: str | None = None
-    num_classes: int = 1000
+    custom_load: bool = False
+    """The ``url`` file is in a foreign format (Google's ``.npz``) that needs converting."""
     input_size: tuple[int, ...] = (3, 224, 224)
+    test_input_size: tuple[int, ...] | None = None
+    min_input_size: tuple[int, ...] | None = None
     fixed_input_size: bool = True
+    """False only for models built with ``dynamic_img_size=True`` (they take any size)."""
     interpolation: str = "bicubic"
     crop_pct: float = 0.9
+    test_crop_pct: float | None = None
     crop_mode: str = "center"
     mean: tuple[float, ...] = GOOGLE_MEAN
     std: tuple[float, ...] = GOOGLE_STD
+    num_classes: int = 1000
+    label_offset: int | None = None
+    label_names: tuple[str, ...] | None = None
+    label_descriptions: dict[str, str] | None = None
+    pool_size: tuple[int, ...] | None = None
+    """None: a ViT's ``forward_features`` gives tokens, not a spatial map (timm's value)."""
+    test_pool_size: tuple[int, ...] | None = None
     first_conv: str = "patch_embed.proj"
     classifier: str | tuple[str, ...] = "head"
     license: str | None = None
+    description: str | None = None
+    origin_url: str | None = None
+    paper_name: str | None = None
+    paper_ids: str | tuple[str, ...] | None = None
+    notes: tuple[str, ...] | None = None
     origin: str | None = None
     sha256: str | None = None
     paper: str | None = None
     top1: float | None = None
-    label_names: tuple[str, ...] | None = None
     dataset: str | None = None
-    file: str | None = None
-    source: str | None = None
 
     def replace(self, **changes: Any) -> PretrainedCfg:
         return dataclasses.replace(self, **changes)
@@ -65,47 +88,69 @@ class PretrainedCfg:
         return data
 
     @classmethod
-    def from_dict(cls, data: Mapping[str, Any]) -> PretrainedCfg:
-        """Read a stored ``pretrained_cfg`` (a file's metadata, a hub ``config.json``).
+    def from_dict(cls, data: Mapping[str, Any], *, strict: bool = False) -> PretrainedCfg:
+        """Read a stored ``pretrained_cfg`` (a file's metadata, a hub ``config.json``) or one
+        passed in (``create_model(pretrained_cfg=...)``).
 
-        Keys that are not fields are ignored (older and newer files may have others).
+        Args:
+            data: the keys and values.
+            strict: raise on keys that are not fields; otherwise they are ignored (older and
+                newer files may have others).
 
         Raises:
             ValueError: a field has a value of the wrong kind.
+            UnknownOverrideError: with ``strict``, a key is not a field (valid keys listed).
         """
         if not isinstance(data, Mapping):
             raise ValueError(f"pretrained_cfg must be a JSON object, got {type(data).__name__}")
-        names = {f.name for f in dataclasses.fields(cls)}
-        ignored = sorted(str(k) for k in data if k not in names)
-        if ignored:
-            logger.debug("pretrained_cfg: ignoring unknown keys %s", ", ".join(ignored))
+        names = field_names()
+        unknown = sorted(str(k) for k in data if k not in names)
+        if unknown and strict:
+            raise UnknownOverrideError(
+                f"unknown pretrained_cfg key(s) {', '.join(map(repr, unknown))}."
+                + "".join(suggestion(k, names) for k in unknown)
+                + f" Valid keys: {', '.join(names)}.")
+        if unknown:
+            logger.debug("pretrained_cfg: ignoring unknown keys %s", ", ".join(unknown))
         return cls(**{k: _coerce(k, v) for k, v in data.items() if k in names})
 
 
-_FLOAT_TUPLES = ("mean", "std")
-_STR_FIELDS = ("architecture", "tag", "url", "hf_hub_id", "interpolation", "crop_mode",
-               "first_conv", "license", "origin", "sha256", "paper", "dataset", "file", "source")
+def field_names() -> tuple[str, ...]:
+    """The keys of a pretrained cfg, in order (timm's first)."""
+    return tuple(f.name for f in dataclasses.fields(PretrainedCfg))
+
+
+_INT_TUPLES = ("input_size", "test_input_size", "min_input_size", "pool_size", "test_pool_size")
+_STR_TUPLES = ("label_names", "notes", "paper_ids", "classifier")  # a str is also accepted
+_STR_FIELDS = ("url", "file", "hf_hub_id", "hf_hub_filename", "source", "architecture", "tag",
+               "interpolation", "crop_mode", "first_conv", "license", "description",
+               "origin_url", "paper_name", "origin", "sha256", "paper", "dataset")
+_REQUIRED = ("num_classes", "input_size", "mean", "std")
 
 
 def _coerce(name: str, value: Any) -> Any:
     """A stored value as the field's type (JSON turns tuples into lists)."""
-    if value is None and name not in ("num_classes", "input_size", "mean", "std"):
+    if value is None and name not in _REQUIRED:
         return None
-    if name in _FLOAT_TUPLES:
+    if name in ("mean", "std"):
         return _tuple_of(value, (int, float), float, name)
-    if name == "input_size":
+    if name in _INT_TUPLES:
         return _tuple_of(value, (int,), int, name)
-    if name == "label_names":
-        return _tuple_of(value, (str, int), str, name)
-    if name == "classifier":
-        return value if isinstance(value, str) else _tuple_of(value, (str,), str, name)
+    if name in _STR_TUPLES:
+        if isinstance(value, str) and name != "label_names":  # timm's str forms
+            return value if name in ("classifier", "paper_ids") else (value,)
+        return _tuple_of(value, (str, int) if name == "label_names" else (str,), str, name)
     if name in _STR_FIELDS:
         return _checked(value, (str,), name)
-    if name == "num_classes":
+    if name in ("num_classes", "label_offset"):
         return _checked(value, (int,), name)
-    if name == "fixed_input_size":
+    if name in ("fixed_input_size", "custom_load"):
         return _checked(value, (bool,), name)
-    return float(_checked(value, (int, float), name))  # crop_pct, top1
+    if name == "label_descriptions":
+        if not isinstance(value, Mapping):
+            raise ValueError(f"pretrained_cfg label_descriptions={value!r} is not a mapping")
+        return {str(k): str(v) for k, v in value.items()}
+    return float(_checked(value, (int, float), name))  # crop_pct, test_crop_pct, top1
 
 
 def _checked(value: Any, kinds: tuple[type, ...], name: str) -> Any:
@@ -143,7 +188,8 @@ def build_pretrained_cfg(cfg: ViTConfig, *, arch: str | None = None, tag: str | 
 
     Starts from the weight table's ``entry``, else a ``stored`` cfg (read from a file), else
     the defaults of ``arch``; then the fields the model itself decides (``input_size``,
-    ``num_classes``, ``first_conv``, ``classifier``) are set from ``cfg``, and ``provenance``
+    ``num_classes``, ``fixed_input_size``, ``first_conv``, ``classifier``) are set from
+    ``cfg``, and ``provenance``
     (``file``, ``source``, ``origin``, ``label_names``, ``dataset`` ...) on top. Label names
     that do not match the head's class count are dropped.
     """
@@ -159,7 +205,7 @@ def build_pretrained_cfg(cfg: ViTConfig, *, arch: str | None = None, tag: str | 
         base = base.replace(architecture=arch)
     fields: dict[str, Any] = {
         "input_size": (cfg.in_chans, *cfg.img_size), "num_classes": cfg.num_classes,
-        "first_conv": _first_conv(cfg),
+        "fixed_input_size": not cfg.dynamic_img_size, "first_conv": _first_conv(cfg),
         "classifier": ("head", "head_dist") if cfg.distilled else "head",
     }
     fields.update({k: _coerce(k, v) for k, v in provenance.items()})
@@ -168,3 +214,35 @@ def build_pretrained_cfg(cfg: ViTConfig, *, arch: str | None = None, tag: str | 
     if names is not None and len(names) != cfg.num_classes:
         pretrained = pretrained.replace(label_names=None)
     return pretrained
+
+
+def resolve_pretrained_cfg(cfg: ViTConfig, *, arch: str, tag: str | None = None,
+                           entry: PretrainedEntry | None = None,
+                           pretrained_cfg: Mapping[str, Any] | PretrainedCfg | None = None,
+                           overlay: Mapping[str, Any] | None = None) -> PretrainedCfg:
+    """What ``create_model(pretrained_cfg=..., pretrained_cfg_overlay=...)`` describes: the
+    weights' cfg before the model decides its own fields (timm's ``resolve_pretrained_cfg``).
+
+    A ``pretrained_cfg`` replaces the weight table's cfg (``entry``; the defaults of ``arch``
+    without one); ``overlay`` then replaces single keys. Overlaying a source key (``file``,
+    ``url``, ``hf_hub_id``, ``hf_hub_filename``) resets ``custom_load`` unless it is given too.
+
+    Raises:
+        UnknownOverrideError: a key of either is not a pretrained-cfg key.
+        ValueError: a value of the wrong kind.
+    """
+    if isinstance(pretrained_cfg, PretrainedCfg):
+        base = pretrained_cfg
+    elif pretrained_cfg is not None:
+        base = PretrainedCfg.from_dict(pretrained_cfg, strict=True)
+    elif entry is not None:
+        base = PretrainedCfg.from_dict(entry.to_dict())
+    else:
+        base = _defaults_for(arch, tag, cfg)
+    changes = dict(overlay or {})
+    PretrainedCfg.from_dict(changes, strict=True)  # names and kinds checked
+    if base.architecture is None:
+        changes.setdefault("architecture", arch)
+    if any(changes.get(k) for k in SOURCE_KEYS):
+        changes.setdefault("custom_load", False)
+    return base.replace(**{k: _coerce(k, v) for k, v in changes.items()})

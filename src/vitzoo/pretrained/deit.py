@@ -1,8 +1,9 @@
 """Pretrained weights of DeiT (facebookresearch/deit), trained in PyTorch.
 
 The original files are ``.pth`` with ``{"model": state_dict}``; their names end with the first
-8 hex digits of their sha256. Preprocessing: ImageNet mean/std, resize to size / 0.875 bicubic,
-centre crop (models.md).
+8 hex digits of their sha256. Preprocessing: ImageNet mean/std, bicubic resize, centre crop,
+with timm's crop_pct for these weights (0.9; 1.0 at 384), so timm code and vitzoo preprocess
+them alike (DeiT's own evaluation used 0.875; models.md).
 """
 
 from __future__ import annotations
@@ -18,7 +19,8 @@ def _deit(arch: str, img: int, digest: str, top1: float | None = None) -> Pretra
     return PretrainedEntry(
         arch, "fb_in1k", 1000, img, "pytorch", hf_hub_id=f"timm/{arch}.fb_in1k",
         url=f"{_URL}{arch}-{digest}.pth", url_format="pth", sha256=digest,
-        mean=IMAGENET_MEAN, std=IMAGENET_STD, crop_pct=0.875, paper=DEIT_PAPER, top1=top1)
+        mean=IMAGENET_MEAN, std=IMAGENET_STD, crop_pct=1.0 if img >= 384 else 0.9,
+        paper=DEIT_PAPER, top1=top1)
 
 
 ENTRIES: tuple[PretrainedEntry, ...] = (

@@ -6,7 +6,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 __all__ = ["CLIP_MEAN", "CLIP_STD", "GOOGLE_MEAN", "GOOGLE_STD", "GOOGLE_PREPROCESSING", "HF_FILE",
-           "IMAGENET_MEAN", "IMAGENET_STD", "PretrainedEntry"]
+           "IMAGENET_MEAN", "IMAGENET_STD", "PretrainedEntry", "numerics_of"]
 
 IMAGENET_MEAN = (0.485, 0.456, 0.406)
 IMAGENET_STD = (0.229, 0.224, 0.225)
@@ -19,6 +19,15 @@ CLIP_MEAN = (0.48145466, 0.4578275, 0.40821073)
 CLIP_STD = (0.26862954, 0.26130258, 0.27577711)
 
 HF_FILE = "model.safetensors"
+
+
+def numerics_of(origin: str | None) -> dict[str, Any]:
+    """The ViTConfig fields that make a model compute as weights of ``origin`` need: tanh
+    GELU and Google's position-table zoom for ``"jax"``, exact GELU and bicubic otherwise;
+    LayerNorm eps 1e-6 for both."""
+    jax = origin == "jax"
+    return {"gelu_approximate": "tanh" if jax else "none", "norm_eps": 1e-6,
+            "pos_embed_resample": "scipy" if jax else "bicubic"}
 
 
 @dataclass(frozen=True)
@@ -50,6 +59,7 @@ class PretrainedEntry:
     """ImageNet-1k top-1 reported for these weights (timm's measurement), when known."""
     notes: str = ""
     extra: dict[str, Any] = field(default_factory=dict, compare=False)
+    """Further timm ``pretrained_cfg`` keys of these weights (``origin_url``, ``paper_ids``)."""
 
     @property
     def name(self) -> str:
@@ -63,16 +73,16 @@ class PretrainedEntry:
     def numerics(self) -> dict[str, Any]:
         """The ViTConfig fields that make a model compute as the weights' own framework did
         (also its rule for resizing position embeddings: Google's zoom or timm's bicubic)."""
-        jax = self.origin == "jax"
-        return {"gelu_approximate": "tanh" if jax else "none", "norm_eps": 1e-6,
-                "pos_embed_resample": "scipy" if jax else "bicubic"}
+        return numerics_of(self.origin)
 
     def to_dict(self) -> dict[str, Any]:
+        """The entry as pretrained-cfg keys (timm's, then vitzoo's)."""
         return {
             "architecture": self.arch, "tag": self.tag, "num_classes": self.num_classes,
+            "custom_load": self.url_format == "jax_npz", "notes": self.notes or None,
             "input_size": (3, self.img_size, self.img_size), "mean": self.mean, "std": self.std,
             "crop_pct": self.crop_pct, "interpolation": self.interpolation,
             "origin": self.origin, "hf_hub_id": self.hf_hub_id, "url": self.url,
             "sha256": self.sha256, "license": self.license, "paper": self.paper,
-            "top1": self.top1,
+            "top1": self.top1, **self.extra,
         }

@@ -37,12 +37,12 @@ def google(arch: str, tag: str, num_classes: int, img: int, url: str | None,
 def pytorch(arch: str, tag: str, num_classes: int, img: int, url: str | None = None, *,
             mean=IMAGENET_MEAN, std=IMAGENET_STD, crop_pct: float = 0.9, paper: str,
             license: str = "apache-2.0", top1: float | None = None,
-            notes: str = "") -> PretrainedEntry:
+            notes: str = "", extra: dict | None = None) -> PretrainedEntry:
     """Weights trained in PyTorch (exact GELU)."""
     return PretrainedEntry(arch, tag, num_classes, img, "pytorch", hf_hub_id=f"timm/{arch}.{tag}",
                            url=url, url_format="pth" if url else None, mean=mean, std=std,
                            crop_pct=crop_pct, paper=paper, license=license, top1=top1,
-                           notes=notes)
+                           notes=notes, extra=extra or {})
 
 
 def _augreg(name: str, ft: str | None) -> str:
@@ -116,7 +116,9 @@ ENTRIES: tuple[PretrainedEntry, ...] = (
             crop_pct=1.0, license="unknown",
             paper="Zhang et al., Bamboo: Building Mega-Scale Vision Dataset Continually with "
                   "Human-Machine Synergy, arXiv:2203.07845",
-            notes="115,217 Bamboo concepts; CLIP preprocessing."),
+            notes="115,217 Bamboo concepts; CLIP preprocessing.",
+            extra={"origin_url": "https://github.com/ZhangYuanhan-AI/Bamboo",
+                   "paper_ids": "arXiv:2203.07845"}),
     pytorch("vit_base_patch16_224", "dino", 0, 224,
             "https://dl.fbaipublicfiles.com/dino/dino_vitbase16_pretrain/"
             "dino_vitbase16_pretrain.pth", paper=DINO_PAPER),

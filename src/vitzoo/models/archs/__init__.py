@@ -13,6 +13,12 @@ from .deit import ARCHS as DEIT_ARCHS
 from .hybrid import ARCHS as HYBRID_ARCHS
 from .vit import ARCHS as VIT_ARCHS
 
-__all__ = ["ARCHS", "Arch"]
+__all__ = ["ARCHS", "MODULES", "Arch"]
 
 ARCHS: tuple[Arch, ...] = (*VIT_ARCHS, *DEIT_ARCHS, *HYBRID_ARCHS)
+MODULES: dict[str, str] = {
+    **{a.name: "vision_transformer" for a in VIT_ARCHS},
+    **{a.name: "deit" for a in DEIT_ARCHS},
+    **{a.name: "vision_transformer_hybrid" for a in HYBRID_ARCHS},
+}
+"""Architecture -> the name of timm's module defining it (``list_models(module=...)``)."""

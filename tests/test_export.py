@@ -226,6 +226,23 @@ def test_onnx_file_of_a_deit_model_without_a_head_gives_its_features(tmp_path):
 
 
 @needs_onnx
+def test_onnx_file_of_a_features_only_model_gives_every_map(tmp_path):
+    import onnx
+    import onnxruntime
+
+    model = vitzoo.create_model("vit_tiny_patch16_224", features_only=True, out_indices=2,
+                                depth=3, img_size=32, embed_dim=32, num_heads=2).eval()
+    result = export.export_onnx(model, tmp_path / "features.onnx")
+    graph = onnx.load(result.path).graph
+    assert [o.name for o in graph.output] == ["features_0", "features_1"]
+    session = onnxruntime.InferenceSession(str(result.path), providers=["CPUExecutionProvider"])
+    x = batch(3)
+    got = session.run(None, {"images": x.numpy()})
+    for a, e in zip(got, eager(model, x), strict=True):  # blocks 1 and 2, (3, 32, 2, 2)
+        torch.testing.assert_close(torch.from_numpy(a), e, rtol=0, atol=1e-5)
+
+
+@needs_onnx
 def test_onnx_with_a_fixed_batch_and_opset(tmp_path):
     import onnx
 

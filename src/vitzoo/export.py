@@ -368,9 +368,10 @@ def export_onnx(model: nn.Module, path: str | Path, *,
     """Write ``model``'s inference forward pass to an ONNX file and check it in onnxruntime.
 
     The input is named ``images`` ``(B, C, H, W)``, the output ``logits`` (``features`` for a
-    model without a head). The file is written atomically: it is staged next to ``path`` and
-    moved into place only after export and verification succeeded, so a failure leaves no
-    file behind and an existing ``path`` untouched.
+    model without a head, ``features_0``, ``features_1``, ... for a ``features_only`` one). The
+    file is written atomically: it is staged next to ``path`` and moved into place only after
+    export and verification succeeded, so a failure leaves no file behind and an existing
+    ``path`` untouched.
 
     Args:
         model: a vitzoo model (exported in eval mode, its mode restored after).
@@ -426,18 +427,25 @@ def export_onnx(model: nn.Module, path: str | Path, *,
 
 def _onnx_program(model: nn.Module, x: torch.Tensor, dims: dict[int, Any], *,
                   opset: int | None) -> Any:
-    output = "logits" if getattr(model, "num_classes", 1) else "features"
     with _eval_mode(model), torch.no_grad():
-        model(x)  # the model's own input checks (ImageSizeError) before tracing
+        # the model's own input checks (ImageSizeError) before tracing, and its outputs' names
+        names = _output_names(model, len(_outputs(model(x))))
         try:
             with _quiet_exporter():
                 return torch.onnx.export(model, (x,), None, dynamo=True,
                                          dynamic_shapes=(dims,) if dims else None,
-                                         input_names=["images"], output_names=[output],
+                                         input_names=["images"], output_names=names,
                                          opset_version=opset, verbose=False)
         except Exception as err:  # the exporter's errors have no common base class
             raise ExportError(f"torch.onnx.export could not export {_name(model)}: "
                               f"{_first_line(err)}") from err
+
+
+def _output_names(model: nn.Module, count: int) -> list[str]:
+    """``logits``; ``features`` without a head; ``features_0`` ... for a features_only model."""
+    if count > 1:
+        return [f"features_{i}" for i in range(count)]
+    return ["logits" if getattr(model, "num_classes", 0) else "features"]
 
 
 def _name(model: nn.Module) -> str:

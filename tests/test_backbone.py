@@ -343,6 +343,8 @@ TRACE_CONFIGS = {
     "sincos": TINY.replace(pos_embed="sincos", global_pool="avg", class_token=False),
     "representation": TINY.replace(representation_size=16, init_values=0.1),
     "dynamic": TINY.replace(dynamic_img_size=True, dynamic_img_pad=True),
+    "dynamic_sincos": TINY.replace(dynamic_img_size=True, pos_embed="sincos", global_pool="avg",
+                                   class_token=False),
     "hybrid_r26": vitzoo.registry.default_config("vit_small_r26_s32_224").replace(
         embed_dim=32, num_heads=4, mlp_dim=64, depth=1, img_size=64, backbone_width=32),
     "hybrid_stem": vitzoo.registry.default_config("vit_tiny_r_s16_p8_224").replace(
@@ -355,7 +357,7 @@ def test_models_script_and_trace_to_the_same_outputs(kind):
     cfg = TRACE_CONFIGS[kind]
     model = vitzoo.build_model(cfg).eval()
     x = image(*cfg.img_size)
-    sizes = [x] + ([image(40, 28)] if cfg.dynamic_img_size else [])
+    sizes = [x] + ([image(40, 24)] if cfg.dynamic_img_size else [])
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
         scripted = torch.jit.script(model)

@@ -77,8 +77,6 @@ def test_exported_program_of_a_dynamic_size_model_runs_at_other_image_sizes(stri
         torch.testing.assert_close(program.module()(x), eager(model, x), rtol=0, atol=1e-6)
 
 
-@pytest.mark.xfail(strict=True, reason="the hybrid stem's TF 'SAME' padding (max(0, ...) on "
-                   "sizes) leaves guards that pin the padding pattern of the traced size")
 def test_exported_program_of_a_dynamic_size_hybrid_runs_at_other_image_sizes():
     model = tiny(patch_size=2, backbone_layers=(), backbone_width=32, dynamic_img_size=True)
     program = export.export_program(model, dynamic_size=True)  # traced at 32x32
@@ -86,10 +84,6 @@ def test_exported_program_of_a_dynamic_size_hybrid_runs_at_other_image_sizes():
     torch.testing.assert_close(program.module()(x), eager(model, x), rtol=0, atol=1e-6)
 
 
-@pytest.mark.xfail(strict=True, raises=VerificationError,
-                   reason="VisionTransformer._dynamic_pos_embed's sin-cos branch returns the "
-                   "native table when the grid is native, outside _exporting(): the trace fixes "
-                   "the grid")
 def test_exported_program_of_a_dynamic_size_sincos_model_runs_at_other_image_sizes():
     model = tiny(dynamic_img_size=True, pos_embed="sincos")
     program = export.export_program(model, dynamic_size=True)  # checks 40x48 after 32x32
@@ -294,9 +288,6 @@ def test_check_onnx_turns_an_onnxruntime_failure_into_a_verification_error(tmp_p
 
 
 @needs_onnx
-@pytest.mark.xfail(strict=True, raises=VerificationError,
-                   reason="the sin-cos table's native-grid shortcut is traced (see the program "
-                   "test above)")
 def test_onnx_file_of_a_dynamic_size_sincos_model_matches_eager_at_other_sizes(tmp_path):
     model = tiny(dynamic_img_size=True, pos_embed="sincos")
     result = export.export_onnx(model, tmp_path / "model.onnx", dynamic_size=True)

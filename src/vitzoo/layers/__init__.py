@@ -18,8 +18,10 @@ from .patch_embed import PatchEmbed, check_image, resample_patch_kernel
 from .pos_embed import (
     RESAMPLE_MODES,
     interpolate_pos_embed,
+    is_exporting,
     resample_pos_embed,
     sincos_2d_pos_embed,
+    sincos_pos_embed_for,
 )
 from .std_conv import MaxPool2dSame, StdConv2dSame
 from .weight_init import INIT_MODES, check_init_mode, init_linear_, lecun_normal_
@@ -48,12 +50,14 @@ __all__ = [
     "drop_path",
     "init_linear_",
     "interpolate_pos_embed",
+    "is_exporting",
     "layer_norm",
     "lecun_normal_",
     "resample_patch_kernel",
     "resample_pos_embed",
     "scaled_dot_product",
     "sincos_2d_pos_embed",
+    "sincos_pos_embed_for",
     "stem_layers",
     "to_2tuple",
 ]

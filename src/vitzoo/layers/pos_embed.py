@@ -11,8 +11,8 @@ import math
 import torch
 import torch.nn.functional as F
 
-__all__ = ["RESAMPLE_MODES", "interpolate_pos_embed", "resample_pos_embed",
-           "sincos_2d_pos_embed"]
+__all__ = ["RESAMPLE_MODES", "interpolate_pos_embed", "is_exporting", "resample_pos_embed",
+           "sincos_2d_pos_embed", "sincos_pos_embed_for"]
 
 
 def sincos_2d_pos_embed(grid_size: tuple[int, int], dim: int,
@@ -98,7 +98,7 @@ def _compiler_exporting() -> bool:
     return bool(torch.compiler.is_exporting())
 
 
-def _exporting() -> bool:
+def is_exporting() -> bool:
     """True inside ``torch.export`` (and the dynamo ONNX exporter), where a branch on the input
     size would fix the exported graph to the example's size."""
     if torch.jit.is_scripting():
@@ -124,7 +124,7 @@ def interpolate_pos_embed(pos_embed: torch.Tensor, new_grid: list[int], old_grid
             interpolation with the corner pixels aligned (``align_corners=True``).
         antialias: antialias bicubic/bilinear when the grid shrinks (ignored for ``"scipy"``).
     """
-    if not _exporting() and new_grid[0] == old_grid[0] and new_grid[1] == old_grid[1]:
+    if not is_exporting() and new_grid[0] == old_grid[0] and new_grid[1] == old_grid[1]:
         return pos_embed
     prefix, grid = pos_embed[:, :num_prefix_tokens], pos_embed[:, num_prefix_tokens:]
     dim = grid.shape[-1]
@@ -136,3 +136,13 @@ def interpolate_pos_embed(pos_embed: torch.Tensor, new_grid: list[int], old_grid
                               antialias=antialias)
     resized = table.permute(0, 2, 3, 1).reshape(1, -1, dim).to(pos_embed.dtype)  # (1, N', D)
     return torch.cat([prefix, resized], dim=1)
+
+
+def sincos_pos_embed_for(pos_embed: torch.Tensor, new_grid: list[int], old_grid: list[int],
+                         num_prefix_tokens: int = 0) -> torch.Tensor:
+    """A sin-cos ``(1, P + gh * gw, D)`` table for ``new_grid``: big_vision's table computed for
+    that grid (prefix rows kept), or ``pos_embed`` itself at its own grid."""
+    if not is_exporting() and new_grid[0] == old_grid[0] and new_grid[1] == old_grid[1]:
+        return pos_embed
+    table = sincos_2d_pos_embed((new_grid[0], new_grid[1]), pos_embed.shape[-1]).to(pos_embed)
+    return torch.cat([pos_embed[:, :num_prefix_tokens], table], dim=1)

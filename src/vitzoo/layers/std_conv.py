@@ -14,6 +14,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from .pos_embed import is_exporting
 from .weight_init import lecun_normal_
 
 __all__ = ["MaxPool2dSame", "StdConv2dSame", "pad_same", "standardize_weight"]
@@ -21,8 +22,12 @@ __all__ = ["MaxPool2dSame", "StdConv2dSame", "pad_same", "standardize_weight"]
 
 def _same_padding(size: int, kernel: int, stride: int) -> tuple[int, int]:
     # TF/lax "SAME": out = ceil(in / stride); the extra pixel, if any, goes after.
-    out = math.ceil(size / stride)
-    total = max((out - 1) * stride + kernel - size, 0)
+    out = (size + stride - 1) // stride
+    total = (out - 1) * stride + kernel - size
+    if torch.jit.is_scripting():
+        total = max(total, 0)
+    else:  # a symbolic max, so torch.export keeps the padding a function of the size
+        total = torch.sym_max(total, 0)
     return total // 2, total - total // 2
 
 
@@ -30,7 +35,7 @@ def pad_same(x: torch.Tensor, kernel: int, stride: int, value: float = 0.0) -> t
     """Pad ``(B, C, H, W)`` as TensorFlow's "SAME" does for this kernel and stride."""
     top, bottom = _same_padding(x.shape[-2], kernel, stride)
     left, right = _same_padding(x.shape[-1], kernel, stride)
-    if top or bottom or left or right:
+    if is_exporting() or top or bottom or left or right:
         x = F.pad(x, (left, right, top, bottom), value=value)
     return x
 

@@ -29,6 +29,7 @@ from ..layers import (
     interpolate_pos_embed,
     lecun_normal_,
     sincos_2d_pos_embed,
+    sincos_pos_embed_for,
 )
 from ..layers.attention import SelectableAttention
 from .hybrid import build_resnet_backbone
@@ -40,7 +41,7 @@ ATTENTION_HEADS = ("all", "mean")
 
 # Run-time position tables depend on the input's size: one node each under torch.fx tracing.
 torch.fx.wrap("interpolate_pos_embed")
-torch.fx.wrap("sincos_2d_pos_embed")
+torch.fx.wrap("sincos_pos_embed_for")
 
 
 def take_indices(depth: int, indices: int | Sequence[int] | None) -> tuple[list[int], int]:
@@ -303,11 +304,8 @@ class VisionTransformer(nn.Module):
         big_vision's sin-cos table computed for that grid."""
         native = self.patch_embed.grid_size
         if self.pos_embed_resample == "sincos":
-            if gh == native[0] and gw == native[1]:
-                return self.pos_embed
-            table = sincos_2d_pos_embed((gh, gw), self.embed_dim).to(self.pos_embed)
-            prefix = self.pos_embed[:, :self.num_prefix_tokens]
-            return torch.cat([prefix, table], dim=1)
+            return sincos_pos_embed_for(self.pos_embed, [gh, gw], [native[0], native[1]],
+                                        self.num_prefix_tokens)
         return interpolate_pos_embed(self.pos_embed, [gh, gw], [native[0], native[1]],
                                      self.num_prefix_tokens, self.pos_embed_resample,
                                      self.pos_embed_antialias)

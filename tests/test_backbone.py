@@ -82,14 +82,21 @@ def test_there_are_fixtures_for_vit_deit_gap_pad_and_hybrid():
 
 
 # -- any input size ---------------------------------------------------------------------------
+def _atol(name: str) -> float:
+    # measured: ViT and DeiT equal timm to the last bit; the hybrid's stem sums in another
+    # order (2e-6)
+    return 5e-6 if name.startswith("hybrid") else 1e-6
+
+
 def test_dynamic_img_size_reproduces_timm_at_every_size(timm_ref):
-    _, model, ref, sizes, _, _ = timm_ref
+    name, model, ref, sizes, _, _ = timm_ref
     with torch.no_grad():
         for h, w in sizes:
             x = image(h, w)
             torch.testing.assert_close(model.forward_features(x), ref[f"features.{h}x{w}"],
-                                       atol=1e-5, rtol=0)
-            torch.testing.assert_close(model(x), ref[f"logits.{h}x{w}"], atol=1e-5, rtol=0)
+                                       atol=_atol(name), rtol=0)
+            torch.testing.assert_close(model(x), ref[f"logits.{h}x{w}"], atol=_atol(name),
+                                       rtol=0)
 
 
 def test_dynamic_model_at_its_native_size_equals_the_fixed_size_model_bit_for_bit(timm_ref):
@@ -172,28 +179,28 @@ def test_set_input_size_on_a_hybrid_resamples_its_table_and_keeps_loading():
 
 # -- intermediate features --------------------------------------------------------------------
 def test_forward_intermediates_with_prefix_tokens_match_timm(timm_ref):
-    _, model, ref, sizes, _, _ = timm_ref
+    name, model, ref, sizes, _, _ = timm_ref
     x = image(*sizes[1])
     with torch.no_grad():
         final, inter = model.forward_intermediates(x, indices=[0, -1],
                                                    return_prefix_tokens=True, norm=True)
-    torch.testing.assert_close(final, ref["fi.final"], atol=1e-5, rtol=0)
+    torch.testing.assert_close(final, ref["fi.final"], atol=_atol(name), rtol=0)
     for i, item in enumerate(inter):
         spatial, prefix = item if isinstance(item, tuple) else (item, None)
-        torch.testing.assert_close(spatial, ref[f"fi.spatial.{i}"], atol=1e-5, rtol=0)
+        torch.testing.assert_close(spatial, ref[f"fi.spatial.{i}"], atol=_atol(name), rtol=0)
         if f"fi.prefix.{i}" in ref:
-            torch.testing.assert_close(prefix, ref[f"fi.prefix.{i}"], atol=1e-5, rtol=0)
+            torch.testing.assert_close(prefix, ref[f"fi.prefix.{i}"], atol=_atol(name), rtol=0)
         else:
             assert prefix is None  # no prefix tokens: plain maps, as timm
 
 
 def test_forward_intermediates_stop_early_matches_timm(timm_ref):
-    _, model, ref, sizes, _, _ = timm_ref
+    name, model, ref, sizes, _, _ = timm_ref
     with torch.no_grad():
         final, inter = model.forward_intermediates(image(*sizes[1]), indices=1, stop_early=True,
                                                    output_fmt="NLC")
-    torch.testing.assert_close(final, ref["fi_early.final"], atol=1e-5, rtol=0)
-    torch.testing.assert_close(inter[0], ref["fi_early.nlc.0"], atol=1e-5, rtol=0)
+    torch.testing.assert_close(final, ref["fi_early.final"], atol=_atol(name), rtol=0)
+    torch.testing.assert_close(inter[0], ref["fi_early.nlc.0"], atol=_atol(name), rtol=0)
 
 
 def test_prune_intermediate_layers_keeps_the_chosen_features():

@@ -477,7 +477,20 @@ def test_resuming_after_a_crash_drops_the_rows_written_after_the_checkpoint(tmp_
     assert csv_steps == [[str(step), split] for step, split in steps]
 
 
-def test_ctrl_c_waits_until_the_update_is_done():
+@pytest.fixture
+def ctrl_c_delivered(monkeypatch):
+    """Python's own Ctrl-C handler, also when the tests run as a background job (whose shell
+    started them with SIGINT ignored)."""
+    previous = signal.signal(signal.SIGINT, signal.default_int_handler)
+    yield
+    signal.signal(signal.SIGINT, previous)
+
+
+def _sigint_as_default() -> None:  # in the child, before exec: Python installs its handler
+    signal.signal(signal.SIGINT, signal.SIG_DFL)
+
+
+def test_ctrl_c_waits_until_the_update_is_done(ctrl_c_delivered):
     done = []
     with pytest.raises(KeyboardInterrupt):
         with loop.hold_interrupts():
@@ -513,7 +526,8 @@ def test_a_real_ctrl_c_stops_the_command_with_status_130(tmp_path):
     out = tmp_path / "run"
     command = [sys.executable, "-m", "vitzoo", "finetune", "--output", str(out)]
     process = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
-                               text=True, env={**os.environ, "OMP_NUM_THREADS": "1"})
+                               text=True, env={**os.environ, "OMP_NUM_THREADS": "1"},
+                               preexec_fn=_sigint_as_default)
     deadline = time.monotonic() + 120
     while time.monotonic() < deadline and process.poll() is None and not (
             (out / "metrics.jsonl").exists() and (out / "metrics.jsonl").read_text()):

@@ -84,8 +84,8 @@ def test_there_are_fixtures_for_vit_deit_gap_pad_and_hybrid():
 # -- any input size ---------------------------------------------------------------------------
 def _atol(name: str) -> float:
     # measured: ViT and DeiT equal timm to the last bit; the hybrid's stem sums in another
-    # order (2e-6)
-    return 5e-6 if name.startswith("hybrid") else 1e-6
+    # order (up to 8.6e-6 on un-normed tokens)
+    return 1e-5 if name.startswith("hybrid") else 1e-6
 
 
 def test_dynamic_img_size_reproduces_timm_at_every_size(timm_ref):

@@ -7,7 +7,7 @@ import argparse
 import torch
 
 from ..data import create_transform, imagenet_class_names, resolve_data_config
-from ..errors import VitzooError
+from ..errors import MissingDependencyError, VitzooError
 from ..factory import open_model
 
 
@@ -36,7 +36,8 @@ def run(args: argparse.Namespace) -> int:
     try:
         from PIL import Image
     except ImportError as err:
-        raise VitzooError('vitzoo predict reads images with Pillow: pip install "vitzoo[image]"') \
+        raise MissingDependencyError('vitzoo predict reads images with Pillow: '
+                                     'pip install "vitzoo[image]"') \
             from err
     model = open_model(args.model).eval()
     if model.num_classes == 0:

@@ -23,7 +23,7 @@ from torch.utils.data import Dataset
 
 from .. import hub
 from .._utils import file_digest
-from ..errors import DatasetError, VitzooError
+from ..errors import DatasetError, MissingDependencyError
 
 __all__ = ["CIFAR", "DatasetError", "Digits", "ImageFolder"]
 
@@ -232,7 +232,8 @@ def _pil_image() -> Any:
     try:
         from PIL import Image
     except ImportError as err:
-        raise VitzooError('reading image files needs Pillow: pip install "vitzoo[image]"') from err
+        raise MissingDependencyError('reading image files needs Pillow: '
+                                     'pip install "vitzoo[image]"') from err
     return Image
 
 

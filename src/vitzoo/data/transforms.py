@@ -329,50 +329,44 @@ class RandomResizedCrop:
                 f"interpolation={self.interpolation!r})")
 
 
-class RandomHorizontalFlip:
+class _RandomFlip:
+    """Flip one axis (``_axis``) with probability ``p``; the two flips below name the axis."""
+
+    uses_generator = True
+    _axis = -1
+
+    def __init__(self, p: float = 0.5) -> None:
+        if not 0.0 <= p <= 1.0:
+            raise ConfigError(f"p must be in [0, 1], got {p}")
+        self.p = p
+
+    def __call__(self, x: torch.Tensor, generator: torch.Generator | None = None) -> torch.Tensor:
+        if torch.rand(1, generator=generator).item() < self.p:
+            return x.flip(self._axis)
+        return x
+
+    def __repr__(self) -> str:
+        return f"{type(self).__name__}(p={self.p})"
+
+
+class RandomHorizontalFlip(_RandomFlip):
     """Flip the last (width) axis with probability ``p``.
 
     Args:
         p: flip probability in [0, 1].
     """
 
-    uses_generator = True
-
-    def __init__(self, p: float = 0.5) -> None:
-        if not 0.0 <= p <= 1.0:
-            raise ConfigError(f"p must be in [0, 1], got {p}")
-        self.p = p
-
-    def __call__(self, x: torch.Tensor, generator: torch.Generator | None = None) -> torch.Tensor:
-        if torch.rand(1, generator=generator).item() < self.p:
-            return x.flip(-1)
-        return x
-
-    def __repr__(self) -> str:
-        return f"RandomHorizontalFlip(p={self.p})"
+    _axis = -1
 
 
-class RandomVerticalFlip:
+class RandomVerticalFlip(_RandomFlip):
     """Flip the height axis with probability ``p``.
 
     Args:
         p: flip probability in [0, 1].
     """
 
-    uses_generator = True
-
-    def __init__(self, p: float = 0.5) -> None:
-        if not 0.0 <= p <= 1.0:
-            raise ConfigError(f"p must be in [0, 1], got {p}")
-        self.p = p
-
-    def __call__(self, x: torch.Tensor, generator: torch.Generator | None = None) -> torch.Tensor:
-        if torch.rand(1, generator=generator).item() < self.p:
-            return x.flip(-2)
-        return x
-
-    def __repr__(self) -> str:
-        return f"RandomVerticalFlip(p={self.p})"
+    _axis = -2
 
 
 def _grey(x: torch.Tensor) -> torch.Tensor:

@@ -37,7 +37,7 @@ from .config import ViTConfig
 from .errors import CheckpointError, CheckpointMismatchError, ConfigError
 from .layers import resample_pos_embed
 from .models import build_model
-from .pretrained import GOOGLE_PREPROCESSING
+from .pretrained import GOOGLE_PREPROCESSING, numerics_of
 
 __all__ = ["CheckpointFacts", "LoadReport", "Source", "compare_state_dict", "default_resample",
            "explain_mismatch", "fit_state", "load_checkpoint", "load_state",
@@ -234,8 +234,9 @@ class Source:
 
 
 def default_resample(origin: str) -> str:
-    """Google's scipy zoom for JAX-origin weights, bicubic for the rest (timm's rule)."""
-    return "scipy" if origin == "jax" else "bicubic"
+    """Google's scipy zoom for JAX-origin weights, bicubic for the rest (timm's rule): the
+    ``pos_embed_resample`` of the origin's numerics."""
+    return str(numerics_of(origin)["pos_embed_resample"])
 
 
 def _origin(config: Mapping[str, Any]) -> str:

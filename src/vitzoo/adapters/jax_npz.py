@@ -23,6 +23,7 @@ from typing import Any
 
 import numpy as np
 
+from ..pretrained import numerics_of
 from . import big_vision
 from .big_vision import bfloat16_to_float32, float32_to_bfloat16, scan_blocks, select_params
 from .rename import RenameTable, Rule, Transform, contiguous, fuse_parts
@@ -333,8 +334,7 @@ def infer_config(tree: Mapping[str, np.ndarray], notes: Mapping[str, Any],
         "global_pool": "token" if "cls" in tree else ("map" if "MAPHead_0/probe" in tree
                                                       else "avg"),
         "fc_norm": False, "pos_embed": notes["pos_embed"],
-        "gelu_approximate": "tanh", "norm_eps": 1e-6, "weight_init": "jax",
-        "pos_embed_resample": "scipy",
+        **numerics_of("jax"), "weight_init": "jax",
         "num_classes": int(tree["head/kernel"].shape[1]) if "head/kernel" in tree else 0,
     }
     if "pre_logits/kernel" in tree:

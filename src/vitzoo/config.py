@@ -14,7 +14,7 @@ from typing import Any
 
 from ._utils import suggestion
 from .errors import ConfigError, UnknownOverrideError
-from .layers import ATTN_IMPLS, INIT_MODES, RESAMPLE_MODES
+from .layers import ATTN_IMPLS, INIT_MODES, RESAMPLE_MODES, patch_grid
 
 __all__ = ["ATTN_IMPLS", "GELU_APPROXIMATIONS", "GLOBAL_POOLS", "POS_EMBEDS", "RESAMPLE_MODES",
            "SIZES", "WEIGHT_INITS", "ViTConfig", "check_field_names"]
@@ -218,11 +218,7 @@ class ViTConfig:
     def grid_size(self) -> tuple[int, int]:
         """Patch grid ``(gh, gw)``; rows and columns left over by the patch are dropped (or padded
     to a whole patch with ``dynamic_img_pad``)."""
-        fh, fw = self.feature_size
-        ph, pw = self.patch_size
-        if self.dynamic_img_pad:  # the input is padded up to whole patches
-            return (-(-fh // ph), -(-fw // pw))
-        return (fh // ph, fw // pw)
+        return patch_grid(self.feature_size, self.patch_size, self.dynamic_img_pad)
 
     @property
     def num_patches(self) -> int:

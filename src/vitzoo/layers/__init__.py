@@ -10,7 +10,7 @@ from .block import Block
 from .bottleneck import Bottleneck, Downsample, ResNetStage, stem_layers
 from .drop_path import DropPath, drop_path
 from .feature_pyramid import SimpleFeaturePyramid
-from .helpers import layer_norm, to_2tuple
+from .helpers import layer_norm, patch_grid, to_2tuple
 from .hybrid_embed import HybridEmbed
 from .layer_scale import LayerScale
 from .mlp import Mlp
@@ -53,6 +53,7 @@ __all__ = [
     "is_exporting",
     "layer_norm",
     "lecun_normal_",
+    "patch_grid",
     "resample_patch_kernel",
     "resample_pos_embed",
     "scaled_dot_product",

@@ -6,7 +6,7 @@ from collections.abc import Sequence
 
 from torch import nn
 
-__all__ = ["layer_norm", "to_2tuple"]
+__all__ = ["layer_norm", "patch_grid", "to_2tuple"]
 
 
 def to_2tuple(value: int | Sequence[int]) -> tuple[int, int]:
@@ -15,6 +15,15 @@ def to_2tuple(value: int | Sequence[int]) -> tuple[int, int]:
         return (value, value)
     height, width = value
     return (int(height), int(width))
+
+
+def patch_grid(size: tuple[int, int], patch_size: tuple[int, int],
+               pad: bool = False) -> tuple[int, int]:
+    """The patch grid ``(gh, gw)`` of a ``size`` map: rows and columns the patch does not cover
+    are dropped, or, with ``pad`` (the map zero-padded to whole patches), counted."""
+    if pad:
+        return (-(-size[0] // patch_size[0]), -(-size[1] // patch_size[1]))
+    return (size[0] // patch_size[0], size[1] // patch_size[1])
 
 
 def layer_norm(dim: int) -> nn.LayerNorm:

@@ -6,7 +6,7 @@ import torch
 from torch import nn
 
 from ..errors import ImageSizeError
-from .helpers import to_2tuple
+from .helpers import patch_grid, to_2tuple
 from .patch_embed import check_image, init_conv_, pad_to_patches, resized_projection
 
 __all__ = ["HybridEmbed"]
@@ -57,14 +57,8 @@ class HybridEmbed(nn.Module):
             )
         self.img_size = img_size
         self.feature_size = feature_size
-        self.grid_size = self._grid(feature_size)
+        self.grid_size = patch_grid(feature_size, self.patch_size, self.dynamic_img_pad)
         self.num_patches = self.grid_size[0] * self.grid_size[1]
-
-    def _grid(self, feature_size: tuple[int, int]) -> tuple[int, int]:
-        ph, pw = self.patch_size
-        if self.dynamic_img_pad:
-            return (-(-feature_size[0] // ph), -(-feature_size[1] // pw))
-        return (feature_size[0] // ph, feature_size[1] // pw)
 
     def feat_ratio(self) -> int:
         """The stride of the token grid in input pixels (timm's name)."""

@@ -12,7 +12,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from ..errors import ImageSizeError
-from .helpers import to_2tuple
+from .helpers import patch_grid, to_2tuple
 from .weight_init import lecun_normal_
 
 __all__ = ["PatchEmbed", "check_image", "resample_patch_kernel"]
@@ -138,9 +138,7 @@ class PatchEmbed(nn.Module):
 
     def dynamic_feat_size(self, img_size: tuple[int, int]) -> tuple[int, int]:
         """The token grid ``(gh, gw)`` of an ``img_size`` input."""
-        if self.dynamic_img_pad:
-            return (-(-img_size[0] // self.patch_size[0]), -(-img_size[1] // self.patch_size[1]))
-        return (img_size[0] // self.patch_size[0], img_size[1] // self.patch_size[1])
+        return patch_grid(img_size, self.patch_size, self.dynamic_img_pad)
 
     def set_input_size(self, img_size: int | tuple[int, int] | None = None,
                        patch_size: int | tuple[int, int] | None = None) -> None:

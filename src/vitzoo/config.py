@@ -16,12 +16,15 @@ from ._utils import suggestion
 from .errors import ConfigError, UnknownOverrideError
 from .layers import ATTN_IMPLS, INIT_MODES, RESAMPLE_MODES, patch_grid
 
-__all__ = ["ATTN_IMPLS", "GELU_APPROXIMATIONS", "GLOBAL_POOLS", "POS_EMBEDS", "RESAMPLE_MODES",
-           "SIZES", "WEIGHT_INITS", "ViTConfig", "check_field_names"]
+__all__ = ["ACT_LAYERS", "ATTN_IMPLS", "GELU_APPROXIMATIONS", "GLOBAL_POOLS", "MLP_LAYERS",
+           "POS_EMBEDS", "RESAMPLE_MODES", "SIZES", "WEIGHT_INITS", "ViTConfig",
+           "check_field_names"]
 
 GLOBAL_POOLS = ("token", "avg", "map", "")
 POS_EMBEDS = ("learn", "sincos")
 GELU_APPROXIMATIONS = ("none", "tanh")
+ACT_LAYERS = ("gelu", "quick_gelu")
+MLP_LAYERS = ("mlp", "swiglu")
 WEIGHT_INITS = INIT_MODES
 
 
@@ -116,6 +119,28 @@ class ViTConfig:
     same function). Models built from weights take the rule of the weights' origin."""
     pos_embed_antialias: bool = True
     """Antialias bicubic/bilinear run-time resampling when the grid shrinks (timm's default)."""
+    reg_tokens: int = 0
+    """Register tokens (Darcet et al., "Vision Transformers Need Registers", ICLR 2024):
+    ``reg_token (1, R, D)``, placed after the class (and distillation) token; they are prefix
+    tokens, removed from patch outputs like the class token."""
+    no_embed_class: bool = False
+    """The position table covers the patches only (``(1, N, D)``) and is added before the
+    prefix tokens are put in front (DeiT III, DINOv2 with registers in timm's layout)."""
+    pre_norm: bool = False
+    """A LayerNorm (``norm_pre``) on the positioned tokens before the first block (CLIP's
+    ``ln_pre``)."""
+    patch_bias: bool = True
+    """Whether the patch projection has a bias (CLIP's ``conv1`` has none)."""
+    act_layer: str = "gelu"
+    """The MLP activation: ``"gelu"`` (its form set by ``gelu_approximate``) or
+    ``"quick_gelu"`` (``x * sigmoid(1.702 x)``, OpenAI's CLIP)."""
+    mlp_layer: str = "mlp"
+    """``"mlp"`` (Linear, activation, Linear) or ``"swiglu"`` (``fc2(silu(a) * b)`` with
+    ``[a; b] = fc1(x)``: fc1 has ``2 * mlp_dim`` outputs; DINOv2 ViT-g)."""
+    qk_norm: bool = False
+    """LayerNorm over each head's queries and keys (``attn.q_norm``, ``attn.k_norm``)."""
+    head_bias: bool = True
+    """Whether the classifier head has a bias (timm keeps a zero one for CLIP's projection)."""
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "img_size", _pair(self.img_size, "img_size"))
@@ -148,10 +173,14 @@ class ViTConfig:
         _choice(self.weight_init, "weight_init", WEIGHT_INITS)
         _choice(self.attn_impl, "attn_impl", ATTN_IMPLS)
         _choice(self.pos_embed_resample, "pos_embed_resample", RESAMPLE_MODES)
+        _choice(self.act_layer, "act_layer", ACT_LAYERS)
+        _choice(self.mlp_layer, "mlp_layer", MLP_LAYERS)
         for name in ("qkv_bias", "class_token", "distilled", "fc_norm", "dynamic_img_size",
-                     "dynamic_img_pad", "pos_embed_antialias"):
+                     "dynamic_img_pad", "pos_embed_antialias", "no_embed_class", "pre_norm",
+                     "patch_bias", "qk_norm", "head_bias"):
             if not isinstance(getattr(self, name), bool):
                 raise ConfigError(f"{name} must be True or False, got {getattr(self, name)!r}")
+        self._check_family_knobs()
         if self.global_pool == "token" and not self.class_token:
             raise ConfigError(
                 "global_pool='token' needs class_token=True; use global_pool='avg' without one"
@@ -193,6 +222,19 @@ class ViTConfig:
         if not self.norm_eps > 0:
             raise ConfigError(f"norm_eps must be positive, got {self.norm_eps!r}")
 
+    def _check_family_knobs(self) -> None:
+        """The fields of the modern families (registers, CLIP's pre-norm, SwiGLU ...)."""
+        if (not isinstance(self.reg_tokens, int) or isinstance(self.reg_tokens, bool)
+                or self.reg_tokens < 0):
+            raise ConfigError(f"reg_tokens must be an int >= 0, got {self.reg_tokens!r}")
+        if self.mlp_layer == "swiglu" and self.act_layer != "gelu":
+            raise ConfigError("mlp_layer='swiglu' gates with SiLU; leave act_layer='gelu'")
+        if self.backbone_layers is not None and not self.patch_bias:
+            raise ConfigError("patch_bias=False applies to plain patch embeddings, not hybrids")
+        if self.pos_embed == "sincos" and self.no_embed_class:
+            raise ConfigError("no_embed_class applies to learned position embeddings; a sin-cos "
+                              "table already has no rows for the prefix tokens")
+
     # -- derived sizes ---------------------------------------------------------------------
     @property
     def mlp_hidden_dim(self) -> int:
@@ -227,8 +269,13 @@ class ViTConfig:
 
     @property
     def num_prefix_tokens(self) -> int:
-        """Class and distillation tokens in front of the patch tokens."""
-        return int(self.class_token) + int(self.distilled)
+        """Class, distillation and register tokens in front of the patch tokens."""
+        return int(self.class_token) + int(self.distilled) + self.reg_tokens
+
+    @property
+    def num_pos_prefix_tokens(self) -> int:
+        """Rows of the position table for prefix tokens: none with ``no_embed_class``."""
+        return 0 if self.no_embed_class else self.num_prefix_tokens
 
     # -- variants and serialisation ----------------------------------------------------------
     @classmethod

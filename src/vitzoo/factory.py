@@ -31,7 +31,6 @@ from .errors import (
 from .layers import RESAMPLE_MODES
 from .loading import (
     CheckpointFacts,
-    default_resample,
     load_state,
     read_source,
     read_state_dict,
@@ -261,7 +260,7 @@ def _pretrained(arch: str, tag: str | None, overrides: dict[str, Any],
     if "vitzoo_config" in metadata:  # a Google .npz converted into the cache
         native = ViTConfig.from_dict(io.parse_vitzoo_metadata(metadata, str(path))[0])
     cfg = target.replace(**overrides)
-    model, _ = load_state(state, cfg=cfg, native=native, resample=default_resample(entry.origin),
+    model, _ = load_state(state, cfg=cfg, native=native, resample=native.pos_embed_resample,
                           name=entry.name, source_format=fmt)
     model.pretrained_cfg = build_pretrained_cfg(
         cfg, arch=arch, entry=entry if resolved is None else None, stored=resolved,
@@ -310,7 +309,7 @@ def _pretrained_file(arch: str, resolved: PretrainedCfg, overrides: dict[str, An
                                                        overlay.get("origin"), overrides)
     target = native.replace(**({"weight_init": "jax"} if origin == "jax" else {}))
     cfg = target.replace(**overrides)
-    model, _ = load_state(state, cfg=cfg, native=native, resample=default_resample(origin),
+    model, _ = load_state(state, cfg=cfg, native=native, resample=native.pos_embed_resample,
                           name=str(path), source_format=layout)
     model.pretrained_cfg = build_pretrained_cfg(cfg, arch=arch, stored=resolved,
                                                 origin=origin).to_dict()
@@ -354,7 +353,8 @@ def load_model(path: str | Path, *, source_format: str = "auto", resample: str |
         img_size = (img_size, img_size)
     source = read_source(path, source_format=source_format, img_size=img_size)
     native = source.native
-    resample = resample or default_resample(source.origin)
+    # the file's own rule: Google's zoom for JAX weights, DINOv2's for DINOv2, else bicubic
+    resample = resample or native.pos_embed_resample
     # the run-time rule (dynamic_img_size, set_input_size) is the load-time one
     cfg = native.replace(**{"pos_embed_resample": resample, **overrides})
     model, _ = load_state(source.state, cfg=cfg, native=native, resample=resample,

@@ -12,6 +12,7 @@ new parts.
 from __future__ import annotations
 
 import logging
+import math
 import re
 from collections import Counter
 from collections.abc import Callable, Iterable, Mapping, Sequence
@@ -122,25 +123,45 @@ class CheckpointFacts:
     layer_scale: bool
     map_head: bool
     representation: bool
+    reg_tokens: int = 0
+    no_embed_class: bool = False
+    """The position table has no rows for the prefix tokens (DeiT III, timm's DINOv2-reg)."""
+    pre_norm: bool = False
+    patch_bias: bool = True
+    mlp_hidden: int | None = None
+    swiglu: bool = False
+    qk_norm: bool = False
 
     @classmethod
     def of(cls, state: Mapping[str, torch.Tensor]) -> CheckpointFacts:
         proj = state.get("patch_embed.proj.weight")
         hybrid = any(k.startswith("patch_embed.backbone.") for k in state)
         blocks = {int(m.group(1)) for k in state if (m := re.match(r"blocks\.(\d+)\.", k))}
-        prefix = int("cls_token" in state) + int("dist_token" in state)
+        reg = state.get("reg_token")
+        reg_tokens = int(reg.shape[1]) if reg is not None and reg.dim() == 3 else 0
+        prefix = int("cls_token" in state) + int("dist_token" in state) + reg_tokens
         pos = state.get("pos_embed")
+        rows = int(pos.shape[1]) if pos is not None and pos.dim() == 3 else None
+        no_embed_class = bool(rows and prefix and _is_square(rows)
+                              and not _is_square(rows - prefix))
         head = state.get("head.weight")
+        fc1, fc2 = state.get("blocks.0.mlp.fc1.weight"), state.get("blocks.0.mlp.fc2.weight")
+        mlp_hidden = int(fc2.shape[1]) if fc2 is not None and fc2.dim() == 2 else None
         return cls(
             width=int(proj.shape[0]) if proj is not None else None, depth=len(blocks),
             patch=(int(proj.shape[-2]), int(proj.shape[-1])) if proj is not None and not hybrid
             else None,
-            grid_tokens=int(pos.shape[1]) - prefix if pos is not None else None,
+            grid_tokens=None if rows is None else rows - (0 if no_embed_class else prefix),
             class_token="cls_token" in state, distilled="dist_token" in state, hybrid=hybrid,
             num_classes=int(head.shape[0]) if head is not None else 0,
             layer_scale=any(k.endswith("ls1.gamma") for k in state),
             map_head="attn_pool.latent" in state,
             representation="pre_logits.fc.weight" in state,
+            reg_tokens=reg_tokens, no_embed_class=no_embed_class,
+            pre_norm="norm_pre.weight" in state,
+            patch_bias=hybrid or "patch_embed.proj.bias" in state, mlp_hidden=mlp_hidden,
+            swiglu=bool(fc1 is not None and mlp_hidden and fc1.shape[0] == 2 * mlp_hidden),
+            qk_norm="blocks.0.attn.q_norm.weight" in state,
         )
 
     @classmethod
@@ -153,11 +174,20 @@ class CheckpointFacts:
             class_token=cfg.class_token, distilled=cfg.distilled, hybrid=hybrid,
             num_classes=cfg.num_classes, layer_scale=cfg.init_values is not None,
             map_head=cfg.global_pool == "map", representation=bool(cfg.representation_size),
+            reg_tokens=cfg.reg_tokens,
+            no_embed_class=cfg.no_embed_class and cfg.num_prefix_tokens > 0,
+            pre_norm=cfg.pre_norm, patch_bias=cfg.patch_bias, mlp_hidden=cfg.mlp_hidden_dim,
+            swiglu=cfg.mlp_layer == "swiglu", qk_norm=cfg.qk_norm,
         )
 
 
+def _is_square(n: int) -> bool:
+    return n > 0 and math.isqrt(n) ** 2 == n
+
+
 _ARCHITECTURE_FACTS = ("width", "depth", "patch", "grid_tokens", "class_token", "distilled",
-                       "hybrid", "layer_scale", "map_head")
+                       "hybrid", "layer_scale", "map_head", "reg_tokens", "no_embed_class",
+                       "pre_norm", "patch_bias", "mlp_hidden", "swiglu", "qk_norm")
 
 
 def matching_architectures(state: Mapping[str, torch.Tensor]) -> list[str]:
@@ -190,9 +220,27 @@ def explain_mismatch(state: Mapping[str, torch.Tensor], model: nn.Module) -> lis
     if file.patch != own.patch and file.patch and own.patch:
         lines.append(f"the checkpoint has {file.patch[0]}x{file.patch[1]} patches, the model "
                      f"{own.patch[0]}x{own.patch[1]}")
-    if file.grid_tokens != own.grid_tokens and file.grid_tokens and own.grid_tokens:
+    if file.no_embed_class != own.no_embed_class:
+        lines.append(
+            "the checkpoint's position table has no row for the class token (no_embed_class="
+            "True: DeiT III, DINOv2 with registers in timm's layout); the model's has one"
+            if file.no_embed_class else
+            "the model's position table has no row for the class token (no_embed_class=True); "
+            "the checkpoint's has one")
+    elif file.grid_tokens != own.grid_tokens and file.grid_tokens and own.grid_tokens:
         lines.append(f"the checkpoint's position table covers {file.grid_tokens} patches, the "
                      f"model's {own.grid_tokens}: the image sizes differ")
+    if file.reg_tokens != own.reg_tokens:
+        lines.append(f"the checkpoint has {file.reg_tokens} register tokens, the model "
+                     f"{own.reg_tokens}")
+    if file.pre_norm != own.pre_norm:
+        lines.append("the checkpoint " + ("has" if file.pre_norm else "has no")
+                     + " norm before the blocks (norm_pre, CLIP's ln_pre), the model "
+                     + ("has" if own.pre_norm else "has none"))
+    if file.swiglu != own.swiglu or (file.mlp_hidden != own.mlp_hidden and not lines):
+        lines.append(f"the checkpoint's MLP is {'SwiGLU' if file.swiglu else 'GELU'} with "
+                     f"{file.mlp_hidden} hidden units, the model's "
+                     f"{'SwiGLU' if own.swiglu else 'GELU'} with {own.mlp_hidden}")
     if file.class_token != own.class_token:
         lines.append("the checkpoint " + ("has" if file.class_token else "has no")
                      + " class token, the model " + ("has" if own.class_token else "has none"))
@@ -236,7 +284,7 @@ class Source:
 def default_resample(origin: str) -> str:
     """Google's scipy zoom for JAX-origin weights, bicubic for the rest (timm's rule): the
     ``pos_embed_resample`` of the origin's numerics."""
-    return str(numerics_of(origin)["pos_embed_resample"])
+    return str(numerics_of(origin).get("pos_embed_resample", "bicubic"))
 
 
 def _origin(config: Mapping[str, Any]) -> str:
@@ -357,6 +405,9 @@ def _read_state_dict(path: Path, source_format: str) -> Source:
     if unmatched:
         raise CheckpointError(f"{path} ({fmt} layout) has arrays with no vitzoo place: "
                               + ", ".join(unmatched[:8]))
+    described = _described_by_adapter(path, fmt, state)
+    if described is not None:
+        return described
     candidates = matching_architectures(state)
     facts = CheckpointFacts.of(state)
     if not candidates:
@@ -373,6 +424,24 @@ def _read_state_dict(path: Path, source_format: str) -> Source:
     logger.info("%s: %s layout, built as %s", path, fmt, candidates[0])
     return Source(state, config, "pytorch", {"source_format": fmt},
                   {"architecture": candidates[0]}, source_format=fmt)
+
+
+def _described_by_adapter(path: Path, fmt: str, state: dict[str, torch.Tensor]) -> Source | None:
+    """A release whose adapter reads the architecture off the tensors (DINOv2, CLIP ...):
+    the adapter's ``config_fields(state)``, ``ORIGIN`` and ``preprocessing(state)``."""
+    module = STATE_DICT_FORMATS.get(fmt)
+    describe = getattr(module, "config_fields", None)
+    if describe is None:
+        return None
+    try:
+        config = ViTConfig(**describe(state)).to_dict()
+    except (ValueError, ConfigError) as err:
+        raise CheckpointError(f"{path} ({fmt} layout): {err}") from err
+    preprocessing = getattr(module, "preprocessing", None)
+    pretrained = dict(preprocessing(state)) if preprocessing is not None else {}
+    logger.info("%s: %s layout, architecture read off the tensors", path, fmt)
+    return Source(state, config, getattr(module, "ORIGIN", "pytorch"), {"source_format": fmt},
+                  pretrained, source_format=fmt)
 
 
 SOURCE_FORMATS = ("auto", "jax_npz", "vitzoo", "hub_dir", "state_dict", *STATE_DICT_FORMATS)
@@ -438,7 +507,7 @@ def fit_state(state: Mapping[str, torch.Tensor], native: ViTConfig, cfg: ViTConf
     if "pos_embed" in state and cfg.grid_size != native.grid_size:
         state["pos_embed"] = resample_pos_embed(
             state["pos_embed"], cfg.grid_size, old_grid=native.grid_size,
-            num_prefix_tokens=native.num_prefix_tokens, mode=resample, antialias=antialias)
+            num_prefix_tokens=native.num_pos_prefix_tokens, mode=resample, antialias=antialias)
         report.resampled["pos_embed"] = (
             f"{native.grid_size[0]}x{native.grid_size[1]} -> "
             f"{cfg.grid_size[0]}x{cfg.grid_size[1]}, {resample}"

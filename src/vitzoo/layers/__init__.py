@@ -13,7 +13,7 @@ from .feature_pyramid import SimpleFeaturePyramid
 from .helpers import layer_norm, patch_grid, to_2tuple
 from .hybrid_embed import HybridEmbed
 from .layer_scale import LayerScale
-from .mlp import Mlp
+from .mlp import Mlp, QuickGELU, SwiGLU
 from .patch_embed import PatchEmbed, check_image, resample_patch_kernel
 from .pos_embed import (
     RESAMPLE_MODES,
@@ -41,9 +41,11 @@ __all__ = [
     "MaxPool2dSame",
     "Mlp",
     "PatchEmbed",
+    "QuickGELU",
     "ResNetStage",
     "SimpleFeaturePyramid",
     "StdConv2dSame",
+    "SwiGLU",
     "attention_probs",
     "check_image",
     "check_init_mode",

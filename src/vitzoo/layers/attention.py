@@ -6,6 +6,8 @@ Vaswani et al., "Attention Is All You Need" (NeurIPS 2017); the ViT encoder's MS
 
 from __future__ import annotations
 
+from collections.abc import Callable
+
 import torch
 import torch.nn.functional as F
 from torch import nn
@@ -48,6 +50,10 @@ def scaled_dot_product(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, impl: 
         return F.scaled_dot_product_attention(q, k, v, dropout_p=dropout_p)
     out, _ = attention_probs(q, k, v, dropout_p=dropout_p)
     return out
+
+
+def _default_norm(dim: int) -> nn.Module:
+    return nn.LayerNorm(dim, eps=1e-6)
 
 
 class SelectableAttention(nn.Module):
@@ -95,14 +101,21 @@ class Attention(SelectableAttention):
         attn_drop: dropout on the attention probabilities (training only).
         proj_drop: dropout after the output projection.
         attn_impl: ``"sdpa"`` or ``"math"``.
+        qk_norm: normalise each head's queries and keys (``q_norm``, ``k_norm``) before the
+            product, as timm's ``qk_norm``.
+        norm_layer: builds those norms from the head width (default LayerNorm, eps 1e-6).
     """
 
     def __init__(self, dim: int, *, num_heads: int = 8, qkv_bias: bool = True,
                  attn_drop: float = 0.0, proj_drop: float = 0.0,
-                 attn_impl: str = "sdpa") -> None:
+                 attn_impl: str = "sdpa", qk_norm: bool = False,
+                 norm_layer: Callable[[int], nn.Module] | None = None) -> None:
         super().__init__(dim, num_heads=num_heads, attn_impl=attn_impl)
         self.scale = self.head_dim ** -0.5
         self.qkv = nn.Linear(dim, dim * 3, bias=qkv_bias)
+        make_norm = norm_layer if norm_layer is not None else _default_norm
+        self.q_norm = make_norm(self.head_dim) if qk_norm else nn.Identity()
+        self.k_norm = make_norm(self.head_dim) if qk_norm else nn.Identity()
         self.attn_drop = nn.Dropout(attn_drop)
         self.proj = nn.Linear(dim, dim)
         self.proj_drop = nn.Dropout(proj_drop)
@@ -118,7 +131,7 @@ class Attention(SelectableAttention):
         B, N, D = x.shape
         qkv = self.qkv(x).reshape(B, N, 3, self.num_heads, self.head_dim)
         q, k, v = qkv.permute(2, 0, 3, 1, 4).unbind(0)  # 3 x (B, H, N, hd)
-        return q, k, v
+        return self.q_norm(q), self.k_norm(k), v
 
     def _merge_heads(self, x: torch.Tensor) -> torch.Tensor:
         B, H, N, hd = x.shape

@@ -1,6 +1,8 @@
-"""The transformer's position-wise MLP: Linear, activation, Linear.
+"""The transformer's position-wise MLPs: Linear, activation, Linear; and the SwiGLU variant.
 
-Dosovitskiy et al., "An Image is Worth 16x16 Words" (ICLR 2021), eq. 3.
+Dosovitskiy et al., "An Image is Worth 16x16 Words" (ICLR 2021), eq. 3; Shazeer, "GLU Variants
+Improve Transformer" (2020) for SwiGLU; QuickGELU is the activation of OpenAI's CLIP (Radford
+et al., 2021).
 """
 
 from __future__ import annotations
@@ -12,7 +14,14 @@ from torch import nn
 
 from .weight_init import init_linear_
 
-__all__ = ["Mlp"]
+__all__ = ["Mlp", "QuickGELU", "SwiGLU"]
+
+
+class QuickGELU(nn.Module):
+    """``x * sigmoid(1.702 * x)``: the sigmoid approximation of GELU OpenAI's CLIP trained with."""
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return x * torch.sigmoid(1.702 * x)
 
 
 class Mlp(nn.Module):
@@ -46,4 +55,41 @@ class Mlp(nn.Module):
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         x = self.drop1(self.act(self.fc1(x)))
+        return self.drop2(self.fc2(x))
+
+
+class SwiGLU(nn.Module):
+    """``fc2(drop(silu(a) * b))`` with ``[a; b] = fc1(x)``, followed by dropout.
+
+    One packed ``fc1`` of ``2 * hidden_features`` outputs, the gate ``a`` first: the layout of
+    DINOv2's ``w12`` / ``w3`` and of timm's ``SwiGLUPacked`` (keys ``fc1``, ``fc2``).
+
+    Args:
+        in_features: input and output width D.
+        hidden_features: width after gating, ``fc2``'s input (default ``4 * in_features``).
+        act_layer: ignored (the gate is SiLU); accepted so blocks build every MLP alike.
+        bias: whether both Linears have biases.
+        drop: dropout after the gating and after ``fc2``.
+    """
+
+    def __init__(self, in_features: int, *, hidden_features: int | None = None,
+                 act_layer: Callable[[], nn.Module] | None = None, bias: bool = True,
+                 drop: float = 0.0) -> None:
+        super().__init__()
+        hidden_features = hidden_features or 4 * in_features
+        self.fc1 = nn.Linear(in_features, 2 * hidden_features, bias=bias)
+        self.act = nn.SiLU()
+        self.drop1 = nn.Dropout(drop)
+        self.fc2 = nn.Linear(hidden_features, in_features, bias=bias)
+        self.drop2 = nn.Dropout(drop)
+
+    @torch.no_grad()
+    def init_weights(self, mode: str) -> None:
+        """As :class:`Mlp`'s (the two halves of ``fc1`` initialised as separate kernels)."""
+        init_linear_(self.fc1, mode, parts=2, jax_bias_std=1e-6)
+        init_linear_(self.fc2, mode, jax_bias_std=1e-6)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        gate, value = self.fc1(x).chunk(2, dim=-1)
+        x = self.drop1(self.act(gate) * value)
         return self.drop2(self.fc2(x))

@@ -25,6 +25,8 @@ from ..layers import (
     HybridEmbed,
     Mlp,
     PatchEmbed,
+    QuickGELU,
+    SwiGLU,
     check_init_mode,
     interpolate_pos_embed,
     lecun_normal_,
@@ -68,13 +70,16 @@ def take_indices(depth: int, indices: int | Sequence[int] | None) -> tuple[list[
 
 class LayerFactories:
     """The layers a config describes, as the callables the blocks take: its numerics (norm
-    eps, GELU variant) and its choice of MLP and attention."""
+    eps, activation) and its choice of MLP and attention."""
 
     def __init__(self, cfg: ViTConfig) -> None:
         self.norm: Callable[[int], nn.Module] = partial(nn.LayerNorm, eps=cfg.norm_eps)
-        self.act: Callable[[], nn.Module] = partial(nn.GELU, approximate=cfg.gelu_approximate)
-        self.mlp: Callable[..., nn.Module] = Mlp
-        self.attn: Callable[..., nn.Module] = partial(Attention, attn_impl=cfg.attn_impl)
+        self.act: Callable[[], nn.Module] = (
+            QuickGELU if cfg.act_layer == "quick_gelu"
+            else partial(nn.GELU, approximate=cfg.gelu_approximate))
+        self.mlp: Callable[..., nn.Module] = SwiGLU if cfg.mlp_layer == "swiglu" else Mlp
+        self.attn: Callable[..., nn.Module] = partial(
+            Attention, attn_impl=cfg.attn_impl, qk_norm=cfg.qk_norm, norm_layer=self.norm)
 
 
 def init_submodules(model: nn.Module, mode: str, *, only: Iterable[str] | None = None) -> None:
@@ -102,7 +107,8 @@ def _patch_embed(cfg: ViTConfig) -> PatchEmbed | HybridEmbed:
     dynamic = {"dynamic_img_size": cfg.dynamic_img_size, "dynamic_img_pad": cfg.dynamic_img_pad}
     if cfg.backbone_layers is None:
         return PatchEmbed(img_size=cfg.img_size, patch_size=cfg.patch_size,
-                          in_chans=cfg.in_chans, embed_dim=cfg.embed_dim, **dynamic)
+                          in_chans=cfg.in_chans, embed_dim=cfg.embed_dim, bias=cfg.patch_bias,
+                          **dynamic)
     backbone, channels = build_resnet_backbone(cfg.backbone_layers, width=cfg.backbone_width,
                                                in_chans=cfg.in_chans)
     return HybridEmbed(backbone, img_size=cfg.img_size, feature_size=cfg.feature_size,
@@ -140,7 +146,8 @@ class VisionTransformer(nn.Module):
     """
 
     __jit_unused_properties__ = ["default_cfg"]
-    __constants__ = ["dynamic_img_size", "pos_embed_resample", "pos_embed_antialias"]
+    __constants__ = ["dynamic_img_size", "pos_embed_resample", "pos_embed_antialias",
+                     "no_embed_class", "num_pos_prefix_tokens"]
 
     def __init__(self, cfg: ViTConfig | None = None) -> None:
         super().__init__()
@@ -157,6 +164,9 @@ class VisionTransformer(nn.Module):
         self.num_features = self.embed_dim = D
         self.head_hidden_size = cfg.representation_size or D
         self.num_prefix_tokens = cfg.num_prefix_tokens
+        self.num_reg_tokens = cfg.reg_tokens
+        self.no_embed_class = cfg.no_embed_class
+        self.num_pos_prefix_tokens = cfg.num_pos_prefix_tokens
         self.in_chans = cfg.in_chans
         self.dynamic_img_size = cfg.dynamic_img_size
         self.pos_embed_resample = "sincos" if cfg.pos_embed == "sincos" else cfg.pos_embed_resample
@@ -170,7 +180,10 @@ class VisionTransformer(nn.Module):
         self.cls_token = nn.Parameter(torch.zeros(1, 1, D)) if cfg.class_token else None
         self._build_pos_embed(cfg)
         self.dist_token = nn.Parameter(torch.zeros(1, 1, D)) if cfg.distilled else None
+        self.reg_token = (nn.Parameter(torch.zeros(1, cfg.reg_tokens, D)) if cfg.reg_tokens
+                          else None)
         self.pos_drop = nn.Dropout(cfg.pos_drop_rate)
+        self.norm_pre = self._layers.norm(D) if cfg.pre_norm else nn.Identity()
         self.blocks = nn.Sequential(*[
             Block(D, num_heads=cfg.num_heads, mlp_dim=cfg.mlp_hidden_dim, qkv_bias=cfg.qkv_bias,
                   proj_drop=cfg.proj_drop_rate, attn_drop=cfg.attn_drop_rate, drop_path=rate,
@@ -195,14 +208,14 @@ class VisionTransformer(nn.Module):
         self.init_weights(cfg.weight_init)
 
     def _build_pos_embed(self, cfg: ViTConfig) -> None:
-        num_tokens = self.num_prefix_tokens + self.patch_embed.num_patches
+        num_tokens = cfg.num_pos_prefix_tokens + self.patch_embed.num_patches
         if cfg.pos_embed == "learn":
             self.pos_embed = nn.Parameter(torch.zeros(1, num_tokens, cfg.embed_dim))
             return
         # Prefix tokens get a zero row: the same function as big_vision, which adds the table
         # to the patch tokens only.
         table = sincos_2d_pos_embed(self.patch_embed.grid_size, cfg.embed_dim)
-        prefix = table.new_zeros(1, self.num_prefix_tokens, cfg.embed_dim)
+        prefix = table.new_zeros(1, cfg.num_pos_prefix_tokens, cfg.embed_dim)
         self.register_buffer("pos_embed", torch.cat([prefix, table], dim=1), persistent=False)
 
     def _new_attn_pool(self) -> AttentionPool:
@@ -215,7 +228,7 @@ class VisionTransformer(nn.Module):
     def _new_head(self, num_classes: int) -> nn.Module:
         if num_classes == 0:
             return nn.Identity()
-        head = nn.Linear(self.head_hidden_size, num_classes)
+        head = nn.Linear(self.head_hidden_size, num_classes, bias=self.cfg.head_bias)
         _init_head(head, self.cfg.weight_init)
         return head
 
@@ -274,6 +287,11 @@ class VisionTransformer(nn.Module):
                 nn.init.zeros_(self.dist_token)
             else:
                 nn.init.trunc_normal_(self.dist_token, std=0.02)
+        if self.reg_token is not None and keep("reg_token"):
+            if mode == "jax":
+                nn.init.zeros_(self.reg_token)
+            else:
+                nn.init.normal_(self.reg_token, std=1e-6)
 
     # -- the backbone contract ---------------------------------------------------------------
     def _feature_info(self) -> list[dict[str, Any]]:
@@ -296,6 +314,8 @@ class VisionTransformer(nn.Module):
             parts.append(self.cls_token.expand(x.shape[0], -1, -1))  # (B, 1, D)
         if self.dist_token is not None:
             parts.append(self.dist_token.expand(x.shape[0], -1, -1))  # (B, 1, D)
+        if self.reg_token is not None:
+            parts.append(self.reg_token.expand(x.shape[0], -1, -1))  # (B, R, D)
         parts.append(x)
         return torch.cat(parts, dim=1)  # (B, P + N, D)
 
@@ -305,9 +325,9 @@ class VisionTransformer(nn.Module):
         native = self.patch_embed.grid_size
         if self.pos_embed_resample == "sincos":
             return sincos_pos_embed_for(self.pos_embed, [gh, gw], [native[0], native[1]],
-                                        self.num_prefix_tokens)
+                                        self.num_pos_prefix_tokens)
         return interpolate_pos_embed(self.pos_embed, [gh, gw], [native[0], native[1]],
-                                     self.num_prefix_tokens, self.pos_embed_resample,
+                                     self.num_pos_prefix_tokens, self.pos_embed_resample,
                                      self.pos_embed_antialias)
 
     def _embed(self, x: torch.Tensor) -> tuple[torch.Tensor, tuple[int, int]]:
@@ -320,8 +340,11 @@ class VisionTransformer(nn.Module):
         else:
             gh, gw = self.patch_embed.grid_size[0], self.patch_embed.grid_size[1]
             pos_embed = self.pos_embed
-        x = self._add_prefix_tokens(x)  # (B, P + N, D)
-        return self.pos_drop(x + pos_embed), (gh, gw)
+        if self.no_embed_class:  # the table covers the patches only (DeiT III)
+            x = self._add_prefix_tokens(x + pos_embed)  # (B, P + N, D)
+        else:
+            x = self._add_prefix_tokens(x) + pos_embed  # (B, P + N, D)
+        return self.norm_pre(self.pos_drop(x)), (gh, gw)
 
     def forward_features(self, x: torch.Tensor) -> torch.Tensor:
         """All tokens after the final norm: ``(B, C, H, W) -> (B, P + N, D)``."""
@@ -542,7 +565,8 @@ class VisionTransformer(nn.Module):
             if isinstance(self.pos_embed, nn.Parameter):
                 with torch.no_grad():
                     table = interpolate_pos_embed(
-                        self.pos_embed, list(new_grid), list(old_grid), self.num_prefix_tokens,
+                        self.pos_embed, list(new_grid), list(old_grid),
+                        self.num_pos_prefix_tokens,
                         new_cfg.pos_embed_resample, new_cfg.pos_embed_antialias)
                 self.pos_embed = nn.Parameter(table, requires_grad=self.pos_embed.requires_grad)
             else:
@@ -594,13 +618,13 @@ class VisionTransformer(nn.Module):
 
     def no_weight_decay(self) -> set[str]:
         """Parameter names conventionally excluded from weight decay."""
-        names = {"pos_embed", "cls_token", "dist_token"}
+        names = {"pos_embed", "cls_token", "dist_token", "reg_token"}
         return {name for name, _ in self.named_parameters() if name in names}
 
     def group_matcher(self, coarse: bool = False) -> dict[str, Any]:
         """Regexes grouping parameters by depth (timm's format, for layer-wise lr decay)."""
         return {
-            "stem": r"^cls_token|^dist_token|^pos_embed|^patch_embed",
+            "stem": r"^cls_token|^dist_token|^reg_token|^pos_embed|^patch_embed",
             "blocks": r"^blocks\.(\d+)" if coarse else [
                 (r"^blocks\.(\d+)", None),
                 (r"^norm", (99999,)),
@@ -613,4 +637,5 @@ def _init_head(head: nn.Linear, mode: str) -> None:
         nn.init.zeros_(head.weight)  # Google fine-tunes from a zero head
     else:
         nn.init.trunc_normal_(head.weight, std=0.02)
-    nn.init.zeros_(head.bias)
+    if head.bias is not None:
+        nn.init.zeros_(head.bias)

@@ -23,11 +23,11 @@ HF_FILE = "model.safetensors"
 
 def numerics_of(origin: str | None) -> dict[str, Any]:
     """The ViTConfig fields that make a model compute as weights of ``origin`` need: tanh
-    GELU and Google's position-table zoom for ``"jax"``, exact GELU and bicubic otherwise;
-    LayerNorm eps 1e-6 for both."""
-    jax = origin == "jax"
-    return {"gelu_approximate": "tanh" if jax else "none", "norm_eps": 1e-6,
-            "pos_embed_resample": "scipy" if jax else "bicubic"}
+    GELU and Google's position-table zoom for ``"jax"``, exact GELU otherwise (the
+    architecture's own resampling rule and LayerNorm eps are kept)."""
+    if origin == "jax":
+        return {"gelu_approximate": "tanh", "pos_embed_resample": "scipy"}
+    return {"gelu_approximate": "none"}
 
 
 @dataclass(frozen=True)
@@ -60,6 +60,9 @@ class PretrainedEntry:
     notes: str = ""
     extra: dict[str, Any] = field(default_factory=dict, compare=False)
     """Further timm ``pretrained_cfg`` keys of these weights (``origin_url``, ``paper_ids``)."""
+    config: dict[str, Any] = field(default_factory=dict, compare=False)
+    """ViTConfig fields these weights need beyond their origin's numerics (QuickGELU for
+    OpenAI's CLIP weights)."""
 
     @property
     def name(self) -> str:
@@ -72,8 +75,8 @@ class PretrainedEntry:
     @property
     def numerics(self) -> dict[str, Any]:
         """The ViTConfig fields that make a model compute as the weights' own framework did
-        (also its rule for resizing position embeddings: Google's zoom or timm's bicubic)."""
-        return numerics_of(self.origin)
+        (Google's weights also resize position embeddings with Google's zoom)."""
+        return {**numerics_of(self.origin), **self.config}
 
     def to_dict(self) -> dict[str, Any]:
         """The entry as pretrained-cfg keys (timm's, then vitzoo's)."""

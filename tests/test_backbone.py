@@ -356,6 +356,13 @@ TRACE_CONFIGS = {
         embed_dim=32, num_heads=4, mlp_dim=64, depth=1, img_size=64, backbone_width=32),
     "hybrid_stem": vitzoo.registry.default_config("vit_tiny_r_s16_p8_224").replace(
         embed_dim=32, num_heads=4, mlp_dim=64, depth=1, img_size=64),
+    # the modern families' knobs
+    "registers_dinov2": TINY.replace(reg_tokens=4, no_embed_class=True, init_values=1e-5,
+                                     dynamic_img_size=True, mlp_layer="swiglu"),
+    "clip": TINY.replace(pre_norm=True, patch_bias=False, norm_eps=1e-5,
+                         act_layer="quick_gelu", num_classes=8),
+    "deit3_qk_norm": TINY.replace(no_embed_class=True, init_values=1e-6, qk_norm=True,
+                                  head_bias=False),
 }
 
 

@@ -19,7 +19,7 @@ from . import io
 from ._utils import atomic_path
 from .adapters import hf_transformers, jax_npz
 from .config import ViTConfig
-from .errors import CheckpointError
+from .errors import CheckpointError, VerificationError
 from .loading import ProgressCallback, Source, load_state, read_source
 from .reference import verify_against_jax
 
@@ -33,6 +33,30 @@ def _model_from(source: Source) -> torch.nn.Module:
     model, _ = load_state(source.state, cfg=source.native, native=source.native,
                           name="the converted checkpoint", source_format=source.source_format)
     return model
+
+
+def verify_round_trip(written: Path, source: Source, *, atol: float = 1e-6,
+                      batch: int = 2, seed: int = 0) -> float:
+    """Max absolute difference between the model the written file describes and the one the
+    source describes, on random images at the native size (for sources without an
+    independent reference in vitzoo: DINOv2, DeiT III, CLIP, timm ...). The config, the
+    numerics and every tensor must survive the conversion, so the outputs are equal.
+
+    Raises:
+        VerificationError: the difference exceeds ``atol``.
+    """
+    expected_model = _model_from(source)
+    got_model = _model_from(read_source(written, source_format="vitzoo"))
+    cfg = expected_model.cfg
+    images = torch.rand(batch, cfg.in_chans, *cfg.img_size,
+                        generator=torch.Generator().manual_seed(seed)) * 2 - 1
+    with torch.no_grad():
+        expected, got = expected_model(images), got_model(images)
+    diff = float((expected - got).abs().max()) if expected.shape == got.shape else float("inf")
+    if not diff <= atol:
+        raise VerificationError(f"the written file computes other outputs than its source "
+                                f"(max difference {diff:.3g}); the conversion was not written")
+    return diff
 
 
 # -- Google's .npz --------------------------------------------------------------------------------
@@ -89,9 +113,11 @@ def write_npz(source: Source, dst: Path, *, layout: str | None = None,
 
 
 # -- vitzoo safetensors ---------------------------------------------------------------------------
-def write_vitzoo(source: Source, dst: Path, *, verify_against: Path | None = None) -> Path:
+def write_vitzoo(source: Source, dst: Path, *, verify_against: Path | None = None,
+                 verify: bool = False) -> Path:
     """Write ``source`` as vitzoo's self-describing safetensors; with ``verify_against`` (the
-    Google ``.npz`` it came from), the written file must reproduce Google's forward pass."""
+    Google ``.npz`` it came from), the written file must reproduce Google's forward pass, with
+    ``verify`` (any other source) the source's own model."""
     metadata = io.vitzoo_metadata(source.native, source.pretrained_cfg, source.metadata)
     tensors = ((k, v.detach().cpu().contiguous().numpy()) for k, v in source.state.items())
     with atomic_path(dst) as tmp:
@@ -99,6 +125,8 @@ def write_vitzoo(source: Source, dst: Path, *, verify_against: Path | None = Non
         if verify_against is not None:
             verify_against_jax(verify_against, _model_from(read_source(tmp,
                                                                        source_format="vitzoo")))
+        elif verify:
+            verify_round_trip(tmp, source)
     return dst
 
 
@@ -195,9 +223,11 @@ def convert_checkpoint(src: str | Path, dst: str | Path, *, source_format: str =
             ``"hf"``.
         layout: Google layout of an ``.npz`` output.
         img_size: image size of a sin-cos source (no position table in the file).
-        verify: check the result against Google's forward pass in NumPy (1e-5 on the outputs
-            of two random images) before it is put in place; one side must be a Google
-            ``.npz``. A failure raises and writes nothing.
+        verify: check the result before it is put in place: against Google's forward pass
+            in NumPy (1e-5 on the outputs of two random images) when one side is a Google
+            ``.npz`` (SigLIP's too); for other sources (DINOv2, DeiT III, CLIP, timm, ...),
+            which have no independent reference in vitzoo, the written file must compute
+            what its source computes (1e-6). A failure raises and writes nothing.
         progress: called with ``(done, total)`` arrays.
 
     Returns:
@@ -209,11 +239,13 @@ def convert_checkpoint(src: str | Path, dst: str | Path, *, source_format: str =
         img_size = (img_size, img_size)
     source = read_source(src, source_format=source_format, img_size=img_size,
                          progress=progress)
-    if verify and fmt != "jax_npz" and source.source_format != "jax_npz":
-        raise CheckpointError("verify=True compares with Google's forward pass, so the source "
-                              "or the output must be a Google .npz")
+    google = source.source_format == "jax_npz"
+    if verify and fmt == "hf":
+        raise CheckpointError("verify=True checks .npz and .safetensors outputs; convert to "
+                              "a transformers directory without it")
     if fmt == "hf":
         return write_hf(source, dst)
     if fmt == "jax_npz":
         return write_npz(source, dst, layout=layout, verify=verify)
-    return write_vitzoo(source, dst, verify_against=Path(src) if verify else None)
+    return write_vitzoo(source, dst, verify_against=Path(src) if verify and google else None,
+                        verify=verify and not google)

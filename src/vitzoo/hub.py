@@ -309,7 +309,7 @@ def _download_and_convert(entry: PretrainedEntry, progress: bool) -> Path:
         raw_dir = cache_dir() / "downloads"
         raw = download_url(entry.url, raw_dir / Path(entry.url).name, sha256=entry.sha256,
                            progress=progress)
-        if entry.url_format == "jax_npz":
+        if entry.url_format in ("jax_npz", "openai_clip"):  # self-describing originals
             convert_checkpoint(raw, target)
         else:
             io.save_state_dict(io.load_state_dict(raw), target, {"source_url": entry.url})

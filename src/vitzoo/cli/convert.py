@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import time
+from pathlib import Path
 
 from .._utils import Progress
 from ..convert import convert_checkpoint
@@ -16,10 +17,14 @@ def add_parser(commands: argparse._SubParsersAction) -> None:
                     "(.safetensors or .npz). The output is written atomically: a failed "
                     "conversion leaves nothing behind.",
     )
-    parser.add_argument("src", help="Google .npz, vitzoo .safetensors or hub directory")
+    parser.add_argument("src", help="Google / big_vision (SigLIP) .npz, vitzoo .safetensors, "
+                                    "a hub or open_clip directory, or an original release's "
+                                    "file (DINOv2, DeiT III, OpenAI CLIP .pt, timm ...)")
     parser.add_argument("dst", help="output file (.safetensors or .npz)")
     parser.add_argument("--verify", action="store_true",
-                        help="check the result against Google's forward pass in NumPy (1e-5)")
+                        help="check the result before writing it: against Google's forward "
+                             "pass in NumPy (1e-5) for .npz sources and outputs, else against "
+                             "the source's own model (1e-6)")
     parser.add_argument("--to", dest="target_format", choices=("vitzoo", "jax_npz", "hf"),
                         help="output format (default: from DST's suffix; 'hf' writes a "
                              "transformers directory)")
@@ -38,6 +43,10 @@ def run(args: argparse.Namespace) -> int:
                                  layout=args.layout, img_size=args.img_size,
                                  verify=args.verify, progress=progress)
     took = time.perf_counter() - start
-    checked = " (verified against Google's forward pass, 1e-5)" if args.verify else ""
+    google = Path(args.src).suffix == ".npz" or Path(args.dst).suffix == ".npz"
+    checked = ""
+    if args.verify:
+        checked = (" (verified against Google's forward pass, 1e-5)" if google
+                   else " (verified: it computes what the source computes, 1e-6)")
     print(f"wrote {out} in {took:.1f} s{checked}")
     return 0

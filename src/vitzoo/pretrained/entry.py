@@ -46,7 +46,9 @@ class PretrainedEntry:
     hf_hub_id: str | None = None
     url: str | None = None
     url_format: str | None = None
-    """``"jax_npz"`` (converted once to safetensors) or ``"pth"`` (timm's key layout)."""
+    """``"jax_npz"`` (Google's or big_vision's ``.npz``) or ``"openai_clip"`` (OpenAI's
+    TorchScript ``.pt``), converted once to vitzoo safetensors; ``"pth"``: a state dict whose
+    layout the adapters detect (timm's, DeiT's, DINOv2's)."""
     sha256: str | None = None
     """The url file's sha256, or its leading hex digits (DeiT names its files by them)."""
     mean: tuple[float, float, float] = GOOGLE_MEAN

@@ -23,8 +23,8 @@ import numpy as np
 from .rename import Rule
 
 __all__ = ["MAP_HEAD_RENAMES", "SCANNED", "bfloat16_to_float32", "float32_to_bfloat16",
-           "join_pos_embedding", "params_prefix", "scan_blocks", "select_params",
-           "split_pos_embedding", "to_float32", "unscan"]
+           "ignored_entries", "join_pos_embedding", "params_prefix", "scan_blocks",
+           "select_params", "split_pos_embedding", "to_float32", "unscan"]
 
 # -- the MAP head's rows of jax_npz.RENAMES (transform names of jax_npz.TRANSFORMS) ---------------
 _MAP_MHA = "MAPHead_0/MultiHeadDotProductAttention_0/"
@@ -60,6 +60,21 @@ def params_prefix(arrays: Mapping[str, np.ndarray]) -> str:
     if "embedding/kernel" not in inner and any(k.startswith("img/") for k in inner):
         prefix += "img/"
     return prefix
+
+
+def ignored_entries(arrays: Mapping[str, np.ndarray]) -> dict[str, int]:
+    """What :func:`select_params` leaves out, as ``{subtree: number of arrays}``: a two-tower
+    file's text tower ``params/txt`` and its ``params/t`` (log-temperature) and ``params/b``
+    (bias), optimizer state ``opt``, ``chrono`` ..."""
+    prefix = params_prefix(arrays)
+    counts: dict[str, int] = defaultdict(int)
+    for key in arrays:
+        if not key.startswith(prefix):
+            parts = key.split("/")
+            depth = next((d for d in range(1, len(parts))
+                          if not prefix.startswith("/".join(parts[:d]) + "/")), len(parts))
+            counts["/".join(parts[:depth])] += 1
+    return dict(sorted(counts.items()))
 
 
 def select_params(arrays: Mapping[str, np.ndarray]) -> dict[str, np.ndarray]:

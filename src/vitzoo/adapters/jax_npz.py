@@ -15,6 +15,7 @@ Pure functions: arrays in, arrays out; nothing here builds or touches a model.
 
 from __future__ import annotations
 
+import logging
 import math
 import re
 from collections import defaultdict
@@ -27,6 +28,8 @@ from ..pretrained import numerics_of
 from . import big_vision
 from .big_vision import bfloat16_to_float32, float32_to_bfloat16, scan_blocks, select_params
 from .rename import RenameTable, Rule, Transform, contiguous, fuse_parts
+
+logger = logging.getLogger(__name__)
 
 __all__ = [
     "RENAMES", "TABLE", "TRANSFORMS", "bfloat16_to_float32", "canonicalize", "conv_kernel_to_jax",
@@ -194,11 +197,18 @@ def canonicalize(arrays: Mapping[str, np.ndarray]) -> tuple[dict[str, np.ndarray
     Returns the canonical arrays (float32, GroupNorm vectors flat, one key per block, the
     position table in vitzoo's row order: class row first when there is a class token) and
     notes about the source: ``layout`` (``"vision_transformer"`` or ``"big_vision"``),
-    ``pos_embed`` (``"learn"`` or ``"sincos"``), ``scanned``, ``dtypes``.
+    ``pos_embed`` (``"learn"`` or ``"sincos"``), ``scanned``, ``dtypes``, ``ignored`` (the
+    subtrees outside the model's parameters, e.g. a SigLIP file's text tower ``params/txt``,
+    ``params/t`` and ``params/b``, with their array counts; logged, not an error).
     """
     params = select_params(arrays)
+    ignored = big_vision.ignored_entries(arrays)
+    if ignored:
+        logger.info("using the arrays under %r; ignoring %s", big_vision.params_prefix(arrays),
+                    ", ".join(f"{k} ({n} arrays)" for k, n in ignored.items()))
     notes: dict[str, Any] = {"layout": "vision_transformer", "scanned": False,
-                             "dtypes": sorted({str(v.dtype) for v in params.values()})}
+                             "dtypes": sorted({str(v.dtype) for v in params.values()}),
+                             "ignored": ignored}
     decoded = {key: big_vision.to_float32(value) for key, value in params.items()}
     mapping = renumber_pre_linen(decoded)
     tree = {mapping[k]: v for k, v in decoded.items()}
@@ -317,6 +327,13 @@ def infer_config(tree: Mapping[str, np.ndarray], notes: Mapping[str, Any],
         ValueError: the arrays are not a ViT, or the image size cannot be determined.
     """
     if "embedding/kernel" not in tree:
+        two_tower = any(k.startswith(("txt/", "img/")) for k in tree) or any(
+            k.rsplit("/", 1)[-1] == "txt" for k in notes.get("ignored", {}))
+        if two_tower:
+            raise ValueError(
+                "this two-tower (SigLIP / LiT) file has no complete image tower "
+                "(no img/embedding/kernel); vitzoo reads the image tower only: check that the "
+                "file is complete, or re-download it")
         raise ValueError("no 'embedding/kernel' array: this is not a Google ViT checkpoint")
     ph, pw, cin, dim = tree["embedding/kernel"].shape
     depth = len({m.group(1) for k in tree
@@ -334,7 +351,7 @@ def infer_config(tree: Mapping[str, np.ndarray], notes: Mapping[str, Any],
         "global_pool": "token" if "cls" in tree else ("map" if "MAPHead_0/probe" in tree
                                                       else "avg"),
         "fc_norm": False, "pos_embed": notes["pos_embed"],
-        **numerics_of("jax"), "weight_init": "jax",
+        **numerics_of("jax"), "norm_eps": 1e-6, "weight_init": "jax",  # flax LayerNorm eps
         "num_classes": int(tree["head/kernel"].shape[1]) if "head/kernel" in tree else 0,
     }
     if "pre_logits/kernel" in tree:

@@ -10,12 +10,10 @@ from collections.abc import Mapping
 
 import torch
 
-from .rename import RenameTable, Rule
+from .deit3 import LAYER_SCALE_RULES
+from .rename import RenameTable
 
-RENAMES = RenameTable([
-    Rule("blocks.{i}.gamma_1", "blocks.{i}.ls1.gamma"),  # DeiT III
-    Rule("blocks.{i}.gamma_2", "blocks.{i}.ls2.gamma"),
-])
+RENAMES = RenameTable(LAYER_SCALE_RULES)  # DeiT III's gamma_1 / gamma_2
 
 
 def detect(state: Mapping[str, torch.Tensor]) -> bool:

@@ -10,7 +10,7 @@ from collections.abc import Mapping
 
 import torch
 
-from . import hf_transformers, timm, torchvision, vit_pytorch
+from . import hf_transformers, open_clip, timm, torchvision, vit_pytorch
 
 __all__ = ["STATE_DICT_FORMATS", "convert_state_dict", "detect_format"]
 
@@ -19,6 +19,7 @@ STATE_DICT_FORMATS = {
     "vit_pytorch": vit_pytorch,
     "torchvision": torchvision,
     "hf_transformers": hf_transformers,
+    "open_clip": open_clip,
     "timm": timm,
 }
 

@@ -168,11 +168,9 @@ def config_fields(state: Mapping[str, torch.Tensor]) -> dict[str, Any] | None:
 
 def preprocessing(state: Mapping[str, torch.Tensor]) -> dict[str, Any]:
     """OpenAI's ``_transform``: shorter side to the input size (bicubic), centre crop of it
-    (crop_pct 1.0), OpenAI's mean and std."""
-    side = int(state["patch_embed.proj.weight"].shape[-1]) * math.isqrt(
-        int(state["pos_embed"].shape[1]) - 1)
+    (crop_pct 1.0), OpenAI's mean and std (the input size is the model's)."""
     return {"mean": CLIP_MEAN, "std": CLIP_STD, "interpolation": "bicubic", "crop_pct": 1.0,
-            "crop_mode": "center", "input_size": (3, side, side)}
+            "crop_mode": "center"}
 
 
 # -- open_clip hub directories --------------------------------------------------------------------
@@ -258,10 +256,8 @@ def hub_preprocessing(hub: Mapping[str, Any]) -> dict[str, Any]:
     """Pretrained-cfg keys from ``preprocess_cfg`` (open_clip's defaults: OpenAI's mean and
     std, bicubic, ``resize_mode="shortest"``, i.e. resize and centre crop at crop_pct 1.0)."""
     pre = hub.get("preprocess_cfg") or {}
-    vision = (hub.get("model_cfg") or {}).get("vision_cfg") or {}
-    height, width = _pair(pre.get("size", vision.get("image_size", 224)))
     crop_mode = {"shortest": "center", "squash": "squash", "longest": "border"}.get(
         pre.get("resize_mode", "shortest"), "center")
     return {"mean": tuple(pre.get("mean", CLIP_MEAN)), "std": tuple(pre.get("std", CLIP_STD)),
             "interpolation": pre.get("interpolation", "bicubic"), "crop_pct": 1.0,
-            "crop_mode": crop_mode, "input_size": (3, height, width)}
+            "crop_mode": crop_mode}

@@ -328,6 +328,38 @@ def test_timm_conversion_loads_strictly_and_agrees(reference):
                                rtol=0)
 
 
+# -- the released architectures ------------------------------------------------------------------
+@pytest.mark.parametrize("arch", ["vit_base_patch32_clip_quickgelu_224",
+                                  "vit_base_patch16_clip_quickgelu_224",
+                                  "vit_large_patch14_clip_quickgelu_224",
+                                  "vit_large_patch14_clip_quickgelu_336"])
+def test_openai_release_shapes_give_the_registered_quickgelu_architecture(arch):
+    """What load_model reads off an OpenAI file of each release's shapes (on the meta device)
+    is timm's ``*_quickgelu_*`` architecture with the projection as head."""
+    cfg = vitzoo.registry.default_config(arch)
+    with torch.device("meta"):
+        state = vitzoo.VisionTransformer(cfg).state_dict()
+    assert vitzoo.ViTConfig(**A.config_fields(state)) == cfg
+
+
+# open_clip's model_configs/ViT-H-14-quickgelu.json and ViT-B-16-SigLIP.json (vision parts)
+_H14 = {"embed_dim": 1024, "quick_gelu": True, "vision_cfg": {
+    "image_size": 224, "layers": 32, "width": 1280, "head_width": 80, "patch_size": 14}}
+_SIGLIP = {"embed_dim": 768, "init_logit_bias": -10, "custom_text": True, "vision_cfg": {
+    "image_size": 224, "timm_model_name": "vit_base_patch16_siglip_224",
+    "timm_model_pretrained": False, "timm_pool": "map", "timm_proj": "none"}}
+
+
+def test_open_clip_configs_give_the_registered_architectures():
+    fields, trunk = A.hub_config_fields({"model_cfg": _H14})
+    assert trunk is None
+    assert vitzoo.ViTConfig(**fields) == vitzoo.registry.default_config(
+        "vit_huge_patch14_clip_quickgelu_224")
+    fields, trunk = A.hub_config_fields({"model_cfg": _SIGLIP})
+    assert trunk == "vit_base_patch16_siglip_224"
+    assert fields == {"global_pool": "map", "num_classes": 0}  # open_clip's proj "none"
+
+
 # -- the adapter on its own -----------------------------------------------------------------------
 def test_renames_follow_timm_and_the_projection_is_transposed():
     raw = read_archive(ARCHIVE)

@@ -396,9 +396,9 @@ def _read_open_clip_dir(path: Path) -> Source:
         except VitzooError as err:
             raise CheckpointError(f"{config_file}: its image tower is the timm model {trunk!r}, "
                                   f"which is not a ViT vitzoo knows ({err})") from err
-    return Source(StateDict(state, *open_clip.set_aside(raw, described=True)), config, "pytorch",
-                  {"source_format": "open_clip"}, open_clip.hub_preprocessing(hub),
-                  source_format="open_clip")
+    return Source(StateDict(state, *open_clip.set_aside(raw, described=True)), config,
+                  _origin(config), {"source_format": "open_clip"},
+                  open_clip.hub_preprocessing(hub), source_format="open_clip")
 
 
 def _read_hub_dir(path: Path) -> Source:

@@ -23,6 +23,7 @@ import torch
 from safetensors import safe_open
 from torch import nn
 
+from . import _torchscript
 from ._utils import atomic_path
 from ._version import __version__
 from .config import ViTConfig
@@ -70,7 +71,7 @@ def _zip_is_npz(path: Path) -> bool:
 def detect_format(path: str | Path) -> str:
     """What a checkpoint is, from its content: ``"hub_dir"`` (a directory), ``"jax_npz"``,
     ``"vitzoo"`` (safetensors with vitzoo's config), ``"safetensors"`` or ``"pickle"``
-    (PyTorch; plain state dicts need an architecture).
+    (PyTorch, TorchScript archives included; plain state dicts need an architecture).
 
     Raises:
         CheckpointError: the path does not exist, or its bytes are none of these.
@@ -145,9 +146,18 @@ def _torch_load(path: Path) -> object:
         raise CheckpointError(f"cannot read checkpoint {path}: {err}") from err
 
 
+def _read_pickle(path: Path) -> object:
+    """A PyTorch pickle (``weights_only=True``), or the parameters and buffers of a
+    TorchScript archive, read as data (which ``torch.load`` would hand to ``torch.jit.load``)."""
+    if _head(path, 4) == _ZIP_MAGIC and _torchscript.is_archive(path):
+        return _torchscript.read_archive(path)
+    return _torch_load(path)
+
+
 def load_state_dict(path: str | Path) -> dict[str, torch.Tensor]:
-    """Read a state dict from a safetensors file or a PyTorch pickle (``weights_only=True``),
-    telling them apart by their content.
+    """Read a state dict from a safetensors file, a PyTorch pickle (``weights_only=True``) or
+    a TorchScript archive (OpenAI's CLIP files; its code is never run), telling them apart by
+    their content.
 
     Training wrappers (``model``, ``state_dict``, ``model_ema``, ``state_dict_ema``) and the
     ``module.`` / ``_orig_mod.`` key prefixes are removed.
@@ -163,7 +173,7 @@ def load_state_dict(path: str | Path) -> dict[str, torch.Tensor]:
             f"{path} is a Google JAX .npz: use vitzoo.load_model(path), which reads the "
             "architecture and numerics from it, or convert it with `vitzoo convert`"
         )
-    data = read_safetensors(path)[0] if fmt in ("safetensors", FORMAT_NAME) else _torch_load(path)
+    data = read_safetensors(path)[0] if fmt in ("safetensors", FORMAT_NAME) else _read_pickle(path)
     if isinstance(data, Mapping):
         for key in WRAPPER_KEYS:
             if isinstance(data.get(key), Mapping):

@@ -31,17 +31,18 @@ from .adapters import (
     convert_state_dict,
     hf_transformers,
     jax_npz,
+    open_clip,
     timm,
 )
 from .adapters.in_chans import adapt_input_conv
 from .config import ViTConfig
-from .errors import CheckpointError, CheckpointMismatchError, ConfigError
+from .errors import CheckpointError, CheckpointMismatchError, ConfigError, VitzooError
 from .layers import resample_pos_embed
 from .models import build_model
 from .pretrained import GOOGLE_PREPROCESSING, numerics_of
 
-__all__ = ["CheckpointFacts", "LoadReport", "Source", "compare_state_dict", "default_resample",
-           "explain_mismatch", "fit_state", "load_checkpoint", "load_state",
+__all__ = ["CheckpointFacts", "LoadReport", "Source", "StateDict", "compare_state_dict",
+           "default_resample", "explain_mismatch", "fit_state", "load_checkpoint", "load_state",
            "matching_architectures", "read_source", "read_state_dict"]
 
 logger = logging.getLogger(__name__)
@@ -67,6 +68,8 @@ class LoadReport:
     """key -> how it was resized (position embeddings for another image size)."""
     source_format: str | None = None
     """The layout the checkpoint was read in (``timm``, ``hf_transformers``, ...)."""
+    notes: list[str] = field(default_factory=list)
+    """What the reader did on purpose, in words (``text tower (N keys) ignored``)."""
 
     @property
     def ok(self) -> bool:
@@ -75,7 +78,7 @@ class LoadReport:
 
     def describe(self) -> str:
         """A grouped, human-readable account of every difference."""
-        if self.ok and not (self.dropped or self.resampled or self.reshaped):
+        if self.ok and not (self.dropped or self.resampled or self.reshaped or self.notes):
             return "all keys matched"
         lines = []
         if self.missing:
@@ -98,7 +101,7 @@ class LoadReport:
                       for k, (a, b) in self.mismatched.items()]
             lines.append(f"different shapes ({len(self.mismatched)}): " + "; ".join(shapes[:8])
                          + (" ..." if len(shapes) > 8 else ""))
-        return "\n".join(lines)
+        return "\n".join(lines + self.notes)
 
 
 def _group_keys(keys: Iterable[str]) -> str:
@@ -281,6 +284,18 @@ class Source:
             raise CheckpointError(f"the checkpoint describes an invalid model: {err}") from err
 
 
+class StateDict(dict[str, torch.Tensor]):
+    """Tensors in vitzoo's names that remember what their reader left out on purpose, so the
+    :class:`LoadReport` of whichever path loads them says so: ``set_aside``, keys of the file
+    not converted (reported as ``dropped``; a CLIP file's text tower), and ``notes``."""
+
+    def __init__(self, tensors: Mapping[str, torch.Tensor], set_aside: Iterable[str] = (),
+                 notes: Iterable[str] = ()) -> None:
+        super().__init__(tensors)
+        self.set_aside = list(set_aside)
+        self.notes = list(notes)
+
+
 def default_resample(origin: str) -> str:
     """Google's scipy zoom for JAX-origin weights, bicubic for the rest (timm's rule): the
     ``pos_embed_resample`` of the origin's numerics."""
@@ -359,7 +374,39 @@ def _read_hf_dir(path: Path, hub_config: dict[str, Any],
                   source_format="hf_transformers")
 
 
+def _read_open_clip_dir(path: Path) -> Source:
+    """open_clip's ``save_for_hf`` layout: ``open_clip_config.json`` says the architecture, the
+    activation (``quick_gelu``) and the preprocessing; the text tower is set aside."""
+    config_file = path / open_clip.CONFIG_FILE
+    hub = io.read_json(config_file)
+    weights = next(path / n for n in open_clip.WEIGHT_FILES if (path / n).is_file())
+    raw = io.load_state_dict(weights)
+    state, unmatched = open_clip.to_vitzoo(raw)
+    if unmatched:
+        raise CheckpointError(f"{weights} has image-tower weights with no vitzoo place: "
+                              + ", ".join(unmatched[:8]))
+    try:
+        fields, trunk = open_clip.hub_config_fields(hub)
+    except (ValueError, KeyError, TypeError) as err:
+        raise CheckpointError(f"{config_file}: {err}") from err
+    config = fields
+    if trunk is not None:  # a timm trunk: the registered architecture of that name
+        try:
+            config = {**registry.default_config(trunk).to_dict(), **fields}
+        except VitzooError as err:
+            raise CheckpointError(f"{config_file}: its image tower is the timm model {trunk!r}, "
+                                  f"which is not a ViT vitzoo knows ({err})") from err
+    return Source(StateDict(state, *open_clip.set_aside(raw, described=True)), config,
+                  _origin(config), {"source_format": "open_clip"},
+                  open_clip.hub_preprocessing(hub), source_format="open_clip")
+
+
 def _read_hub_dir(path: Path) -> Source:
+    if (path / open_clip.CONFIG_FILE).is_file() and any(
+            (path / n).is_file() for n in open_clip.WEIGHT_FILES):
+        # before config.json, which open_clip's and timm's hub repos also hold (transformers'
+        # CLIP config; timm's, whose architecture name drops an OpenAI tower's QuickGELU)
+        return _read_open_clip_dir(path)
     config_file = path / "config.json"
     if not config_file.is_file():
         raise CheckpointError(
@@ -393,9 +440,13 @@ def read_state_dict(path: str | Path | Mapping[str, torch.Tensor], source_format
     name = "the state dict" if isinstance(path, Mapping) else str(path)
     raw = path if isinstance(path, Mapping) else io.load_state_dict(path)
     try:
-        return convert_state_dict(raw, source_format)
+        state, fmt, unmatched = convert_state_dict(raw, source_format)
     except ValueError as err:
         raise CheckpointError(f"{name}: {err}") from err
+    set_aside = getattr(STATE_DICT_FORMATS[fmt], "set_aside", None)
+    if set_aside is not None:  # keys the layout leaves out on purpose (CLIP's text tower)
+        state = StateDict(state, *set_aside(raw))
+    return state, fmt, unmatched
 
 
 def _read_state_dict(path: Path, source_format: str) -> Source:
@@ -434,7 +485,10 @@ def _described_by_adapter(path: Path, fmt: str, state: dict[str, torch.Tensor]) 
     if describe is None:
         return None
     try:
-        config = ViTConfig(**describe(state)).to_dict()
+        fields = describe(state)
+        if fields is None:  # the tensors do not say (a timm trunk): the registered one that fits
+            return None
+        config = ViTConfig(**fields).to_dict()
     except (ValueError, ConfigError) as err:
         raise CheckpointError(f"{path} ({fmt} layout): {err}") from err
     preprocessing = getattr(module, "preprocessing", None)
@@ -604,7 +658,9 @@ def load_state(state: Mapping[str, torch.Tensor], *, cfg: ViTConfig | None = Non
     target = cfg if cfg is not None else getattr(model, "cfg", None)
     if model is None and target is None:
         raise TypeError("load_state needs cfg or model")
-    report = LoadReport(source_format=source_format)
+    report = LoadReport(source_format=source_format,
+                        dropped=list(getattr(state, "set_aside", ())),
+                        notes=list(getattr(state, "notes", ())))
     fresh: set[str] = set()
     if native is not None and target is not None:
         state, fresh = fit_state(state, native, target, resample=resample, antialias=antialias,
@@ -632,7 +688,7 @@ def load_state(state: Mapping[str, torch.Tensor], *, cfg: ViTConfig | None = Non
             model.init_weights(only=uninitialised)
         model.eval()
         model.load_report = report
-        if report.dropped or report.resampled or report.reshaped:
+        if report.dropped or report.resampled or report.reshaped or report.notes:
             logger.info("loaded %s: %s", name, report.describe())
     return model, report
 

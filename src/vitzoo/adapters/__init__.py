@@ -10,7 +10,7 @@ from collections.abc import Mapping
 
 import torch
 
-from . import deit3, hf_transformers, timm, torchvision, vit_pytorch
+from . import deit3, hf_transformers, open_clip, timm, torchvision, vit_pytorch
 
 __all__ = ["STATE_DICT_FORMATS", "convert_state_dict", "detect_format"]
 
@@ -20,6 +20,7 @@ STATE_DICT_FORMATS = {
     "torchvision": torchvision,
     "hf_transformers": hf_transformers,
     "deit3": deit3,
+    "open_clip": open_clip,
     "timm": timm,
 }
 

@@ -10,7 +10,7 @@ from collections.abc import Mapping
 
 import torch
 
-from . import hf_transformers, timm, torchvision, vit_pytorch
+from . import dinov2, hf_transformers, timm, torchvision, vit_pytorch
 
 __all__ = ["STATE_DICT_FORMATS", "convert_state_dict", "detect_format"]
 
@@ -19,6 +19,7 @@ STATE_DICT_FORMATS = {
     "vit_pytorch": vit_pytorch,
     "torchvision": torchvision,
     "hf_transformers": hf_transformers,
+    "dinov2": dinov2,
     "timm": timm,
 }
 

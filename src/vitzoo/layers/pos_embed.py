@@ -52,7 +52,7 @@ DINOV2_OFFSET = 0.1
 
 
 def _resize_grid(table: torch.Tensor, new_grid: list[int], old_grid: list[int], mode: str,
-                 antialias: bool) -> torch.Tensor:
+                 antialias: bool, offset: float = DINOV2_OFFSET) -> torch.Tensor:
     """``F.interpolate`` of a float ``(1, D, oh, ow)`` grid to ``new_grid`` by a torch rule.
 
     ``"dinov2"``: bicubic with DINOv2's scale factors and no antialias, which is
@@ -63,8 +63,8 @@ def _resize_grid(table: torch.Tensor, new_grid: list[int], old_grid: list[int], 
     aligned; otherwise ``mode`` to the size, ``align_corners=False``.
     """
     if mode == "dinov2":
-        scale_h = (float(new_grid[0]) + DINOV2_OFFSET) / float(old_grid[0])
-        scale_w = (float(new_grid[1]) + DINOV2_OFFSET) / float(old_grid[1])
+        scale_h = (float(new_grid[0]) + offset) / float(old_grid[0])
+        scale_w = (float(new_grid[1]) + offset) / float(old_grid[1])
         return torch._C._nn.upsample_bicubic2d(table, [new_grid[0], new_grid[1]], False,
                                                scale_h, scale_w)
     if mode == "dinov2_reg":
@@ -146,7 +146,13 @@ def interpolate_pos_embed(pos_embed: torch.Tensor, new_grid: list[int], old_grid
 
     Pure torch (scriptable, traceable, differentiable), computed in float32 and returned in
     the table's dtype. At ``new_grid == old_grid`` the table itself is returned, so a
-    dynamic-size model at its native size computes exactly what the fixed-size model does.
+    dynamic-size model at its native size computes exactly what the fixed-size model does
+    (also the original DINOv2, whose rule is no identity at the native size); inside
+    ``torch.export`` with symbolic sizes the table is always resampled, which the other rules
+    do exactly at the native size.
+
+    Raises:
+        ValueError: ``"dinov2"`` inside ``torch.export`` with symbolic sizes.
 
     Args:
         pos_embed: the table, prefix rows first.
@@ -162,8 +168,16 @@ def interpolate_pos_embed(pos_embed: torch.Tensor, new_grid: list[int], old_grid
         antialias: antialias bicubic/bilinear when the grid shrinks (ignored for ``"scipy"``
             and the DINOv2 modes, which fix their own).
     """
-    if not is_exporting() and new_grid[0] == old_grid[0] and new_grid[1] == old_grid[1]:
+    symbolic = False
+    if not torch.jit.is_scripting():  # TorchScript leaves this out: it has no SymInt
+        symbolic = _compiler_exporting() and any(isinstance(n, torch.SymInt) for n in new_grid)
+    if not symbolic and new_grid[0] == old_grid[0] and new_grid[1] == old_grid[1]:
         return pos_embed
+    if symbolic and mode == "dinov2":
+        # the kernel takes DINOv2's scale factors as constants: a trace fixes them
+        raise ValueError("pos_embed_resample='dinov2' cannot be exported for dynamic image "
+                         "sizes (its scale factors become constants of the trace); export at "
+                         "a fixed size instead")
     prefix, grid = pos_embed[:, :num_prefix_tokens], pos_embed[:, num_prefix_tokens:]
     dim = grid.shape[-1]
     table = grid.float().reshape(1, old_grid[0], old_grid[1], dim).permute(0, 3, 1, 2)

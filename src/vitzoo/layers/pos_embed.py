@@ -139,6 +139,14 @@ def is_exporting() -> bool:
     return _compiler_exporting()
 
 
+def _symbolic(sizes: list[int]) -> bool:
+    """Whether ``sizes`` hold symbolic ints (``torch.export`` with dynamic shapes)."""
+    symbolic = False
+    if not torch.jit.is_scripting():  # TorchScript leaves this out: it has no SymInt
+        symbolic = any(isinstance(n, torch.SymInt) for n in sizes)
+    return symbolic
+
+
 def interpolate_pos_embed(pos_embed: torch.Tensor, new_grid: list[int], old_grid: list[int],
                           num_prefix_tokens: int = 1, mode: str = "bicubic",
                           antialias: bool = True) -> torch.Tensor:
@@ -147,12 +155,13 @@ def interpolate_pos_embed(pos_embed: torch.Tensor, new_grid: list[int], old_grid
     Pure torch (scriptable, traceable, differentiable), computed in float32 and returned in
     the table's dtype. At ``new_grid == old_grid`` the table itself is returned, so a
     dynamic-size model at its native size computes exactly what the fixed-size model does
-    (also the original DINOv2, whose rule is no identity at the native size); inside
-    ``torch.export`` with symbolic sizes the table is always resampled, which the other rules
-    do exactly at the native size.
+    (and what the original DINOv2 does: its rule is no identity at the native size). Inside
+    ``torch.export`` the table is always resampled, which the other rules do exactly at the
+    native size; ``"dinov2"`` exports at fixed sizes only.
 
     Raises:
-        ValueError: ``"dinov2"`` inside ``torch.export`` with symbolic sizes.
+        ValueError: ``"dinov2"`` inside ``torch.export`` with symbolic sizes (non-strict
+            export; a strict one fixes the size, which its check at other sizes reports).
 
     Args:
         pos_embed: the table, prefix rows first.
@@ -168,16 +177,18 @@ def interpolate_pos_embed(pos_embed: torch.Tensor, new_grid: list[int], old_grid
         antialias: antialias bicubic/bilinear when the grid shrinks (ignored for ``"scipy"``
             and the DINOv2 modes, which fix their own).
     """
-    symbolic = False
-    if not torch.jit.is_scripting():  # TorchScript leaves this out: it has no SymInt
-        symbolic = _compiler_exporting() and any(isinstance(n, torch.SymInt) for n in new_grid)
-    if not symbolic and new_grid[0] == old_grid[0] and new_grid[1] == old_grid[1]:
+    exporting = is_exporting()
+    if not exporting and new_grid[0] == old_grid[0] and new_grid[1] == old_grid[1]:
         return pos_embed
-    if symbolic and mode == "dinov2":
-        # the kernel takes DINOv2's scale factors as constants: a trace fixes them
-        raise ValueError("pos_embed_resample='dinov2' cannot be exported for dynamic image "
-                         "sizes (its scale factors become constants of the trace); export at "
-                         "a fixed size instead")
+    if exporting and mode == "dinov2":
+        # DINOv2's rule is no identity at the native size, and its kernel takes the scale
+        # factors as constants, which a trace with symbolic sizes would fix
+        if _symbolic(new_grid):
+            raise ValueError("pos_embed_resample='dinov2' cannot be exported for dynamic image "
+                             "sizes (its scale factors become constants of the trace); export "
+                             "at a fixed size instead")
+        if new_grid[0] == old_grid[0] and new_grid[1] == old_grid[1]:
+            return pos_embed
     prefix, grid = pos_embed[:, :num_prefix_tokens], pos_embed[:, num_prefix_tokens:]
     dim = grid.shape[-1]
     table = grid.float().reshape(1, old_grid[0], old_grid[1], dim).permute(0, 3, 1, 2)

@@ -56,8 +56,8 @@ def _resize_grid(table: torch.Tensor, new_grid: list[int], old_grid: list[int], 
     """``F.interpolate`` of a float ``(1, D, oh, ow)`` grid to ``new_grid`` by a torch rule.
 
     ``"dinov2"``: bicubic with DINOv2's scale factors and no antialias, which is
-    ``F.interpolate(scale_factor=((gh + 0.1) / oh, (gw + 0.1) / ow))``: the aten kernel is given
-    the output size and those scales, so the size is exact even when traced symbolically;
+    ``F.interpolate(scale_factor=((gh + 0.1) / oh, (gw + 0.1) / ow))``, written as the aten
+    kernel call that F.interpolate makes (the output size and those scales), bit for bit;
     ``"dinov2_reg"``: bicubic to the size with antialias (the register models' rule, the same
     call as ``"bicubic"`` with ``antialias=True``); ``"scipy"``: bilinear with the corners
     aligned; otherwise ``mode`` to the size, ``align_corners=False``.
@@ -159,10 +159,6 @@ def interpolate_pos_embed(pos_embed: torch.Tensor, new_grid: list[int], old_grid
     ``torch.export`` the table is always resampled, which the other rules do exactly at the
     native size; ``"dinov2"`` exports at fixed sizes only.
 
-    Raises:
-        ValueError: ``"dinov2"`` inside ``torch.export`` with symbolic sizes (non-strict
-            export; a strict one fixes the size, which its check at other sizes reports).
-
     Args:
         pos_embed: the table, prefix rows first.
         new_grid, old_grid: ``[gh, gw]`` of the input and of the table.
@@ -176,6 +172,10 @@ def interpolate_pos_embed(pos_embed: torch.Tensor, new_grid: list[int], old_grid
             ``interpolate_antialias=True``): antialiased bicubic to ``(gh, gw)``.
         antialias: antialias bicubic/bilinear when the grid shrinks (ignored for ``"scipy"``
             and the DINOv2 modes, which fix their own).
+
+    Raises:
+        ValueError: ``"dinov2"`` inside ``torch.export`` with symbolic sizes (non-strict
+            export; a strict one fixes the size, which its check at other sizes reports).
     """
     exporting = is_exporting()
     if not exporting and new_grid[0] == old_grid[0] and new_grid[1] == old_grid[1]:

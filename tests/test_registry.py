@@ -7,6 +7,7 @@ import torch
 
 import vitzoo
 from vitzoo import DuplicateModelError, UnknownModelError, UnknownTagError, registry
+from vitzoo.models.archs import FAMILIES
 from vitzoo.registry import natural_key, resolve_name
 
 VIT_ARCHS = [
@@ -29,18 +30,24 @@ DEIT_ARCHS = [
 
 
 def test_every_vit_deit_and_hybrid_architecture_is_registered_once():
-    # in timm's natural order: patch8 before patch16, 224 before 384
-    assert vitzoo.list_models() == sorted(DEIT_ARCHS + VIT_ARCHS + HYBRID_ARCHS,
-                                          key=natural_key)
-    assert vitzoo.list_models("vit_base_patch*_224") == [
+    # in timm's natural order: patch8 before patch16, 224 before 384; the modern families'
+    # names are checked against timm's in test_families.py
+    families = {a.name for name in ("dinov2", "deit3", "clip", "siglip")
+                for a in FAMILIES[name]}
+    assert [a for a in vitzoo.list_models() if a not in families] == sorted(
+        DEIT_ARCHS + VIT_ARCHS + HYBRID_ARCHS, key=natural_key)
+    assert len(vitzoo.list_models()) == len(set(vitzoo.list_models())) == 32 + len(families)
+    assert vitzoo.list_models(["vit_base_patch?_224", "vit_base_patch??_224"]) == [
         "vit_base_patch8_224", "vit_base_patch16_224", "vit_base_patch32_224"]
 
 
 def test_wildcards_and_several_patterns():
     assert vitzoo.list_models("deit_*distilled*") == [a for a in DEIT_ARCHS if "distilled" in a]
-    assert vitzoo.list_models("vit_*_r*") == sorted(HYBRID_ARCHS, key=natural_key)
-    assert vitzoo.list_models(["vit_huge*", "vit_large_patch14*"]) == [
-        "vit_huge_patch14_224", "vit_large_patch14_224"]
+    assert vitzoo.list_models("vit_*_r[0-9]*") + vitzoo.list_models("vit_*_r_*") == sorted(
+        HYBRID_ARCHS, key=natural_key)
+    assert vitzoo.list_models(["vit_huge*_224", "vit_large_patch14_2*"]) == [
+        "vit_huge_patch14_224", "vit_huge_patch14_clip_224", "vit_huge_patch14_clip_quickgelu_224",
+        "vit_large_patch14_224"]
     assert vitzoo.list_models("resnet*") == []
 
 

@@ -50,6 +50,8 @@ F = TypeVar("F", bound=Callable[..., Any])
 _BUILDERS: dict[str, Builder] = {}
 _ARCHS: dict[str, Arch] = {}
 _ALIASES: dict[str, str] = {}
+_TAG_ALIASES: dict[str, str] = {}
+"""alias -> the tag it names (an alias of a weight set, ``siglip_so400m_patch14_384``)."""
 _MODULES: dict[str, str] = {}
 """name -> timm's module name of its family (``list_models(module=...)``)."""
 
@@ -99,6 +101,8 @@ def _register_arch(arch: Arch) -> None:
     _MODULES[arch.name] = MODULES.get(arch.name, "")
     for alias in arch.aliases:
         register_alias(alias, arch.name)
+    for alias, tag in arch.tag_aliases:
+        register_alias(alias, arch.name, tag=tag)
 
 
 def register_model(fn: F) -> F:
@@ -120,13 +124,18 @@ def register_model(fn: F) -> F:
     return fn
 
 
-def register_alias(alias: str, arch: str) -> None:
-    """Make ``alias`` resolve to the registered architecture ``arch``."""
+def register_alias(alias: str, arch: str, *, tag: str | None = None) -> None:
+    """Make ``alias`` resolve to the registered architecture ``arch`` (with ``tag``: to its
+    weights ``arch.tag``, the tag used when the name gives none)."""
     if arch not in _BUILDERS:
         raise UnknownModelError(f"cannot alias {alias!r} to unregistered model {arch!r}")
     if alias in _BUILDERS or _ALIASES.get(alias, arch) != arch:
         raise DuplicateModelError(f"alias {alias!r} is already registered")
+    if tag is not None and tag not in tags_for(arch):
+        raise UnknownTagError(f"cannot alias {alias!r} to {arch}.{tag}: no such tag")
     _ALIASES[alias] = arch
+    if tag is not None:
+        _TAG_ALIASES[alias] = tag
 
 
 def _split_tag(name: str) -> tuple[str, str | None]:
@@ -134,17 +143,18 @@ def _split_tag(name: str) -> tuple[str, str | None]:
     return base, (tag if dot else None)
 
 
-def _resolve_arch(base: str) -> str | None:
-    if base in _BUILDERS:
+def _registered_name(base: str) -> str | None:
+    """The architecture or alias ``base`` names (exactly, else ignoring case)."""
+    if base in _BUILDERS or base in _ALIASES:
         return base
-    if base in _ALIASES:
-        return _ALIASES[base]
     lowered = base.lower()
-    for table in (_BUILDERS, _ALIASES):
-        for key in table:
-            if key.lower() == lowered:
-                return key if table is _BUILDERS else _ALIASES[key]
-    return None
+    return next((key for table in (_BUILDERS, _ALIASES) for key in table
+                 if key.lower() == lowered), None)
+
+
+def _resolve_arch(base: str) -> str | None:
+    key = _registered_name(base)
+    return _ALIASES.get(key, key) if key is not None else None
 
 
 def resolve_name(name: str) -> tuple[str, str | None]:
@@ -158,6 +168,8 @@ def resolve_name(name: str) -> tuple[str, str | None]:
         raise UnknownModelError(f"a model name must be a non-empty string, got {name!r}")
     base, tag = _split_tag(name)
     arch = _resolve_arch(base)
+    if tag is None and arch is not None:
+        tag = _TAG_ALIASES.get(_registered_name(base) or base)
     if arch is None:
         hint = suggestion(base, [*_BUILDERS, *_ALIASES])
         raise UnknownModelError(

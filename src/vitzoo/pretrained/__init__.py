@@ -1,4 +1,5 @@
-"""Pretrained weights: one table per family (``vit.py``, ``deit.py``, ``hybrid.py``), and
+"""Pretrained weights: one table per family (``vit.py``, ``deit.py``, ``hybrid.py``,
+``dinov2.py``, ``deit3.py``, ``clip.py``, ``siglip.py``), and
 :class:`PretrainedCfg`, the schema of ``model.pretrained_cfg``.
 
 Each ``arch.tag`` is a :class:`PretrainedEntry`; an architecture's first entry is its default
@@ -7,7 +8,7 @@ tag (models.md).
 
 from __future__ import annotations
 
-from . import deit, hybrid, vit
+from . import clip, deit, deit3, dinov2, hybrid, siglip, vit
 from .cfg import PretrainedCfg, build_pretrained_cfg, resolve_pretrained_cfg
 from .entry import (
     GOOGLE_PREPROCESSING,
@@ -23,7 +24,8 @@ __all__ = ["GOOGLE_PREPROCESSING", "HF_FILE", "IMAGENET_MEAN", "IMAGENET_STD", "
            "numerics_of", "resolve_pretrained_cfg", "tag_num_classes", "tags_for"]
 
 _BY_ARCH: dict[str, list[PretrainedEntry]] = {}
-for _entry in (*vit.ENTRIES, *deit.ENTRIES, *hybrid.ENTRIES):
+for _entry in (*vit.ENTRIES, *deit.ENTRIES, *hybrid.ENTRIES, *dinov2.ENTRIES, *deit3.ENTRIES,
+               *clip.ENTRIES, *siglip.ENTRIES):
     _BY_ARCH.setdefault(_entry.arch, []).append(_entry)
 
 

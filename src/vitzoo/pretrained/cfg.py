@@ -30,10 +30,11 @@ class PretrainedCfg:
     The fields up to ``notes`` are timm's ``pretrained_cfg`` keys, in timm's order and with
     timm's meaning (timm's in-memory ``state_dict`` source aside); the rest are vitzoo's:
     ``origin`` (``"jax"`` or ``"pytorch"``, the framework whose numerics the weights need),
-    ``sha256`` of the original file, ``paper``, the reported ImageNet ``top1`` and the
-    fine-tuning ``dataset``. ``file`` / ``source`` say where the weights were read from. The
-    defaults are timm's for ViTs (mean = std = 0.5, crop_pct 0.9, bicubic, a fixed input
-    size), which :func:`vitzoo.resolve_data_config` also assumes.
+    ``sha256`` of the original file, ``paper``, the reported ImageNet ``top1`` (and how it was
+    measured, ``top1_protocol``) and the fine-tuning ``dataset``. ``file`` / ``source`` say
+    where the weights were read from. The defaults are timm's for ViTs (mean = std = 0.5,
+    crop_pct 0.9, bicubic, a fixed input size), which :func:`vitzoo.resolve_data_config`
+    also assumes.
     """
 
     url: str | None = None
@@ -75,6 +76,7 @@ class PretrainedCfg:
     sha256: str | None = None
     paper: str | None = None
     top1: float | None = None
+    top1_protocol: str | None = None
     dataset: str | None = None
 
     def replace(self, **changes: Any) -> PretrainedCfg:
@@ -124,7 +126,8 @@ _INT_TUPLES = ("input_size", "test_input_size", "min_input_size", "pool_size", "
 _STR_TUPLES = ("label_names", "notes", "paper_ids", "classifier")  # a str is also accepted
 _STR_FIELDS = ("url", "file", "hf_hub_id", "hf_hub_filename", "source", "architecture", "tag",
                "interpolation", "crop_mode", "first_conv", "license", "description",
-               "origin_url", "paper_name", "origin", "sha256", "paper", "dataset")
+               "origin_url", "paper_name", "origin", "sha256", "paper", "dataset",
+               "top1_protocol")
 _REQUIRED = ("num_classes", "input_size", "mean", "std")
 
 

@@ -52,11 +52,16 @@ class PretrainedEntry:
     mean: tuple[float, float, float] = GOOGLE_MEAN
     std: tuple[float, float, float] = GOOGLE_STD
     crop_pct: float = 0.9
+    crop_mode: str = "center"
+    """``"center"`` (resize the short side, centre crop) or ``"squash"`` (resize both sides)."""
     interpolation: str = "bicubic"
     license: str = "apache-2.0"
     paper: str = ""
     top1: float | None = None
-    """ImageNet-1k top-1 reported for these weights (timm's measurement), when known."""
+    """ImageNet-1k top-1 reported for these weights, when known (``top1_protocol`` says how
+    it was measured; empty: timm's evaluation of the classifier)."""
+    top1_protocol: str = ""
+    """``"zero-shot"`` (CLIP, SigLIP), ``"linear probe"`` / ``"k-NN"`` (DINOv2 features) ..."""
     notes: str = ""
     extra: dict[str, Any] = field(default_factory=dict, compare=False)
     """Further timm ``pretrained_cfg`` keys of these weights (``origin_url``, ``paper_ids``)."""
@@ -84,8 +89,9 @@ class PretrainedEntry:
             "architecture": self.arch, "tag": self.tag, "num_classes": self.num_classes,
             "custom_load": self.url_format == "jax_npz", "notes": self.notes or None,
             "input_size": (3, self.img_size, self.img_size), "mean": self.mean, "std": self.std,
-            "crop_pct": self.crop_pct, "interpolation": self.interpolation,
+            "crop_pct": self.crop_pct, "crop_mode": self.crop_mode,
+            "interpolation": self.interpolation,
             "origin": self.origin, "hf_hub_id": self.hf_hub_id, "url": self.url,
             "sha256": self.sha256, "license": self.license, "paper": self.paper,
-            "top1": self.top1, **self.extra,
+            "top1": self.top1, "top1_protocol": self.top1_protocol or None, **self.extra,
         }

@@ -17,10 +17,15 @@ SHORT_NAMES = {"Ti": "ti", "S": "s", "B": "b", "L": "l", "H": "h"}
 @dataclass(frozen=True)
 class Arch:
     """An architecture: ``name -> cfg``, built as ``model_cls`` (None: the class ``cfg``
-    implies, :func:`vitzoo.models.model_class`)."""
+    implies, :func:`vitzoo.models.model_class`).
+
+    ``aliases`` are other names of the architecture; ``tag_aliases`` are ``(alias, tag)``
+    pairs naming one of its weight sets (``ViT-SO400M-14-SigLIP-384`` is
+    ``vit_so400m_patch14_siglip_384.webli``)."""
 
     name: str
     cfg: ViTConfig
     summary: str
     aliases: tuple[str, ...] = ()
     model_cls: type[VisionTransformer] | None = None
+    tag_aliases: tuple[tuple[str, str], ...] = ()

@@ -10,7 +10,7 @@ from collections.abc import Mapping
 
 import torch
 
-from . import deit3, hf_transformers, open_clip, timm, torchvision, vit_pytorch
+from . import deit3, dinov2, hf_transformers, open_clip, timm, torchvision, vit_pytorch
 
 __all__ = ["STATE_DICT_FORMATS", "convert_state_dict", "detect_format"]
 
@@ -19,6 +19,7 @@ STATE_DICT_FORMATS = {
     "vit_pytorch": vit_pytorch,
     "torchvision": torchvision,
     "hf_transformers": hf_transformers,
+    "dinov2": dinov2,
     "deit3": deit3,
     "open_clip": open_clip,
     "timm": timm,

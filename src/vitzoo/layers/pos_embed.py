@@ -1,7 +1,9 @@
 """Position embeddings: big_vision's fixed 2-D sin-cos table and resampling of learned ones.
 
 Beyer et al., "Better plain ViT baselines for ImageNet-1k" (2022); big_vision's
-``posemb_sincos_2d``.
+``posemb_sincos_2d``. The resampling rules are those of the weights' origins: timm's bicubic,
+Google's scipy zoom, and DINOv2's two (Oquab et al., "DINOv2", 2023; Darcet et al.,
+"Vision Transformers Need Registers", ICLR 2024).
 """
 
 from __future__ import annotations
@@ -42,7 +44,36 @@ def sincos_2d_pos_embed(grid_size: tuple[int, int], dim: int,
     return table.unsqueeze(0)  # (1, N, D)
 
 
-RESAMPLE_MODES = ("scipy", "bilinear", "bicubic")
+RESAMPLE_MODES = ("scipy", "bilinear", "bicubic", "dinov2", "dinov2_reg")
+
+# DINOv2's "historical kludge" (dino issue #8): its plain models ask F.interpolate for the scale
+# factor (g + 0.1) / M, so the output has g rows but is sampled with the step M / (g + 0.1).
+DINOV2_OFFSET = 0.1
+
+
+def _resize_grid(table: torch.Tensor, new_grid: list[int], old_grid: list[int], mode: str,
+                 antialias: bool, offset: float = DINOV2_OFFSET) -> torch.Tensor:
+    """``F.interpolate`` of a float ``(1, D, oh, ow)`` grid to ``new_grid`` by a torch rule.
+
+    ``"dinov2"``: bicubic with DINOv2's scale factors and no antialias, which is
+    ``F.interpolate(scale_factor=((gh + 0.1) / oh, (gw + 0.1) / ow))``, written as the aten
+    kernel call that F.interpolate makes (the output size and those scales), bit for bit;
+    ``"dinov2_reg"``: bicubic to the size with antialias (the register models' rule, the same
+    call as ``"bicubic"`` with ``antialias=True``); ``"scipy"``: bilinear with the corners
+    aligned; otherwise ``mode`` to the size, ``align_corners=False``.
+    """
+    if mode == "dinov2":
+        scale_h = (float(new_grid[0]) + offset) / float(old_grid[0])
+        scale_w = (float(new_grid[1]) + offset) / float(old_grid[1])
+        return torch._C._nn.upsample_bicubic2d(table, [new_grid[0], new_grid[1]], False,
+                                               scale_h, scale_w)
+    if mode == "dinov2_reg":
+        return F.interpolate(table, size=new_grid, mode="bicubic", align_corners=False,
+                             antialias=True)
+    if mode == "scipy":
+        return F.interpolate(table, size=new_grid, mode="bilinear", align_corners=True)
+    return F.interpolate(table, size=new_grid, mode=mode, align_corners=False,
+                         antialias=antialias)
 
 
 def resample_pos_embed(pos_embed: torch.Tensor, new_grid: tuple[int, int], *,
@@ -57,8 +88,11 @@ def resample_pos_embed(pos_embed: torch.Tensor, new_grid: tuple[int, int], *,
         num_prefix_tokens: rows that are not on the grid (copied unchanged).
         mode: ``"scipy"``: ``scipy.ndimage.zoom(grid, (nh / oh, nw / ow, 1), order=1)``, Google's
             rule for fine-tuning (computed in the table's own precision, float32 for float32);
-            ``"bilinear"`` / ``"bicubic"``: ``F.interpolate`` with ``align_corners=False``.
-        antialias: ``F.interpolate``'s antialias when shrinking (bilinear/bicubic only).
+            ``"bilinear"`` / ``"bicubic"``: ``F.interpolate`` with ``align_corners=False``;
+            ``"dinov2"`` / ``"dinov2_reg"``: the run-time rules of DINOv2's plain and register
+            models (see :func:`interpolate_pos_embed`), in float32.
+        antialias: ``F.interpolate``'s antialias when shrinking (bilinear/bicubic only; the
+            DINOv2 modes fix their own).
 
     Raises:
         ValueError: unknown mode, or a row count that does not fit the grid.
@@ -87,8 +121,7 @@ def resample_pos_embed(pos_embed: torch.Tensor, new_grid: tuple[int, int], *,
         resized = torch.from_numpy(zoomed.reshape(1, -1, dim)).to(pos_embed)  # (1, N', D)
     else:
         table = grid.reshape(1, *old_grid, dim).permute(0, 3, 1, 2)  # (1, D, oh, ow)
-        table = F.interpolate(table.float(), size=tuple(new_grid), mode=mode,
-                              align_corners=False, antialias=antialias)
+        table = _resize_grid(table.float(), list(new_grid), list(old_grid), mode, antialias)
         resized = table.permute(0, 2, 3, 1).reshape(1, -1, dim).to(pos_embed)  # (1, N', D)
     return torch.cat([prefix, resized], dim=1)
 
@@ -106,6 +139,14 @@ def is_exporting() -> bool:
     return _compiler_exporting()
 
 
+def _symbolic(sizes: list[int]) -> bool:
+    """Whether ``sizes`` hold symbolic ints (``torch.export`` with dynamic shapes)."""
+    symbolic = False
+    if not torch.jit.is_scripting():  # TorchScript leaves this out: it has no SymInt
+        symbolic = any(isinstance(n, torch.SymInt) for n in sizes)
+    return symbolic
+
+
 def interpolate_pos_embed(pos_embed: torch.Tensor, new_grid: list[int], old_grid: list[int],
                           num_prefix_tokens: int = 1, mode: str = "bicubic",
                           antialias: bool = True) -> torch.Tensor:
@@ -113,27 +154,45 @@ def interpolate_pos_embed(pos_embed: torch.Tensor, new_grid: list[int], old_grid
 
     Pure torch (scriptable, traceable, differentiable), computed in float32 and returned in
     the table's dtype. At ``new_grid == old_grid`` the table itself is returned, so a
-    dynamic-size model at its native size computes exactly what the fixed-size model does.
+    dynamic-size model at its native size computes exactly what the fixed-size model does
+    (and what the original DINOv2 does: its rule is no identity at the native size). Inside
+    ``torch.export`` the table is always resampled, which the other rules do exactly at the
+    native size; ``"dinov2"`` exports at fixed sizes only.
 
     Args:
         pos_embed: the table, prefix rows first.
         new_grid, old_grid: ``[gh, gw]`` of the input and of the table.
         num_prefix_tokens: rows that are not on the grid (kept unchanged).
         mode: ``"bicubic"`` / ``"bilinear"`` (``F.interpolate``, ``align_corners=False``, as
-            timm) or ``"scipy"``: Google's ``ndimage.zoom(order=1)``, which is bilinear
-            interpolation with the corner pixels aligned (``align_corners=True``).
-        antialias: antialias bicubic/bilinear when the grid shrinks (ignored for ``"scipy"``).
+            timm); ``"scipy"``: Google's ``ndimage.zoom(order=1)``, which is bilinear
+            interpolation with the corner pixels aligned (``align_corners=True``);
+            ``"dinov2"``: DINOv2's ``interpolate_pos_encoding`` for its plain models: bicubic,
+            no antialias, scale factors ``((gh + 0.1) / oh, (gw + 0.1) / ow)``;
+            ``"dinov2_reg"``: the same for its register models (``interpolate_offset=0``,
+            ``interpolate_antialias=True``): antialiased bicubic to ``(gh, gw)``.
+        antialias: antialias bicubic/bilinear when the grid shrinks (ignored for ``"scipy"``
+            and the DINOv2 modes, which fix their own).
+
+    Raises:
+        ValueError: ``"dinov2"`` inside ``torch.export`` with symbolic sizes (non-strict
+            export; a strict one fixes the size, which its check at other sizes reports).
     """
-    if not is_exporting() and new_grid[0] == old_grid[0] and new_grid[1] == old_grid[1]:
+    exporting = is_exporting()
+    if not exporting and new_grid[0] == old_grid[0] and new_grid[1] == old_grid[1]:
         return pos_embed
+    if exporting and mode == "dinov2":
+        # DINOv2's rule is no identity at the native size, and its kernel takes the scale
+        # factors as constants, which a trace with symbolic sizes would fix
+        if _symbolic(new_grid):
+            raise ValueError("pos_embed_resample='dinov2' cannot be exported for dynamic image "
+                             "sizes (its scale factors become constants of the trace); export "
+                             "at a fixed size instead")
+        if new_grid[0] == old_grid[0] and new_grid[1] == old_grid[1]:
+            return pos_embed
     prefix, grid = pos_embed[:, :num_prefix_tokens], pos_embed[:, num_prefix_tokens:]
     dim = grid.shape[-1]
     table = grid.float().reshape(1, old_grid[0], old_grid[1], dim).permute(0, 3, 1, 2)
-    if mode == "scipy":
-        table = F.interpolate(table, size=new_grid, mode="bilinear", align_corners=True)
-    else:
-        table = F.interpolate(table, size=new_grid, mode=mode, align_corners=False,
-                              antialias=antialias)
+    table = _resize_grid(table, new_grid, old_grid, mode, antialias)  # (1, D, gh, gw)
     resized = table.permute(0, 2, 3, 1).reshape(1, -1, dim).to(pos_embed.dtype)  # (1, N', D)
     return torch.cat([prefix, resized], dim=1)
 

@@ -24,8 +24,8 @@ _SIZES: dict[str, tuple[str, str, int, int, int, int, bool]] = {
 }
 # DINOv2's run-time rule for resizing the position table: plain models scale by
 # (grid + 0.1) / 37 without antialias, register models resize to the grid with antialias.
-PLAIN_RESAMPLE = "bicubic"  # DINOv2-MODE
-REG_RESAMPLE = "bicubic"  # DINOv2-MODE
+PLAIN_RESAMPLE = "dinov2"
+REG_RESAMPLE = "dinov2_reg"
 
 
 def _cfg(size: str, registers: bool) -> ViTConfig:

@@ -173,7 +173,8 @@ def test_the_layers_import_nothing_of_vitzoo_but_errors(modules):
 
 # docs/architecture.md's order; modules at one rank may import each other.
 LAYERS_ORDER = [("errors", "_utils", "_version"), ("layers",), ("config",), ("models",),
-                ("pretrained",), ("registry",), ("io", "adapters"), ("loading",), ("reference",),
+                ("pretrained",), ("registry",), ("io", "_torchscript", "adapters"),
+                ("loading",), ("reference",),
                 ("convert",), ("hub",), ("factory",), ("info",), ("export", "explain"), ("data",),
                 ("train",), ("cli",)]
 

@@ -35,9 +35,12 @@ def test_list_pretrained_and_aliases(capsys):
     main(["list", "--pretrained", "vit_tiny_patch16_224"])
     assert capsys.readouterr().out.split() == [
         "vit_tiny_patch16_224.augreg_in21k_ft_in1k", "vit_tiny_patch16_224.augreg_in21k"]
-    main(["list", "--aliases", "vit_huge*"])
+    main(["list", "--aliases", "vit_huge_patch14_224"])
     rows = [line.split() for line in capsys.readouterr().out.splitlines()]
     assert rows == [["ViT-H_14", "vit_huge_patch14_224"], ["vit_h14", "vit_huge_patch14_224"]]
+    main(["list", "--aliases", "vit_so400m_patch14_siglip_384"])  # an alias of a weight set
+    rows = [line.split() for line in capsys.readouterr().out.splitlines()]
+    assert ["siglip_so400m_patch14_384", "vit_so400m_patch14_siglip_384.webli"] in rows
 
 
 def test_info_shows_architecture_params_gflops_and_tags(capsys):
@@ -75,7 +78,7 @@ def test_no_subcommand_prints_usage():
 def test_the_console_script_is_installed_and_runs():
     scripts = {ep.name: ep.value for ep in entry_points(group="console_scripts")}
     assert scripts.get("vitzoo") == "vitzoo.cli:main"
-    result = subprocess.run([sys.executable, "-m", "vitzoo", "list", "vit_h*"],
+    result = subprocess.run([sys.executable, "-m", "vitzoo", "list", "vit_huge_patch14_2*"],
                             capture_output=True, text=True, check=True)
     assert result.stdout.split() == ["vit_huge_patch14_224"]
 

@@ -166,3 +166,54 @@ def test_pretrained_offline_from_a_prepared_hub_cache(name):
         expected = source.eval()(x)
         assert torch.equal(model(x), expected)
     assert model.cfg.gelu_approximate == ("tanh" if entry.origin == "jax" else "none")
+
+
+DATA = Path(__file__).parent / "data"
+
+
+@pytest.mark.parametrize("src", ["dinov2/reg4.pth", "deit3/deit3_tiny.pth",
+                                 "clip/openai_tiny.pt", "clip/open_clip_quickgelu"])
+def test_convert_verify_checks_an_original_release_against_its_own_model(src, tmp_path):
+    out = tmp_path / "out.safetensors"
+    vitzoo.convert_checkpoint(DATA / src, out, verify=True)
+    source, converted = vitzoo.load_model(DATA / src), vitzoo.load_model(out)
+    x = torch.rand(2, 3, *source.cfg.img_size)
+    with torch.no_grad():
+        assert torch.equal(converted(x), source(x))
+    assert converted.cfg == source.cfg
+
+
+def test_convert_verify_refuses_a_file_that_changes_on_the_way(tmp_path, monkeypatch):
+    real = vitzoo.convert.read_source
+
+    def tampered(path, **kwargs):  # the written file reads back with one tensor changed
+        source = real(path, **kwargs)
+        if kwargs.get("source_format") == "vitzoo":
+            key = next(iter(source.state))
+            source.state[key] = source.state[key] + 1e-3
+        return source
+
+    monkeypatch.setattr(vitzoo.convert, "read_source", tampered)
+    out = tmp_path / "out.safetensors"
+    with pytest.raises(vitzoo.errors.VerificationError, match="other outputs than its source"):
+        vitzoo.convert_checkpoint(DATA / "deit3" / "deit3_tiny.pth", out, verify=True)
+    assert not out.exists()  # nothing half-written
+
+
+def test_an_open_clip_hub_repo_loads_by_name_from_the_cache(tmp_path):
+    """``hf-hub:`` names of open_clip repos read open_clip's files (the repos also hold
+    transformers' ``config.json``, which is not a ViT config)."""
+    repo = Path(os.environ["HF_HOME"]) / "hub" / "models--laion--tiny-clip"
+    commit = hashlib.sha1(b"tiny-clip").hexdigest()
+    snapshot = repo / "snapshots" / commit
+    snapshot.mkdir(parents=True)
+    (repo / "refs").mkdir()
+    (repo / "refs" / "main").write_text(commit)
+    for file in (DATA / "clip" / "open_clip_gelu").iterdir():
+        (snapshot / file.name).write_bytes(file.read_bytes())
+    (snapshot / "config.json").write_text(json.dumps({"model_type": "clip"}))
+    model = vitzoo.create_model("hf-hub:laion/tiny-clip")
+    expected = vitzoo.load_model(DATA / "clip" / "open_clip_gelu")
+    x = torch.rand(1, 3, *model.cfg.img_size)
+    with torch.no_grad():
+        assert torch.equal(model(x), expected(x))

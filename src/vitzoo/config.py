@@ -114,7 +114,9 @@ class ViTConfig:
     pos_embed_resample: str = "bicubic"
     """How learned position embeddings are resized at run time (``dynamic_img_size``) and by
     :meth:`VisionTransformer.set_input_size`: ``"bicubic"`` / ``"bilinear"`` (timm's rule,
-    ``F.interpolate`` with ``align_corners=False``) or ``"scipy"`` (Google's
+    ``F.interpolate`` with ``align_corners=False``), ``"dinov2"`` (DINOv2's plain models:
+    bicubic with scale factors ``(grid + 0.1) / M``, no antialias), ``"dinov2_reg"`` (DINOv2
+    with registers: bicubic to the grid, antialiased) or ``"scipy"`` (Google's
     ``ndimage.zoom(order=1)``, computed as bilinear with ``align_corners=True``, which is the
     same function). Models built from weights take the rule of the weights' origin."""
     pos_embed_antialias: bool = True

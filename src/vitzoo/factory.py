@@ -328,10 +328,12 @@ def load_model(path: str | Path, *, source_format: str = "auto", resample: str |
     Args:
         path: the checkpoint.
         source_format: ``"auto"``, ``"jax_npz"``, ``"vitzoo"``, ``"hub_dir"`` or a state-dict
-            layout (``"timm"``, ``"hf_transformers"``, ``"torchvision"``, ``"vit_pytorch"``).
+            layout (``"timm"``, ``"dinov2"``, ``"deit3"``, ``"open_clip"``,
+            ``"hf_transformers"``, ``"torchvision"``, ``"vit_pytorch"``).
         resample: how to resize position embeddings for another ``img_size``: ``"scipy"``
-            (Google's ``ndimage.zoom(order=1)``; the default for JAX-origin weights),
-            ``"bilinear"`` or ``"bicubic"`` (the default otherwise).
+            (Google's ``ndimage.zoom(order=1)``), ``"bilinear"``, ``"bicubic"``, ``"dinov2"``
+            (DINOv2's offset-0.1 scale factors) or ``"dinov2_reg"``; default: the file's own
+            rule (Google's for JAX weights, DINOv2's for DINOv2, bicubic otherwise).
         antialias: antialias bilinear/bicubic resampling when the grid shrinks.
         **overrides: ViTConfig fields applied on top of the file's: ``num_classes`` (a
             different count replaces the head with a zero-initialised one for JAX weights),

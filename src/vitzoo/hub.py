@@ -32,6 +32,7 @@ from safetensors import safe_open
 
 from . import io
 from ._utils import Progress, atomic_path, file_digest, file_lock
+from .adapters import open_clip
 from .convert import convert_checkpoint
 from .errors import DownloadError, OfflineError, VitzooError
 from .pretrained import HF_FILE, PretrainedEntry
@@ -205,8 +206,9 @@ def _hf_download(repo_id: str, filename: str, *, revision: str | None,
 
 
 def hub_repo_dir(name: str) -> Path:
-    """The local directory of ``hf-hub:org/repo[@revision]``: its ``config.json`` and weights,
-    from the Hugging Face cache or downloaded into it.
+    """The local directory of ``hf-hub:org/repo[@revision]``: its ``config.json`` and weights
+    (open_clip's ``open_clip_config.json`` and weights where the repo has them), from the
+    Hugging Face cache or downloaded into it.
 
     Raises:
         OfflineError: not cached and the network is off.
@@ -215,15 +217,27 @@ def hub_repo_dir(name: str) -> Path:
     from huggingface_hub import snapshot_download
 
     repo, _, revision = name.removeprefix(HF_HUB_PREFIX).partition("@")
-    patterns = ["config.json", "model.safetensors", "preprocessor_config.json"]
-    try:
-        return Path(snapshot_download(repo, revision=revision or None, allow_patterns=patterns,
-                                      cache_dir=hf_cache_dir(), local_files_only=is_offline()))
-    except Exception as err:  # noqa: BLE001 - huggingface_hub raises many kinds
-        if is_offline():
-            raise OfflineError(f"{repo} is not in the Hugging Face cache and the network is "
-                               f"off (HF_HUB_OFFLINE): {err}") from err
-        raise VitzooError(f"cannot fetch {repo} from the Hugging Face Hub: {err}") from err
+
+    def snapshot(patterns: list[str]) -> Path:
+        try:
+            return Path(snapshot_download(repo, revision=revision or None,
+                                          allow_patterns=patterns, cache_dir=hf_cache_dir(),
+                                          local_files_only=is_offline()))
+        except Exception as err:  # noqa: BLE001 - huggingface_hub raises many kinds
+            if is_offline():
+                raise OfflineError(f"{repo} is not in the Hugging Face cache and the network "
+                                   f"is off (HF_HUB_OFFLINE): {err}") from err
+            raise VitzooError(f"cannot fetch {repo} from the Hugging Face Hub: {err}") from err
+
+    # open_clip's repos (laion/..., apple/DFN...) also hold transformers' files: fetch only
+    # the weights of the layout that is read, once
+    if (snapshot([open_clip.CONFIG_FILE, "config.json"]) / open_clip.CONFIG_FILE).is_file():
+        for weights in open_clip.WEIGHT_FILES:
+            directory = snapshot([open_clip.CONFIG_FILE, weights])
+            if (directory / weights).is_file():
+                break
+        return directory
+    return snapshot(["config.json", "model.safetensors", "preprocessor_config.json"])
 
 
 def converted_path(entry: PretrainedEntry) -> Path:

@@ -88,5 +88,6 @@ def model_info(name: str) -> ModelInfo:
         model_class=type(model).__name__,
         tags=tags_for(arch),
         aliases=list(list_aliases(arch)),
-        weights=entry.to_dict() if (entry := get_entry(arch, tag)) is not None else None,
+        weights=({**entry.to_dict(), "numerics": entry.numerics}
+                 if (entry := get_entry(arch, tag)) is not None else None),
     )

@@ -324,8 +324,13 @@ def _read_jax(path: Path, img_size: tuple[int, int] | None,
     metadata = {"source_format": "jax_npz", "source_layout": notes["layout"],
                 "source_scanned": str(notes["scanned"]).lower(),
                 "source_dtypes": ",".join(notes["dtypes"]), "source_prefix": prefix}
-    return Source(state, config, "jax", metadata, dict(GOOGLE_PREPROCESSING), zero_head,
-                  "jax_npz")
+    ignored = notes.get("ignored") or {}
+    if ignored:  # a two-tower file's text tower, temperature and bias; optimizer state
+        metadata["source_ignored"] = ",".join(ignored)
+    said = [f"{name} ({count} arrays) ignored: not part of the image tower"
+            for name, count in ignored.items()]
+    return Source(StateDict(state, notes=said), config, "jax", metadata,
+                  dict(GOOGLE_PREPROCESSING), zero_head, "jax_npz")
 
 
 def _read_vitzoo(path: Path) -> Source:
@@ -695,8 +700,9 @@ def load_state(state: Mapping[str, torch.Tensor], *, cfg: ViTConfig | None = Non
 
 def load_checkpoint(model: nn.Module, path: str | Path | Mapping[str, torch.Tensor], *,
                     strict: bool = True, source_format: str = "auto") -> LoadReport:
-    """Load a state dict written by vitzoo, timm, DeiT, Hugging Face transformers, torchvision
-    or the original PyTorch port of Google's ViT into ``model``.
+    """Load a state dict written by vitzoo, timm, DeiT / DeiT III, DINOv2, OpenAI's CLIP or
+    open_clip, Hugging Face transformers, torchvision or the original PyTorch port of Google's
+    ViT into ``model``.
 
     The layout is detected from the key names (or named with ``source_format``). 3-channel
     weights load into models with other ``in_chans`` (summed for 1 channel, otherwise repeated
@@ -707,8 +713,8 @@ def load_checkpoint(model: nn.Module, path: str | Path | Mapping[str, torch.Tens
         path: a ``.safetensors`` / ``.pth`` / ``.bin`` file, or a state dict.
         strict: raise when any key is missing, unexpected or of a different shape; with
             ``strict=False`` the keys that fit are loaded and the rest reported.
-        source_format: ``"auto"``, ``"timm"``, ``"hf_transformers"``, ``"torchvision"`` or
-            ``"vit_pytorch"``.
+        source_format: ``"auto"`` or a layout: ``"timm"``, ``"dinov2"``, ``"deit3"``,
+            ``"open_clip"``, ``"hf_transformers"``, ``"torchvision"``, ``"vit_pytorch"``.
 
     Returns:
         The :class:`LoadReport`.

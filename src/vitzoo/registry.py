@@ -340,8 +340,10 @@ def get_pretrained_cfg_value(name: str, key: str) -> Any:
 
 
 def list_aliases(arch: str | None = None) -> dict[str, str]:
-    """Alias → architecture, optionally only the aliases of one architecture."""
-    return {a: t for a, t in sorted(_ALIASES.items()) if arch is None or t == arch}
+    """Alias → what it names: an architecture, or ``arch.tag`` for an alias of a weight set
+    (``siglip_so400m_patch14_384``); optionally only the aliases of one architecture."""
+    return {a: t + (f".{_TAG_ALIASES[a]}" if a in _TAG_ALIASES else "")
+            for a, t in sorted(_ALIASES.items()) if arch is None or t == arch}
 
 
 def is_model(name: str) -> bool:

@@ -21,14 +21,40 @@ def add_parser(commands: argparse._SubParsersAction) -> None:
     parser.set_defaults(run=run)
 
 
+def _activation(act_layer: str, gelu_approximate: str) -> str:
+    if act_layer == "quick_gelu":
+        return "QuickGELU"
+    return "GELU " + ("exact (erf)" if gelu_approximate == "none" else "tanh approximation")
+
+
+def _tokens(cfg) -> str:
+    """The prefix tokens and the position table, in words."""
+    tokens = ["class token"] if cfg.class_token else ["no class token"]
+    if cfg.distilled:
+        tokens.append("distillation token")
+    if cfg.reg_tokens:
+        tokens.append(f"{cfg.reg_tokens} register tokens")
+    table = "learned" if cfg.pos_embed == "learn" else _POS_EMBEDS[cfg.pos_embed]
+    if cfg.no_embed_class and cfg.num_prefix_tokens:
+        table += ", patches only"
+    extras = [" + ".join(tokens), f"position embeddings {table}"]
+    if cfg.pre_norm:
+        extras.append("norm before the blocks (ln_pre)")
+    if cfg.dynamic_img_size:
+        extras.append(f"any input size ({cfg.pos_embed_resample} resampling)")
+    return "; ".join(extras)
+
+
 def format_info(info: ModelInfo) -> str:
     cfg = info.config
     token = "class token" + (" + distillation token" if cfg.distilled else "")
-    pool = {"token": token, "avg": "mean of patch tokens",
+    pool = {"token": token, "avg": "mean of patch tokens", "": "none (every token)",
             "map": "attention pooling (MAP head)"}[cfg.global_pool]
     if cfg.global_pool == "avg":
         pool += " (norm after pooling)" if cfg.fc_norm else " (final norm, then mean)"
-    gelu = "exact (erf)" if cfg.gelu_approximate == "none" else "tanh approximation"
+    mlp = f"SwiGLU {cfg.mlp_hidden_dim}" if cfg.mlp_layer == "swiglu" else str(cfg.mlp_hidden_dim)
+    extras = ", LayerScale" if cfg.init_values is not None else ""
+    extras += ", QK norm" if cfg.qk_norm else ""
     lines = [f"{info.name}  ({info.model_class})"]
     if cfg.backbone_layers is not None:
         stages = f"stages {cfg.backbone_layers}" if cfg.backbone_layers else "stem only"
@@ -40,13 +66,14 @@ def format_info(info: ModelInfo) -> str:
         f"patch {cfg.patch_size[0]}x{cfg.patch_size[1]}, "
         f"grid {cfg.grid_size[0]}x{cfg.grid_size[1]} = {cfg.num_patches} tokens",
         f"  width / depth  {cfg.embed_dim} / {cfg.depth} blocks, {cfg.num_heads} heads, "
-        f"MLP {cfg.mlp_hidden_dim}",
+        f"MLP {mlp}{extras}",
+        f"  tokens         {_tokens(cfg)}",
         f"  pooling        {pool}",
         f"  head           {cfg.num_classes} classes"
         + (f", representation layer {cfg.representation_size}"
            if cfg.representation_size else ""),
-        f"  numerics       GELU {gelu}, LayerNorm eps {cfg.norm_eps:g}, "
-        f"position embeddings {_POS_EMBEDS[cfg.pos_embed]}",
+        f"  numerics       {_activation(cfg.act_layer, cfg.gelu_approximate)}, LayerNorm eps "
+        f"{cfg.norm_eps:g}" + ("" if cfg.patch_bias else ", patch projection without bias"),
         f"  parameters     {info.num_params:,}",
         f"  GFLOPs         {info.gflops:.2f} (multiply-adds at {cfg.img_size[0]}x"
         f"{cfg.img_size[1]}, the papers' convention)",
@@ -64,7 +91,9 @@ def format_info(info: ModelInfo) -> str:
 
 
 def _format_weights(w: dict) -> list[str]:
-    numerics = ("JAX (tanh GELU)" if w["origin"] == "jax" else "PyTorch (exact GELU)")
+    n = w.get("numerics", {})
+    act = _activation(n.get("act_layer", "gelu"), n.get("gelu_approximate", "none"))
+    numerics = f"{'JAX' if w['origin'] == 'jax' else 'PyTorch'} ({act})"
     sources = [s for s in (w["hf_hub_id"] and f"hf-hub:{w['hf_hub_id']}", w["url"]) if s]
     mean = ", ".join(f"{v:g}" for v in w["mean"])
     std = ", ".join(f"{v:g}" for v in w["std"])
@@ -80,7 +109,8 @@ def _format_weights(w: dict) -> list[str]:
     if w["paper"]:
         lines.append(f"  paper          {w['paper']}")
     if w["top1"] is not None:
-        lines.append(f"  ImageNet top-1 {w['top1']:.2f} (reported)")
+        how = f"{w['top1_protocol']}, reported" if w.get("top1_protocol") else "reported"
+        lines.append(f"  ImageNet top-1 {w['top1']:.2f} ({how})")
     return lines
 
 

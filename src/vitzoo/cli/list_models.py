@@ -28,8 +28,8 @@ def run(args: argparse.Namespace) -> int:
         names = list_pretrained(args.patterns)
     elif args.aliases:
         archs = set(list_models(args.patterns))
-        names = [f"{alias:<24} {arch}" for alias, arch in list_aliases().items()
-                 if arch in archs]
+        names = [f"{alias:<24} {target}" for alias, target in list_aliases().items()
+                 if target.split(".")[0] in archs]
     else:
         names = list_models(args.patterns)
     if not names:

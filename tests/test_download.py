@@ -183,3 +183,28 @@ def test_a_failing_hub_falls_back_to_the_original_url(server, tmp_path, monkeypa
     assert list(load_file(str(path))) == ["cls_token"]
     with pytest.raises(DownloadError, match="offline hub"):
         resolve_weights(entry, source="hub", progress=False)
+
+
+@pytest.mark.parametrize("file, url_format", [
+    ("clip/openai_tiny.pt", "openai_clip"),  # OpenAI's TorchScript release, converted once
+    ("dinov2/reg4.pth", "pth"),  # a DINOv2 hub .pth, kept in its layout, read by its adapter
+])
+def test_an_original_release_file_is_downloaded_and_read_as_its_release(server, file,
+                                                                        url_format):
+    data = Path(__file__).parent / "data" / file
+    server.files["/" + data.name] = data.read_bytes()
+    entry = dataclasses.replace(
+        vitzoo.pretrained.get_entry("vit_base_patch16_clip_224", "openai"), hf_hub_id=None,
+        url=server.url + "/" + data.name, url_format=url_format,
+        sha256=hashlib.sha256(data.read_bytes()).hexdigest())
+    path = resolve_weights(entry, progress=False)
+    expected = vitzoo.load_model(data)
+    if url_format == "openai_clip":  # self-describing now: the tower and its QuickGELU
+        got = vitzoo.load_model(path)
+        assert got.cfg == expected.cfg and got.cfg.act_layer == "quick_gelu"
+    else:
+        got = vitzoo.load_model(data).eval()
+        vitzoo.load_checkpoint(got, path)  # the raw layout, read by the dinov2 adapter
+    x = torch.rand(1, 3, *expected.cfg.img_size)
+    with torch.no_grad():
+        assert torch.equal(got(x), expected(x))

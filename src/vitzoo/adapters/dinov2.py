@@ -33,12 +33,10 @@ from typing import Any
 import torch
 
 from ..pretrained import IMAGENET_MEAN, IMAGENET_STD
+from ..pretrained.dinov2 import DINOV2_PAPER, REGISTERS_PAPER
 from .rename import RenameTable, Rule
 
 ORIGIN = "pytorch"
-PAPER = ("Oquab et al., DINOv2: Learning Robust Visual Features without Supervision "
-         "(TMLR 2024), arXiv:2304.07193")
-REGISTERS_PAPER = "Darcet et al., Vision Transformers Need Registers (ICLR 2024), arXiv:2309.16588"
 HEAD_DIM = 64  # every release: S 384/6, B 768/12, L 1024/16, g 1536/24
 
 _B = "blocks.{i}."
@@ -195,4 +193,5 @@ def preprocessing(state: Mapping[str, torch.Tensor]) -> dict[str, Any]:
     """
     return {"mean": IMAGENET_MEAN, "std": IMAGENET_STD, "interpolation": "bicubic",
             "crop_pct": 1.0, "crop_mode": "center", "num_classes": 0, "license": "apache-2.0",
-            "paper": REGISTERS_PAPER if "reg_token" in state else PAPER}
+            "paper": f"{DINOV2_PAPER}; {REGISTERS_PAPER}" if "reg_token" in state
+            else DINOV2_PAPER}

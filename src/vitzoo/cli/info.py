@@ -92,7 +92,8 @@ def format_info(info: ModelInfo) -> str:
 
 def _format_weights(w: dict) -> list[str]:
     n = w.get("numerics", {})
-    act = _activation(n.get("act_layer", "gelu"), n.get("gelu_approximate", "none"))
+    act = ("QuickGELU" if n.get("act_layer") == "quick_gelu" else
+           "tanh GELU" if n.get("gelu_approximate") == "tanh" else "exact GELU")
     numerics = f"{'JAX' if w['origin'] == 'jax' else 'PyTorch'} ({act})"
     sources = [s for s in (w["hf_hub_id"] and f"hf-hub:{w['hf_hub_id']}", w["url"]) if s]
     mean = ", ".join(f"{v:g}" for v in w["mean"])

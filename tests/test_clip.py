@@ -29,7 +29,7 @@ from vitzoo.pretrained.entry import CLIP_MEAN, CLIP_STD
 
 DATA = Path(__file__).parent / "data" / "clip"
 ARCHIVE = DATA / "openai_tiny.pt"
-TOL = 1e-5
+TOL = 2e-6  # measured: 4.8e-7 at most (encode_image), 3.0e-7 (pre-projection)
 
 
 @pytest.fixture(scope="module")

@@ -21,7 +21,7 @@ from vitzoo.io import load_state_dict
 
 DATA = Path(__file__).parent / "data" / "deit3"
 PTH = DATA / "deit3_tiny.pth"
-ATOL = 1e-5
+ATOL = 2e-6  # measured: logits 1.8e-7, features 4.8e-7
 
 
 @pytest.fixture(scope="module")

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import dataclasses
+import json
 
 import numpy as np
 import pytest
@@ -176,3 +177,21 @@ def test_checkpoint_path_builds_a_user_builder_with_its_own_function(tmp_path, c
     assert type(model) is Custom
     for key, value in source.state_dict().items():
         assert torch.equal(model.state_dict()[key], value), key
+
+
+@pytest.mark.parametrize("change", [{"depth": 100_000}, {"embed_dim": 4096, "num_heads": 64},
+                                    {"reg_tokens": 4}, {"mlp_dim": 10**6}])
+def test_a_config_that_disagrees_with_its_tensors_is_refused_before_anything_is_built(
+        tmp_path, change, monkeypatch):
+    """A damaged or hostile self-describing file cannot make vitzoo build a model of any size:
+    the tensors are compared with the config first."""
+    path = vitzoo.io.save_model(vitzoo.build_model(tiny_cfg()), tmp_path / "m.safetensors")
+    from safetensors import safe_open
+
+    with safe_open(str(path), "pt") as f:
+        tensors, metadata = {k: f.get_tensor(k) for k in f.keys()}, f.metadata()
+    config = {**json.loads(metadata["vitzoo_config"]), **change}
+    save_file(tensors, str(path), metadata={**metadata, "vitzoo_config": json.dumps(config)})
+    monkeypatch.setattr(vitzoo.loading, "build_model", lambda *a, **k: pytest.fail("built"))
+    with pytest.raises(CheckpointMismatchError, match="disagree with its own config"):
+        vitzoo.load_model(path)

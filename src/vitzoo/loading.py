@@ -626,6 +626,23 @@ def _mismatch(name: str, model: nn.Module, state: Mapping[str, torch.Tensor],
         "(vitzoo.load_checkpoint(model, path, strict=False)) to load the keys that fit.")
 
 
+_DESCRIBED_FACTS = ("width", "depth", "patch", "hybrid", "class_token", "distilled",
+                    "reg_tokens", "mlp_hidden", "swiglu")
+
+
+def _check_described(state: Mapping[str, torch.Tensor], native: ViTConfig, name: str) -> None:
+    """Refuse, before anything is built, a file whose tensors are not the model its own config
+    describes (a damaged or hostile config could otherwise ask for a model of any size)."""
+    file, described = CheckpointFacts.of(state), CheckpointFacts.of_config(native)
+    differ = [f"{fact}: {getattr(file, fact)!r} in the tensors, {getattr(described, fact)!r} "
+              "in its config" for fact in _DESCRIBED_FACTS
+              if getattr(file, fact) != getattr(described, fact)]
+    if differ:
+        raise CheckpointMismatchError(
+            f"{name} does not fit the model it describes ({'; '.join(differ)}). The file's "
+            "tensors disagree with its own config: it is damaged or was edited; get it again")
+
+
 def load_state(state: Mapping[str, torch.Tensor], *, cfg: ViTConfig | None = None,
                native: ViTConfig | None = None, model: nn.Module | None = None,
                strict: bool = True, resample: str = "bicubic", antialias: bool = False,
@@ -667,6 +684,8 @@ def load_state(state: Mapping[str, torch.Tensor], *, cfg: ViTConfig | None = Non
                         dropped=list(getattr(state, "set_aside", ())),
                         notes=list(getattr(state, "notes", ())))
     fresh: set[str] = set()
+    if native is not None:
+        _check_described(state, native, name)
     if native is not None and target is not None:
         state, fresh = fit_state(state, native, target, resample=resample, antialias=antialias,
                                  report=report)

@@ -19,13 +19,14 @@ from safetensors.torch import load_file
 
 import vitzoo
 from vitzoo.adapters import big_vision
+from vitzoo.adapters import jax_npz as J
 from vitzoo.errors import CheckpointError
 from vitzoo.io import read_npz
 from vitzoo.reference.jax_numpy import jax_vit_forward
 
 DATA = Path(__file__).parent / "data" / "siglip"
 # name: (native size, resized size); the so400m-like file is patch 14 at 44 px, and its 3x3
-# table says only "42 px or up to 13 more" (as 27x27 fits 378 and 384), so the size is passed.
+# table says only "42 to 55 px" (it is read as 48, the multiple of 16), so the size is passed.
 FIXTURES = {"b16_looped_bf16": (48, 64), "so400m_scanned": (44, 58)}
 ATOL = 1e-5
 
@@ -200,3 +201,22 @@ def test_timms_erf_gelu_build_differs_from_the_original():
     np.testing.assert_allclose(pooled, timm_out["gelu_pooled"].double(), rtol=0, atol=ATOL)
     gap = np.abs(timm_out["gelu_pooled"].double().numpy() - ref["pre_logits"]).max()
     assert 1e-4 < gap < 1e-3
+
+
+@pytest.mark.parametrize("grid, size", [(27, 384), (16, 224)])
+def test_a_patch14_table_reads_as_the_multiple_of_16_it_was_trained_at(tmp_path, grid, size):
+    """A table records the grid, not the input size: 27 x 27 patches of 14 px are big_vision's
+    So400m/14 at 384 (the VALID convolution drops 6 rows), not 378; 16 x 16 is exactly 224."""
+    cfg = vitzoo.ViTConfig(img_size=grid * 14, patch_size=14, embed_dim=8, depth=1,
+                           num_heads=2, mlp_dim=12, class_token=False, global_pool="map",
+                           num_classes=0, gelu_approximate="tanh")
+    model = vitzoo.build_model(cfg)
+    arrays = J.from_vitzoo({k: v.numpy() for k, v in model.state_dict().items()},
+                           num_heads=2, layout="big_vision")
+    np.savez(tmp_path / "t.npz", **{f"params/img/{k}": v for k, v in arrays.items()})
+    loaded = vitzoo.load_model(tmp_path / "t.npz")
+    assert loaded.cfg.img_size == (size, size) and loaded.cfg.grid_size == (grid, grid)
+    x = torch.rand(1, 3, size, size)
+    with torch.no_grad():  # the rows past the last whole patch are not seen, as in big_vision
+        torch.testing.assert_close(loaded.eval()(x), model.eval()(x[..., :grid * 14, :grid * 14]),
+                                   atol=1e-6, rtol=0)

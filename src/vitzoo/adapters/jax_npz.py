@@ -373,7 +373,7 @@ def infer_config(tree: Mapping[str, np.ndarray], notes: Mapping[str, Any],
         side = math.isqrt(patches)
         if side * side == patches:
             scale = 2 ** halvings
-            img_size = (side * int(ph) * scale, side * int(pw) * scale)
+            img_size = (_native_side(side, int(ph) * scale), _native_side(side, int(pw) * scale))
         elif img_size is None:
             raise ValueError(
                 f"the position table has {patches} patch rows, not a square grid: pass img_size"
@@ -385,6 +385,17 @@ def infer_config(tree: Mapping[str, np.ndarray], notes: Mapping[str, Any],
         )
     cfg["img_size"] = tuple(img_size)
     return cfg
+
+
+def _native_side(grid: int, step: int) -> int:
+    """The input side a ``grid``-patch table was trained at: ``grid * step``, unless that is
+    not a multiple of 16 (every resolution Google and big_vision train at is: 224, 256, 384,
+    512) and a multiple of 16 gives the same VALID-convolution grid, then the smallest such:
+    a 27 x 27 table of 14-pixel patches is a 384-pixel model (So400m/14-384 drops the last 6
+    rows, as big_vision's convolution does), not a 378-pixel one."""
+    side = grid * step
+    candidate = -(-side // 16) * 16
+    return candidate if side % 16 and candidate // step == grid else side
 
 
 def head_is_zero(tree: Mapping[str, np.ndarray]) -> bool:

@@ -8,6 +8,8 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import math
+import numbers
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
@@ -16,9 +18,9 @@ from ._utils import suggestion
 from .errors import ConfigError, UnknownOverrideError
 from .layers import ATTN_IMPLS, INIT_MODES, RESAMPLE_MODES, patch_grid
 
-__all__ = ["ACT_LAYERS", "ATTN_IMPLS", "GELU_APPROXIMATIONS", "GLOBAL_POOLS", "MLP_LAYERS",
-           "POS_EMBEDS", "RESAMPLE_MODES", "SIZES", "WEIGHT_INITS", "ViTConfig",
-           "check_field_names"]
+__all__ = ["ACT_LAYERS", "ATTN_IMPLS", "GELU_APPROXIMATIONS", "GLOBAL_POOLS", "MAX_DEPTH",
+           "MAX_GRID_TOKENS", "MAX_PARAM_BYTES", "MLP_LAYERS", "POS_EMBEDS", "RESAMPLE_MODES",
+           "SIZES", "WEIGHT_INITS", "ViTConfig", "check_field_names", "estimate_num_params"]
 
 GLOBAL_POOLS = ("token", "avg", "map", "")
 POS_EMBEDS = ("learn", "sincos")
@@ -28,17 +30,62 @@ MLP_LAYERS = ("mlp", "swiglu")
 WEIGHT_INITS = INIT_MODES
 
 
+# Limits on what a config may ask for, checked before anything is allocated (docs/models.md).
+# The largest registered model (ViT-bigG/14, 1.8 billion parameters) needs 7.4 GB.
+MAX_PARAM_BYTES = 64 * 2**30
+"""The most float32 parameter (and position-table) bytes a config may describe: 64 GiB, about
+17 billion parameters."""
+MAX_DEPTH = 1024
+"""The most transformer blocks (and the most units of a hybrid's ResNet stages)."""
+MAX_GRID_TOKENS = 2**20
+"""The most patch tokens at ``img_size`` (a 1024 x 1024 grid: 16384 px with 16 px patches)."""
+
+_BOOL_FIELDS = ("qkv_bias", "class_token", "distilled", "fc_norm", "dynamic_img_size",
+                "dynamic_img_pad", "pos_embed_antialias", "no_embed_class", "pre_norm",
+                "patch_bias", "qk_norm", "head_bias")
+# int fields: the smallest valid value (MAX_DEPTH and the memory estimate bound them above)
+_INT_FIELDS = {"in_chans": 1, "num_classes": 0, "embed_dim": 1, "depth": 1, "num_heads": 1,
+               "reg_tokens": 0, "backbone_width": 1}
+_OPTIONAL_INT_FIELDS = ("mlp_dim", "representation_size")
+_RATE_FIELDS = ("drop_rate", "pos_drop_rate", "proj_drop_rate", "attn_drop_rate",
+                "drop_path_rate")
+_STR_FIELDS = ("global_pool", "pos_embed", "gelu_approximate", "weight_init", "attn_impl",
+               "pos_embed_resample", "act_layer", "mlp_layer")
+
+
+def _is_int(value: object) -> bool:
+    # numpy integers count (shapes read off arrays); bools do not, though Python says they are
+    return isinstance(value, numbers.Integral) and not isinstance(value, bool)
+
+
+def _is_real(value: object) -> bool:
+    return isinstance(value, numbers.Real) and not isinstance(value, bool)
+
+
+def _int(value: object, name: str, minimum: int, nullable: bool = False) -> int:
+    if not _is_int(value) or value < minimum:  # type: ignore[operator]
+        kind = "a positive int" if minimum == 1 else f"an int >= {minimum}"
+        raise ConfigError(f"{name} must be {kind}{' or None' if nullable else ''}, got "
+                          f"{value!r} ({type(value).__name__})")
+    return int(value)  # type: ignore[call-overload]
+
+
+def _float(value: object, name: str, nullable: bool = False) -> float:
+    if not _is_real(value) or not math.isfinite(value):  # type: ignore[arg-type]
+        raise ConfigError(f"{name} must be a finite number{' or None' if nullable else ''}, "
+                          f"got {value!r} ({type(value).__name__})")
+    return float(value)  # type: ignore[arg-type]
+
+
 def _pair(value: int | Sequence[int], name: str) -> tuple[int, int]:
-    if isinstance(value, bool):
-        raise ConfigError(f"{name} must be an int or a (height, width) pair, got {value!r}")
-    if isinstance(value, int):
-        pair = (value, value)
-    elif isinstance(value, Sequence) and len(value) == 2 and all(
-        isinstance(v, int) and not isinstance(v, bool) for v in value
-    ):
+    if _is_int(value):
+        pair = (int(value), int(value))  # type: ignore[arg-type]
+    elif (isinstance(value, Sequence) and not isinstance(value, (str, bytes))
+          and len(value) == 2 and all(_is_int(v) for v in value)):
         pair = (int(value[0]), int(value[1]))
     else:
-        raise ConfigError(f"{name} must be an int or a (height, width) pair, got {value!r}")
+        raise ConfigError(f"{name} must be an int or a (height, width) pair of ints, got "
+                          f"{value!r} ({type(value).__name__})")
     if min(pair) < 1:
         raise ConfigError(f"{name} must be positive, got {value!r}")
     return pair
@@ -145,24 +192,11 @@ class ViTConfig:
     """Whether the classifier head has a bias (timm keeps a zero one for CLIP's projection)."""
 
     def __post_init__(self) -> None:
-        object.__setattr__(self, "img_size", _pair(self.img_size, "img_size"))
-        object.__setattr__(self, "patch_size", _pair(self.patch_size, "patch_size"))
-        for name in ("in_chans", "embed_dim", "depth", "num_heads"):
-            value = getattr(self, name)
-            if not isinstance(value, int) or isinstance(value, bool) or value < 1:
-                raise ConfigError(f"{name} must be a positive int, got {value!r}")
-        if not isinstance(self.num_classes, int) or self.num_classes < 0:
-            raise ConfigError(
-                f"num_classes must be an int >= 0 (0 removes the head), got {self.num_classes!r}"
-            )
+        self._check_types()
         if self.embed_dim % self.num_heads:
             raise ConfigError(
                 f"embed_dim={self.embed_dim} is not divisible by num_heads={self.num_heads}"
             )
-        for name in ("mlp_dim", "representation_size"):
-            value = getattr(self, name)
-            if value is not None and (not isinstance(value, int) or value < 1):
-                raise ConfigError(f"{name} must be a positive int or None, got {value!r}")
         if self.backbone_layers is None and any(
             i < p for i, p in zip(self.img_size, self.patch_size, strict=True)
         ):
@@ -177,11 +211,6 @@ class ViTConfig:
         _choice(self.pos_embed_resample, "pos_embed_resample", RESAMPLE_MODES)
         _choice(self.act_layer, "act_layer", ACT_LAYERS)
         _choice(self.mlp_layer, "mlp_layer", MLP_LAYERS)
-        for name in ("qkv_bias", "class_token", "distilled", "fc_norm", "dynamic_img_size",
-                     "dynamic_img_pad", "pos_embed_antialias", "no_embed_class", "pre_norm",
-                     "patch_bias", "qk_norm", "head_bias"):
-            if not isinstance(getattr(self, name), bool):
-                raise ConfigError(f"{name} must be True or False, got {getattr(self, name)!r}")
         self._check_family_knobs()
         if self.global_pool == "token" and not self.class_token:
             raise ConfigError(
@@ -197,20 +226,7 @@ class ViTConfig:
             raise ConfigError(
                 f"pos_embed='sincos' needs embed_dim divisible by 4 and >= 8, got {self.embed_dim}"
             )
-        for name in ("drop_rate", "pos_drop_rate", "proj_drop_rate", "attn_drop_rate",
-                     "drop_path_rate"):
-            value = getattr(self, name)
-            if not 0.0 <= value < 1.0:
-                raise ConfigError(f"{name} must be in [0, 1), got {value!r}")
         if self.backbone_layers is not None:
-            layers = self.backbone_layers
-            if isinstance(layers, (str, bytes)) or not isinstance(layers, Sequence) or not all(
-                isinstance(n, int) and not isinstance(n, bool) and n > 0 for n in layers
-            ):
-                raise ConfigError(
-                    f"backbone_layers must be a sequence of positive ints, got {layers!r}"
-                )
-            object.__setattr__(self, "backbone_layers", tuple(layers))
             if self.backbone_width < 32 or self.backbone_width % 32:
                 raise ConfigError(
                     f"backbone_width must be a positive multiple of 32 (GroupNorm uses 32 "
@@ -221,14 +237,75 @@ class ViTConfig:
                     f"img_size={self.img_size} gives a {self.feature_size} feature map, smaller "
                     f"than patch_size={self.patch_size}"
                 )
-        if not self.norm_eps > 0:
+        self._check_size()
+
+    def _set(self, name: str, value: object) -> None:
+        object.__setattr__(self, name, value)
+
+    def _check_types(self) -> None:
+        """Every field of the right type and range, stored as a plain Python value (a numpy
+        int becomes an int); a bool is not taken for an int, nor an int for a bool."""
+        self._set("img_size", _pair(self.img_size, "img_size"))
+        self._set("patch_size", _pair(self.patch_size, "patch_size"))
+        for name, minimum in _INT_FIELDS.items():
+            self._set(name, _int(getattr(self, name), name, minimum))
+        for name in _OPTIONAL_INT_FIELDS:
+            if getattr(self, name) is not None:
+                self._set(name, _int(getattr(self, name), name, 1, nullable=True))
+        for name in _BOOL_FIELDS:
+            if not isinstance(getattr(self, name), bool):
+                raise ConfigError(f"{name} must be True or False, got {getattr(self, name)!r} "
+                                  f"({type(getattr(self, name)).__name__})")
+        for name in _RATE_FIELDS:
+            value = _float(getattr(self, name), name)
+            if not 0.0 <= value < 1.0:
+                raise ConfigError(f"{name} must be in [0, 1), got {value!r}")
+            self._set(name, value)
+        eps = _float(self.norm_eps, "norm_eps")
+        if not eps > 0:
             raise ConfigError(f"norm_eps must be positive, got {self.norm_eps!r}")
+        self._set("norm_eps", eps)
+        if self.init_values is not None:
+            self._set("init_values", _float(self.init_values, "init_values", nullable=True))
+        for name in _STR_FIELDS:
+            if not isinstance(getattr(self, name), str):
+                raise ConfigError(f"{name} must be a string, got {getattr(self, name)!r}")
+        if self.depth > MAX_DEPTH:
+            raise ConfigError(f"depth={self.depth} is over the limit of {MAX_DEPTH} blocks "
+                              "(vitzoo.config.MAX_DEPTH)")
+        layers = self.backbone_layers
+        if layers is not None:
+            if isinstance(layers, (str, bytes)) or not isinstance(layers, Sequence) or not all(
+                _is_int(n) and n > 0 for n in layers
+            ):
+                raise ConfigError(
+                    f"backbone_layers must be a sequence of positive ints (or None), got "
+                    f"{layers!r}"
+                )
+            if sum(layers) > MAX_DEPTH or len(layers) > 8:
+                raise ConfigError(f"backbone_layers={tuple(layers)} is over the limit of 8 "
+                                  f"stages and {MAX_DEPTH} units (vitzoo.config.MAX_DEPTH)")
+            self._set("backbone_layers", tuple(int(n) for n in layers))
+
+    def _check_size(self) -> None:
+        """Refuse, before anything is allocated, a config too large for any machine."""
+        tokens = self.num_patches
+        if tokens > MAX_GRID_TOKENS:
+            raise ConfigError(
+                f"img_size={self.img_size} with patch_size={self.patch_size} gives "
+                f"{tokens:,} patch tokens, over the limit of {MAX_GRID_TOKENS:,} "
+                "(vitzoo.config.MAX_GRID_TOKENS); use a smaller image or a larger patch")
+        params = estimate_num_params(self)
+        if 4 * params > MAX_PARAM_BYTES:
+            raise ConfigError(
+                f"this config describes about {params:,} parameters ({4 * params / 2**30:,.1f} "
+                f"GiB in float32: embed_dim={self.embed_dim}, depth={self.depth}, "
+                f"mlp_dim={self.mlp_hidden_dim}, num_classes={self.num_classes}, "
+                f"{tokens:,} patch tokens, in_chans={self.in_chans}), over the limit of "
+                f"{MAX_PARAM_BYTES / 2**30:g} GiB (vitzoo.config.MAX_PARAM_BYTES)")
 
     def _check_family_knobs(self) -> None:
         """The fields of the modern families (registers, CLIP's pre-norm, SwiGLU ...)."""
-        if (not isinstance(self.reg_tokens, int) or isinstance(self.reg_tokens, bool)
-                or self.reg_tokens < 0):
-            raise ConfigError(f"reg_tokens must be an int >= 0, got {self.reg_tokens!r}")
         if self.mlp_layer == "swiglu" and self.act_layer != "gelu":
             raise ConfigError("mlp_layer='swiglu' gates with SiLU; leave act_layer='gelu'")
         if self.backbone_layers is not None and not self.patch_bias:
@@ -306,6 +383,50 @@ class ViTConfig:
         """Rebuild a config written by :meth:`to_dict`; unknown keys raise."""
         check_field_names(data)
         return cls(**dict(data))
+
+
+def _backbone_params(cfg: ViTConfig) -> tuple[int, int]:
+    """About the parameters of a hybrid's ResNet (stem, bottleneck units, GroupNorms) and its
+    output channels."""
+    width = cfg.backbone_width
+    params, channels = cfg.in_chans * width * 49 + 2 * width, width
+    for s, units in enumerate(cfg.backbone_layers or ()):
+        mid = width * 2**s
+        out = 4 * mid
+        params += channels * out + 2 * out  # the first unit's projection shortcut
+        params += channels * mid + (units - 1) * out * mid  # the units' first 1x1
+        params += units * (9 * mid * mid + mid * out + 4 * mid + 2 * out)  # 3x3, 1x1, norms
+        channels = out
+    return params, channels
+
+
+def estimate_num_params(cfg: ViTConfig) -> int:
+    """About how many parameters a model built from ``cfg`` has (position table included, also
+    a fixed sin-cos one), computed from the config alone: what the memory limit
+    (:data:`MAX_PARAM_BYTES`) is checked against before anything is built."""
+    d, hidden = cfg.embed_dim, cfg.mlp_hidden_dim
+    ph, pw = cfg.patch_size
+    if cfg.backbone_layers is None:
+        params, channels = 0, cfg.in_chans
+    else:
+        params, channels = _backbone_params(cfg)
+    params += channels * ph * pw * d + d  # the patch projection
+    params += (cfg.num_patches + cfg.num_prefix_tokens) * d  # tokens and position table
+    head_dim = d // cfg.num_heads
+    fc1 = hidden * (2 if cfg.mlp_layer == "swiglu" else 1)
+    block = (4 * d * d + 4 * d  # qkv and proj
+             + d * fc1 + fc1 + hidden * d + d  # the MLP
+             + 4 * d + 2 * d + 4 * head_dim)  # norms, LayerScale, q/k norms
+    params += cfg.depth * block + 4 * d  # final norms
+    if cfg.global_pool == "map":
+        params += 4 * d * d + 2 * d * 4 * d + 12 * d
+    features = d
+    if cfg.representation_size:
+        params += d * cfg.representation_size + cfg.representation_size
+        features = cfg.representation_size
+    heads = 2 if cfg.distilled else 1
+    params += heads * cfg.num_classes * (features + 1)
+    return params
 
 
 def check_field_names(names: Mapping[str, Any] | Sequence[str]) -> None:

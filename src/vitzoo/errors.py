@@ -19,6 +19,7 @@ __all__ = [
     "FeatureIndexError",
     "ImageSizeError",
     "MissingDependencyError",
+    "NonFiniteWeightsWarning",
     "OfflineError",
     "TrainingInterrupted",
     "UnknownModelError",
@@ -132,3 +133,8 @@ class TrainingInterrupted(KeyboardInterrupt):
 # -- warnings -------------------------------------------------------------------------------------
 class ZeroHeadWarning(UserWarning):
     """A checkpoint's classifier is all zeros, so its logits carry no information."""
+
+
+class NonFiniteWeightsWarning(UserWarning):
+    """A checkpoint's weights hold NaN or infinite values (they load; the outputs will not be
+    finite). The message names the tensors."""

@@ -127,6 +127,10 @@ def create_model(name: str, pretrained: bool = False, *, num_classes: int | None
     """
     overrides = _without_none(overrides)
     check_field_names(overrides)
+    name = os.fspath(name) if isinstance(name, os.PathLike) else name
+    device = _check_arguments(name, device, dtype, checkpoint_path=checkpoint_path,
+                              cache_dir=cache_dir, pretrained_cfg_overlay=pretrained_cfg_overlay,
+                              norm=norm)
     given = [k for k, v in zip(_FEATURE_ARGS, (out_indices, feature_cls, output_fmt, norm),
                                strict=True) if v is not None]
     if given and not features_only:
@@ -144,6 +148,44 @@ def create_model(name: str, pretrained: bool = False, *, num_classes: int | None
                                else out_indices, feature_cls=feature_cls or "getter",
                                output_fmt=output_fmt, norm=norm)
     return model
+
+
+def _check_device(device: torch.device | str | int | None) -> torch.device | None:
+    if device is None:
+        return None
+    try:
+        parsed = torch.device(device)
+    except (RuntimeError, TypeError, ValueError) as err:
+        raise ConfigError(f"device={device!r} is not a device: use e.g. 'cpu', 'cuda', "
+                          f"'cuda:1' or 'meta' ({err})") from err
+    backend = getattr(torch, parsed.type, None) if parsed.type in ("cuda", "xpu", "mps") else None
+    if backend is not None:
+        count = backend.device_count() if backend.is_available() else 0
+        if count == 0 or (parsed.index is not None and parsed.index >= count):
+            raise ConfigError(f"device={device!r}: this machine has {count} {parsed.type} "
+                              "device(s); use 'cpu' or another device")
+    return parsed
+
+
+def _check_arguments(name: object, device: torch.device | str | None,
+                     dtype: torch.dtype | None, **paths_and_options: Any) -> torch.device | None:
+    """``create_model``'s own arguments of the right kind; the device parsed (and present)."""
+    if not isinstance(name, (str, os.PathLike)) or not str(name):
+        raise ConfigError(f"the model name must be a non-empty string, got {name!r}")
+    if dtype is not None and not (isinstance(dtype, torch.dtype) and dtype.is_floating_point):
+        raise ConfigError(f"dtype={dtype!r} is not a floating-point torch.dtype: use e.g. "
+                          "torch.float32, torch.bfloat16 or torch.float16")
+    for key in ("checkpoint_path", "cache_dir"):
+        value = paths_and_options[key]
+        if value is not None and not isinstance(value, (str, os.PathLike)):
+            raise ConfigError(f"{key} must be a path (str or os.PathLike), got {value!r}")
+    overlay = paths_and_options["pretrained_cfg_overlay"]
+    if overlay is not None and not isinstance(overlay, Mapping):
+        raise ConfigError(f"pretrained_cfg_overlay must be a dict, got {overlay!r}")
+    norm = paths_and_options["norm"]
+    if norm is not None and not isinstance(norm, bool):
+        raise ConfigError(f"norm must be True, False or None, got {norm!r}")
+    return _check_device(device)
 
 
 def _described(pretrained_cfg: Any, overlay: Mapping[str, Any] | None,

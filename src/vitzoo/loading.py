@@ -14,6 +14,7 @@ from __future__ import annotations
 import logging
 import math
 import re
+import warnings
 from collections import Counter
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
@@ -36,14 +37,21 @@ from .adapters import (
 )
 from .adapters.in_chans import adapt_input_conv
 from .config import ViTConfig
-from .errors import CheckpointError, CheckpointMismatchError, ConfigError, VitzooError
+from .errors import (
+    CheckpointError,
+    CheckpointMismatchError,
+    ConfigError,
+    NonFiniteWeightsWarning,
+    VitzooError,
+)
 from .layers import resample_pos_embed
 from .models import build_model
 from .pretrained import GOOGLE_PREPROCESSING, numerics_of
 
 __all__ = ["CheckpointFacts", "LoadReport", "Source", "StateDict", "compare_state_dict",
-           "default_resample", "explain_mismatch", "fit_state", "load_checkpoint", "load_state",
-           "matching_architectures", "read_source", "read_state_dict"]
+           "default_resample", "explain_mismatch", "fit_dtypes", "fit_state", "load_checkpoint",
+           "load_state", "matching_architectures", "read_source", "read_state_dict",
+           "warn_non_finite"]
 
 logger = logging.getLogger(__name__)
 
@@ -444,6 +452,7 @@ def read_state_dict(path: str | Path | Mapping[str, torch.Tensor], source_format
     no vitzoo place)``; the layout is detected from the key names unless named."""
     name = "the state dict" if isinstance(path, Mapping) else str(path)
     raw = path if isinstance(path, Mapping) else io.load_state_dict(path)
+    _check_tensors(raw, name)
     try:
         state, fmt, unmatched = convert_state_dict(raw, source_format)
     except ValueError as err:
@@ -643,6 +652,73 @@ def _check_described(state: Mapping[str, torch.Tensor], native: ViTConfig, name:
             "tensors disagree with its own config: it is damaged or was edited; get it again")
 
 
+def _check_tensors(state: Mapping[str, Any], name: str) -> None:
+    """Every key a string and every value a tensor."""
+    bad = [repr(k) for k, v in state.items() if not isinstance(k, str)
+           or not isinstance(v, torch.Tensor)]
+    if bad:
+        raise CheckpointError(f"{name} is not a state dict of named tensors: "
+                              f"{', '.join(bad[:8])} {'is' if len(bad) == 1 else 'are'} not a "
+                              "string key with a tensor value")
+
+
+def _unloadable(value: torch.Tensor, own: torch.Tensor) -> str | None:
+    """Why ``value`` cannot be the model's ``own`` tensor, or None."""
+    if value.is_meta:
+        return "meta (no data)"
+    if value.is_quantized:
+        return f"quantized ({value.dtype})"
+    if value.layout != torch.strided or value.is_nested:
+        return f"{value.layout} layout"
+    if value.dtype != own.dtype and not (value.is_floating_point() and own.is_floating_point()):
+        return str(value.dtype).removeprefix("torch.")
+    return None
+
+
+def fit_dtypes(state: Mapping[str, torch.Tensor], own: Mapping[str, torch.Tensor],
+               report: LoadReport, name: str) -> dict[str, torch.Tensor]:
+    """The tensors of ``state`` that the model has, in the model's dtypes: other floating
+    types (float16, bfloat16, float64 ...) are converted, with a note in ``report``.
+
+    Raises:
+        CheckpointError: a tensor the model would load is integer, bool, complex, sparse,
+            quantized or on the meta device (the keys are named).
+    """
+    refused: dict[str, list[str]] = {}
+    for key, value in state.items():
+        why = _unloadable(value, own[key]) if key in own else None
+        if why is not None:
+            refused.setdefault(why, []).append(key)
+    if refused:
+        kinds = "; ".join(f"{why}: {_group_keys(keys)}" for why, keys in refused.items())
+        raise CheckpointError(
+            f"{name} holds tensors a model cannot compute with ({kinds}). vitzoo loads dense "
+            "floating-point weights (float32, float16, bfloat16, float64); the file is damaged "
+            "or holds something other than model weights")
+    out, converted = dict(state), Counter()
+    for key, value in state.items():
+        if key in own and value.dtype != own[key].dtype:
+            out[key] = value.to(own[key].dtype)
+            converted[(value.dtype, own[key].dtype)] += 1
+    for (src, dst), count in converted.items():
+        report.notes.append(f"{count} tensor{'s' if count > 1 else ''} converted from "
+                            f"{str(src).removeprefix('torch.')} to "
+                            f"{str(dst).removeprefix('torch.')}")
+    return out
+
+
+def warn_non_finite(state: Mapping[str, torch.Tensor], report: LoadReport, name: str) -> None:
+    """Warn (:class:`~vitzoo.errors.NonFiniteWeightsWarning`) when weights hold NaN or inf."""
+    bad = [k for k, v in state.items() if v.is_floating_point() and not v.is_meta
+           and not bool(torch.isfinite(v).all())]
+    if bad:
+        what = f"{len(bad)} tensor{'s' if len(bad) > 1 else ''} with NaN or infinite values"
+        report.notes.append(f"{what}: {_group_keys(bad)}")
+        warnings.warn(f"{name} has {what} ({_group_keys(bad)}); they were loaded, but the "
+                      "model's outputs will not be finite: the file is damaged, or the "
+                      "training diverged", NonFiniteWeightsWarning, stacklevel=3)
+
+
 def load_state(state: Mapping[str, torch.Tensor], *, cfg: ViTConfig | None = None,
                native: ViTConfig | None = None, model: nn.Module | None = None,
                strict: bool = True, resample: str = "bicubic", antialias: bool = False,
@@ -683,19 +759,19 @@ def load_state(state: Mapping[str, torch.Tensor], *, cfg: ViTConfig | None = Non
     report = LoadReport(source_format=source_format,
                         dropped=list(getattr(state, "set_aside", ())),
                         notes=list(getattr(state, "notes", ())))
+    _check_tensors(state, name)
     fresh: set[str] = set()
     if native is not None:
         _check_described(state, native, name)
-    if native is not None and target is not None:
-        state, fresh = fit_state(state, native, target, resample=resample, antialias=antialias,
-                                 report=report)
-    else:
-        state = dict(state)
     built = model is None
     if model is None:
         with skip_init():
             model = build_model(target, model_cls)
     own = model.state_dict()
+    state = fit_dtypes(state, own, report, name)
+    if native is not None and target is not None:
+        state, fresh = fit_state(state, native, target, resample=resample, antialias=antialias,
+                                 report=report)
     adapt_input_channels(state, own, report)
     diff = _differences(own, state)
     report.missing = [k for k in diff.missing if k.split(".")[0] not in fresh]
@@ -705,6 +781,7 @@ def load_state(state: Mapping[str, torch.Tensor], *, cfg: ViTConfig | None = Non
         raise _mismatch(name, model, state, report, self_describing=native is not None)
     fitting = {k: v for k, v in state.items()
                if k not in report.mismatched and k not in report.unexpected}
+    warn_non_finite(fitting, report, name)
     model.load_state_dict(fitting, strict=False, assign=built)
     if built:
         uninitialised = fresh | {k.split(".")[0] for k in report.missing}

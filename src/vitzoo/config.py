@@ -40,6 +40,7 @@ MAX_DEPTH = 1024
 MAX_GRID_TOKENS = 2**20
 """The most patch tokens at ``img_size`` (a 1024 x 1024 grid: 16384 px with 16 px patches)."""
 
+_FLOAT32_MAX = 3.4028234663852886e38
 _BOOL_FIELDS = ("qkv_bias", "class_token", "distilled", "fc_norm", "dynamic_img_size",
                 "dynamic_img_pad", "pos_embed_antialias", "no_embed_class", "pre_norm",
                 "patch_bias", "qk_norm", "head_bias")
@@ -266,7 +267,10 @@ class ViTConfig:
             raise ConfigError(f"norm_eps must be positive, got {self.norm_eps!r}")
         self._set("norm_eps", eps)
         if self.init_values is not None:
-            self._set("init_values", _float(self.init_values, "init_values", nullable=True))
+            value = _float(self.init_values, "init_values", nullable=True)
+            if abs(value) > _FLOAT32_MAX:
+                raise ConfigError(f"init_values={value!r} does not fit a float32")
+            self._set("init_values", value)
         for name in _STR_FIELDS:
             if not isinstance(getattr(self, name), str):
                 raise ConfigError(f"{name} must be a string, got {getattr(self, name)!r}")

@@ -332,8 +332,9 @@ def _read_weights_file(arch: str, path: Path, resolved: PretrainedCfg, origin: s
     native = registry.default_config(arch).replace(**numerics_of(origin)).replace(
         **shape, num_classes=facts.num_classes, in_chans=resolved.input_size[0],
         img_size=tuple(resolved.input_size[1:]))
-    if "pre_logits.fc.weight" in state:
-        native = native.replace(representation_size=int(state["pre_logits.fc.weight"].shape[0]))
+    pre_logits = state.get("pre_logits.fc.weight")
+    if pre_logits is not None and pre_logits.dim() == 2:
+        native = native.replace(representation_size=int(pre_logits.shape[0]))
     side = math.isqrt(facts.grid_tokens or 0)
     if (native.backbone_layers is None and facts.grid_tokens and side * side == facts.grid_tokens
             and facts.grid_tokens != native.num_patches):  # saved at another (square) size

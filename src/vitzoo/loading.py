@@ -32,6 +32,7 @@ from .adapters import (
     convert_state_dict,
     hf_transformers,
     jax_npz,
+    json_fields,
     open_clip,
     timm,
 )
@@ -145,7 +146,9 @@ class CheckpointFacts:
 
     @classmethod
     def of(cls, state: Mapping[str, torch.Tensor]) -> CheckpointFacts:
-        proj = state.get("patch_embed.proj.weight")
+        """The facts of ``state``; a tensor of a rank no model has counts as absent (the
+        load then reports it as a shape mismatch)."""
+        proj = _of_rank(state, "patch_embed.proj.weight", 4)
         hybrid = any(k.startswith("patch_embed.backbone.") for k in state)
         blocks = {int(m.group(1)) for k in state if (m := re.match(r"blocks\.(\d+)\.", k))}
         reg = state.get("reg_token")
@@ -155,9 +158,10 @@ class CheckpointFacts:
         rows = int(pos.shape[1]) if pos is not None and pos.dim() == 3 else None
         no_embed_class = bool(rows and prefix and _is_square(rows)
                               and not _is_square(rows - prefix))
-        head = state.get("head.weight")
-        fc1, fc2 = state.get("blocks.0.mlp.fc1.weight"), state.get("blocks.0.mlp.fc2.weight")
-        mlp_hidden = int(fc2.shape[1]) if fc2 is not None and fc2.dim() == 2 else None
+        head = _of_rank(state, "head.weight", 2)
+        fc1 = _of_rank(state, "blocks.0.mlp.fc1.weight", 2)
+        fc2 = _of_rank(state, "blocks.0.mlp.fc2.weight", 2)
+        mlp_hidden = int(fc2.shape[1]) if fc2 is not None else None
         return cls(
             width=int(proj.shape[0]) if proj is not None else None, depth=len(blocks),
             patch=(int(proj.shape[-2]), int(proj.shape[-1])) if proj is not None and not hybrid
@@ -194,6 +198,11 @@ class CheckpointFacts:
 
 def _is_square(n: int) -> bool:
     return n > 0 and math.isqrt(n) ** 2 == n
+
+
+def _of_rank(state: Mapping[str, torch.Tensor], key: str, ndim: int) -> torch.Tensor | None:
+    value = state.get(key)
+    return value if isinstance(value, torch.Tensor) and value.dim() == ndim else None
 
 
 _ARCHITECTURE_FACTS = ("width", "depth", "patch", "grid_tokens", "class_token", "distilled",
@@ -278,6 +287,8 @@ class Source:
     pretrained_cfg: dict[str, Any] = field(default_factory=dict)
     zero_head: bool = False
     source_format: str | None = None
+    name: str = "the checkpoint"
+    """The file, in messages."""
 
     @property
     def native(self) -> ViTConfig:
@@ -286,10 +297,13 @@ class Source:
         Raises:
             CheckpointError: the file's config fields are not a valid ViTConfig.
         """
+        if not isinstance(self.config, Mapping):
+            raise CheckpointError(f"{self.name}: its config is a {type(self.config).__name__}, "
+                                  "not a mapping of ViTConfig fields")
         try:
             return ViTConfig.from_dict(self.config)
         except (ConfigError, TypeError) as err:
-            raise CheckpointError(f"the checkpoint describes an invalid model: {err}") from err
+            raise CheckpointError(f"{self.name} describes an invalid model: {err}") from err
 
 
 class StateDict(dict[str, torch.Tensor]):
@@ -355,32 +369,39 @@ def _hub_weights(path: Path) -> dict[str, torch.Tensor]:
     raise CheckpointError(f"{path} has no model.safetensors or pytorch_model.bin")
 
 
-def _hf_preprocessing(path: Path) -> dict[str, Any]:
-    """Mean and std from a transformers ``preprocessor_config.json``, when there is one."""
+def _hf_preprocessing(path: Path, in_chans: int) -> dict[str, Any]:
+    """Mean and std from a transformers ``preprocessor_config.json``, when there is one.
+
+    Raises:
+        CheckpointError: the file is not JSON, or its mean or std is not ``in_chans`` numbers.
+    """
     file = path / "preprocessor_config.json"
     if not file.is_file():
         return {}
-    try:
-        pre = io.read_json(file)
-    except CheckpointError:
+    pre = io.read_json(file)
+    if "image_mean" not in pre or "image_std" not in pre:
         return {}
-    if "image_mean" in pre and "image_std" in pre:
-        return {"mean": tuple(pre["image_mean"]), "std": tuple(pre["image_std"])}
-    return {}
+    try:
+        return {"mean": json_fields.get_floats(pre, "image_mean", length=in_chans),
+                "std": json_fields.get_floats(pre, "image_std", length=in_chans, positive=True)}
+    except ValueError as err:
+        raise CheckpointError(f"{file}: {err}") from err
 
 
 def _read_hf_dir(path: Path, hub_config: dict[str, Any],
                  state: dict[str, torch.Tensor]) -> Source:
+    config_file = path / "config.json"
     try:
         config = hf_transformers.config_fields(hub_config, state)
+        names = hf_transformers.labels(hub_config)
+        stored = json_fields.get_mapping(hub_config, "pretrained_cfg", {})
     except ValueError as err:
-        raise CheckpointError(f"{path / 'config.json'}: {err}") from err
-    state, unmatched = hf_transformers.to_vitzoo(state)
+        raise CheckpointError(f"{config_file}: {err}") from err
+    state, unmatched = _converted(hf_transformers.to_vitzoo, state, path, "hf_transformers")
     if unmatched:
         raise CheckpointError(f"{path} has weights with no vitzoo place: "
                               + ", ".join(unmatched[:8]))
-    pretrained: dict[str, Any] = {**hub_config.get("pretrained_cfg", {}), **_hf_preprocessing(path)}
-    names = hf_transformers.labels(hub_config)
+    pretrained: dict[str, Any] = {**stored, **_hf_preprocessing(path, config["in_chans"])}
     if names and config["num_classes"] == len(names):
         pretrained["label_names"] = names
     return Source(state, config, "pytorch", {"source_format": "hf_transformers"}, pretrained,
@@ -392,16 +413,17 @@ def _read_open_clip_dir(path: Path) -> Source:
     activation (``quick_gelu``) and the preprocessing; the text tower is set aside."""
     config_file = path / open_clip.CONFIG_FILE
     hub = io.read_json(config_file)
+    try:
+        fields, trunk = open_clip.hub_config_fields(hub)
+        preprocessing = open_clip.hub_preprocessing(hub)
+    except ValueError as err:
+        raise CheckpointError(f"{config_file}: {err}") from err
     weights = next(path / n for n in open_clip.WEIGHT_FILES if (path / n).is_file())
     raw = io.load_state_dict(weights)
-    state, unmatched = open_clip.to_vitzoo(raw)
+    state, unmatched = _converted(open_clip.to_vitzoo, raw, weights, "open_clip")
     if unmatched:
         raise CheckpointError(f"{weights} has image-tower weights with no vitzoo place: "
                               + ", ".join(unmatched[:8]))
-    try:
-        fields, trunk = open_clip.hub_config_fields(hub)
-    except (ValueError, KeyError, TypeError) as err:
-        raise CheckpointError(f"{config_file}: {err}") from err
     config = fields
     if trunk is not None:  # a timm trunk: the registered architecture of that name
         try:
@@ -410,8 +432,27 @@ def _read_open_clip_dir(path: Path) -> Source:
             raise CheckpointError(f"{config_file}: its image tower is the timm model {trunk!r}, "
                                   f"which is not a ViT vitzoo knows ({err})") from err
     return Source(StateDict(state, *open_clip.set_aside(raw, described=True)), config,
-                  _origin(config), {"source_format": "open_clip"},
-                  open_clip.hub_preprocessing(hub), source_format="open_clip")
+                  _origin(config), {"source_format": "open_clip"}, preprocessing,
+                  source_format="open_clip")
+
+
+def _timm_hub_config(config_file: Path, hub_config: Mapping[str, Any]) -> dict[str, Any]:
+    """The ViTConfig fields a vitzoo or timm ``config.json`` names."""
+    try:
+        if "vitzoo_config" in hub_config:
+            return dict(json_fields.get_mapping(hub_config, "vitzoo_config"))
+        arch = json_fields.get_str(hub_config, "architecture")
+        num_classes = json_fields.get_int(hub_config, "num_classes", None, minimum=0)
+    except ValueError as err:
+        raise CheckpointError(f"{config_file}: {err}") from err
+    try:
+        config = registry.default_config(arch).to_dict()
+    except VitzooError as err:
+        raise CheckpointError(f"{config_file}: its architecture {arch!r} is not one vitzoo "
+                              f"builds ({err})") from err
+    if num_classes is not None:
+        config["num_classes"] = num_classes
+    return config
 
 
 def _read_hub_dir(path: Path) -> Source:
@@ -427,23 +468,32 @@ def _read_hub_dir(path: Path) -> Source:
             "hub-layout directory (config.json + model.safetensors)"
         )
     hub_config = io.read_json(config_file)
-    state = _hub_weights(path)
     if "model_type" in hub_config:  # Hugging Face transformers
-        return _read_hf_dir(path, hub_config, state)
-    pretrained = dict(hub_config.get("pretrained_cfg") or {})
-    if "vitzoo_config" in hub_config:
-        config = dict(hub_config["vitzoo_config"])
-    elif "architecture" in hub_config:  # timm's hub layout
-        config = registry.default_config(hub_config["architecture"]).to_dict()
-        if "num_classes" in hub_config:
-            config["num_classes"] = hub_config["num_classes"]
-    else:
+        return _read_hf_dir(path, hub_config, _hub_weights(path))
+    if not any(k in hub_config for k in ("vitzoo_config", "architecture")):
         raise CheckpointError(
             f"{config_file} names no architecture (no 'vitzoo_config', 'architecture' or "
             "'model_type')"
         )
-    return Source(timm.to_vitzoo(state), config, _origin(config), {}, pretrained,
+    config = _timm_hub_config(config_file, hub_config)
+    try:
+        pretrained = dict(json_fields.get_mapping(hub_config, "pretrained_cfg", {}))
+    except ValueError as err:
+        raise CheckpointError(f"{config_file}: {err}") from err
+    return Source(timm.to_vitzoo(_hub_weights(path)), config, _origin(config), {}, pretrained,
                   source_format="hub_dir")
+
+
+def _converted(convert: Callable[[Mapping[str, torch.Tensor]], Any],
+               state: Mapping[str, torch.Tensor], name: str | Path, fmt: str) -> Any:
+    """An adapter's ``to_vitzoo(state)``, its errors on tensors of shapes no such model has
+    (``ValueError``; a raw ``IndexError`` / ``RuntimeError`` from a tensor operation) as a
+    :class:`CheckpointError` naming the file."""
+    try:
+        return convert(state)
+    except (ValueError, IndexError, KeyError, RuntimeError) as err:
+        raise CheckpointError(f"{name} is not a {fmt} checkpoint vitzoo can read: "
+                              f"{err}") from err
 
 
 def read_state_dict(path: str | Path | Mapping[str, torch.Tensor], source_format: str = "auto",
@@ -455,7 +505,10 @@ def read_state_dict(path: str | Path | Mapping[str, torch.Tensor], source_format
     _check_tensors(raw, name)
     try:
         state, fmt, unmatched = convert_state_dict(raw, source_format)
-    except ValueError as err:
+    except VitzooError:
+        raise
+    except (ValueError, IndexError, KeyError, RuntimeError) as err:
+        # a tensor of a shape no model of the layout has (a 1-D class token ...)
         raise CheckpointError(f"{name}: {err}") from err
     set_aside = getattr(STATE_DICT_FORMATS[fmt], "set_aside", None)
     if set_aside is not None:  # keys the layout leaves out on purpose (CLIP's text tower)
@@ -484,8 +537,9 @@ def _read_state_dict(path: Path, source_format: str) -> Source:
         )
     config = registry.default_config(candidates[0]).to_dict()
     config["num_classes"] = facts.num_classes
-    if "pre_logits.fc.weight" in state:
-        config["representation_size"] = int(state["pre_logits.fc.weight"].shape[0])
+    pre_logits = _of_rank(state, "pre_logits.fc.weight", 2)
+    if pre_logits is not None:
+        config["representation_size"] = int(pre_logits.shape[0])
     logger.info("%s: %s layout, built as %s", path, fmt, candidates[0])
     return Source(state, config, "pytorch", {"source_format": fmt},
                   {"architecture": candidates[0]}, source_format=fmt)
@@ -496,17 +550,17 @@ def _described_by_adapter(path: Path, fmt: str, state: dict[str, torch.Tensor]) 
     the adapter's ``config_fields(state)``, ``ORIGIN`` and ``preprocessing(state)``."""
     module = STATE_DICT_FORMATS.get(fmt)
     describe = getattr(module, "config_fields", None)
-    if describe is None:
+    if describe is None or fmt == "hf_transformers":  # whose fields are in its config.json
         return None
+    preprocessing = getattr(module, "preprocessing", None)
     try:
         fields = describe(state)
         if fields is None:  # the tensors do not say (a timm trunk): the registered one that fits
             return None
         config = ViTConfig(**fields).to_dict()
-    except (ValueError, ConfigError) as err:
+        pretrained = dict(preprocessing(state)) if preprocessing is not None else {}
+    except (ValueError, IndexError, KeyError) as err:  # ConfigError is a ValueError
         raise CheckpointError(f"{path} ({fmt} layout): {err}") from err
-    preprocessing = getattr(module, "preprocessing", None)
-    pretrained = dict(preprocessing(state)) if preprocessing is not None else {}
     logger.info("%s: %s layout, architecture read off the tensors", path, fmt)
     return Source(state, config, getattr(module, "ORIGIN", "pytorch"), {"source_format": fmt},
                   pretrained, source_format=fmt)
@@ -537,12 +591,15 @@ def read_source(path: str | Path, *, source_format: str = "auto",
         fmt = io.detect_format(path)
         fmt = {"safetensors": "state_dict", "pickle": "state_dict"}.get(fmt, fmt)
     if fmt == "jax_npz":
-        return _read_jax(path, img_size, progress)
-    if fmt == "vitzoo":
-        return _read_vitzoo(path)
-    if fmt == "hub_dir":
-        return _read_hub_dir(path)
-    return _read_state_dict(path, "auto" if fmt == "state_dict" else fmt)
+        source = _read_jax(path, img_size, progress)
+    elif fmt == "vitzoo":
+        source = _read_vitzoo(path)
+    elif fmt == "hub_dir":
+        source = _read_hub_dir(path)
+    else:
+        source = _read_state_dict(path, "auto" if fmt == "state_dict" else fmt)
+    source.name = str(path)
+    return source
 
 
 # -- fitting a state dict to a config -------------------------------------------------------------
@@ -596,7 +653,8 @@ def adapt_input_channels(state: dict[str, torch.Tensor], own: Mapping[str, torch
         if key not in state or key not in own:
             continue
         src, dst = state[key].shape, own[key].shape
-        if src != dst and src[1] == 3 and (src[0], *src[2:]) == (dst[0], *dst[2:]):
+        if (src != dst and len(src) == len(dst) == 4 and src[1] == 3
+                and (src[0], *src[2:]) == (dst[0], *dst[2:])):
             state[key] = adapt_input_conv(state[key], dst[1])
             how = "summed" if dst[1] == 1 else "repeated and scaled by 3/" + str(dst[1])
             report.reshaped[key] = f"3 -> {dst[1]} input channels, {how}"
@@ -664,7 +722,7 @@ def _check_tensors(state: Mapping[str, Any], name: str) -> None:
 
 def _unloadable(value: torch.Tensor, own: torch.Tensor) -> str | None:
     """Why ``value`` cannot be the model's ``own`` tensor, or None."""
-    if value.is_meta:
+    if value.is_meta and not own.is_meta:  # (into a meta model, only shapes are compared)
         return "meta (no data)"
     if value.is_quantized:
         return f"quantized ({value.dtype})"
@@ -682,7 +740,7 @@ def fit_dtypes(state: Mapping[str, torch.Tensor], own: Mapping[str, torch.Tensor
 
     Raises:
         CheckpointError: a tensor the model would load is integer, bool, complex, sparse,
-            quantized or on the meta device (the keys are named).
+            quantized or on the meta device (unless the model is too; the keys are named).
     """
     refused: dict[str, list[str]] = {}
     for key, value in state.items():

@@ -13,6 +13,7 @@ from typing import Any
 
 import torch
 
+from .json_fields import get_bool, get_float, get_int, get_mapping, get_pair, get_str
 from .rename import RenameTable, Rule
 
 _DISK = "{p}encoder.layer.{i}."
@@ -126,12 +127,13 @@ def config_fields(hf: Mapping[str, Any], state: Mapping[str, torch.Tensor]) -> d
     """ViTConfig fields from a transformers ``config.json`` (and the weights' heads).
 
     Raises:
-        ValueError: a model type or activation vitzoo cannot reproduce.
+        ValueError: a field missing or of the wrong type (named), or a model type or
+            activation vitzoo cannot reproduce.
     """
     model_type = hf.get("model_type")
     if model_type not in ("vit", "deit"):
         raise ValueError(f"model_type {model_type!r} is not a ViT or DeiT")
-    act = hf.get("hidden_act", "gelu")
+    act = get_str(hf, "hidden_act", "gelu")
     if act not in GELU:
         raise ValueError(f"hidden_act={act!r} is not a GELU vitzoo reproduces "
                          f"({', '.join(GELU)})")
@@ -143,24 +145,45 @@ def config_fields(hf: Mapping[str, Any], state: Mapping[str, torch.Tensor]) -> d
                          "WithTeacher checkpoint")
     head = renamed.get("head.weight")
     fields: dict[str, Any] = {
-        "embed_dim": hf["hidden_size"], "depth": hf["num_hidden_layers"],
-        "num_heads": hf["num_attention_heads"], "mlp_dim": hf["intermediate_size"],
-        "img_size": hf.get("image_size", 224), "patch_size": hf.get("patch_size", 16),
-        "in_chans": hf.get("num_channels", 3), "qkv_bias": hf.get("qkv_bias", True),
-        "gelu_approximate": GELU[act], "norm_eps": hf.get("layer_norm_eps", 1e-12),
-        "distilled": distilled, "num_classes": int(head.shape[0]) if head is not None else 0,
+        "embed_dim": get_int(hf, "hidden_size"), "depth": get_int(hf, "num_hidden_layers"),
+        "num_heads": get_int(hf, "num_attention_heads"),
+        "mlp_dim": get_int(hf, "intermediate_size"),
+        "img_size": get_pair(hf, "image_size", 224), "patch_size": get_pair(hf, "patch_size", 16),
+        "in_chans": get_int(hf, "num_channels", 3), "qkv_bias": get_bool(hf, "qkv_bias", True),
+        "gelu_approximate": GELU[act],
+        "norm_eps": get_float(hf, "layer_norm_eps", 1e-12, positive=True),
+        "distilled": distilled,
+        "num_classes": int(head.shape[0]) if head is not None and head.ndim == 2 else 0,
         "class_token": True, "global_pool": "token",
     }
-    if "pre_logits.fc.weight" in renamed:
-        if hf.get("pooler_act", "tanh") != "tanh":
-            raise ValueError(f"pooler_act={hf['pooler_act']!r} is not tanh")
-        fields["representation_size"] = int(renamed["pre_logits.fc.weight"].shape[0])
+    pooler = renamed.get("pre_logits.fc.weight")
+    if pooler is not None:
+        pooler_act = get_str(hf, "pooler_act", "tanh")
+        if pooler_act != "tanh":
+            raise ValueError(f"pooler_act={pooler_act!r} is not tanh")
+        if pooler.ndim != 2:
+            raise ValueError(f"pooler.dense.weight has shape {tuple(pooler.shape)}, not 2-D")
+        fields["representation_size"] = int(pooler.shape[0])
     return fields
 
 
 def labels(hf: Mapping[str, Any]) -> list[str] | None:
-    """Class names from ``id2label``, in index order."""
-    id2label = hf.get("id2label")
-    if not id2label:
+    """Class names from ``id2label``, in index order.
+
+    Raises:
+        ValueError: ``id2label`` is not an object of ``"index": "name"`` strings, or its
+            indices are not 0 .. N-1.
+    """
+    if not hf.get("id2label"):
         return None
-    return [id2label[k] for k in sorted(id2label, key=lambda k: int(re.sub(r"\D", "", k) or 0))]
+    id2label = get_mapping(hf, "id2label")
+    index = {}
+    for key, name in id2label.items():
+        if not (isinstance(key, str) and re.fullmatch(r"\d{1,9}", key)
+                and isinstance(name, str)):
+            raise ValueError(f"field 'id2label' must map indices (\"0\", \"1\" ...) to "
+                             f"class names, got {key!r}: {name!r}")
+        index[int(key)] = name
+    if sorted(index) != list(range(len(index))):
+        raise ValueError(f"field 'id2label' must number the classes 0 .. {len(index) - 1}")
+    return [index[i] for i in range(len(index))]

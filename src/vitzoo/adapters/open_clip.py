@@ -24,6 +24,16 @@ from typing import Any
 import torch
 
 from ..pretrained.entry import CLIP_MEAN, CLIP_STD
+from .json_fields import (
+    MAX_INT,
+    get_bool,
+    get_float,
+    get_floats,
+    get_int,
+    get_mapping,
+    get_pair,
+    get_str,
+)
 from .rename import RenameTable, Rule, Transform
 
 __all__ = ["CONFIG_FILE", "WEIGHT_FILES", "config_fields", "detect", "hub_config_fields",
@@ -191,73 +201,106 @@ _UNSUPPORTED = {
 _TIMM_POOLS = {"avg": "avg", "token": "token", "map": "map", "": ""}
 
 
-def _pair(value: Any) -> tuple[int, int]:
-    return (int(value[0]), int(value[1])) if isinstance(value, (list, tuple)) else (
-        int(value), int(value))
-
-
 def hub_config_fields(hub: Mapping[str, Any]) -> tuple[dict[str, Any], str | None]:
     """ViTConfig fields from an ``open_clip_config.json``, and the timm architecture of a
     ``visual.trunk`` tower (its fields are then only the pooling and head).
 
     Raises:
-        ValueError: no ``model_cfg``, or a vision option vitzoo does not build.
+        ValueError: no ``model_cfg`` with a ``vision_cfg``, a field of the wrong type (named),
+            or a vision option vitzoo does not build.
     """
-    model_cfg = hub.get("model_cfg")
-    if not isinstance(model_cfg, Mapping) or not isinstance(model_cfg.get("vision_cfg"), Mapping):
-        raise ValueError("it has no model_cfg with a vision_cfg")
-    vision, embed = model_cfg["vision_cfg"], int(model_cfg["embed_dim"])
+    model_cfg = get_mapping(hub, "model_cfg")
+    vision = get_mapping(model_cfg, "vision_cfg", where="model_cfg")
+    where = "model_cfg.vision_cfg"
+    embed = get_int(model_cfg, "embed_dim", where="model_cfg")
     problems = [what for key, what in _UNSUPPORTED.items() if vision.get(key)]
-    if vision.get("pool_type", "tok") != "tok":
-        problems.append(f"pool_type={vision['pool_type']!r} (vitzoo pools the class token)")
-    if vision.get("pos_embed_type", "learnable") != "learnable":
-        problems.append(f"pos_embed_type={vision['pos_embed_type']!r}")
-    if vision.get("block_type") not in (None, "default"):
-        problems.append(f"block_type={vision['block_type']!r}")
+    pool = get_str(vision, "pool_type", "tok", where=where)
+    if pool != "tok":
+        problems.append(f"pool_type={pool!r} (vitzoo pools the class token)")
+    pos = get_str(vision, "pos_embed_type", "learnable", where=where)
+    if pos != "learnable":
+        problems.append(f"pos_embed_type={pos!r}")
+    block = get_str(vision, "block_type", "default", where=where)
+    if block != "default":
+        problems.append(f"block_type={block!r}")
     if isinstance(vision.get("layers"), (list, tuple)):
         problems.append("a ResNet image tower (ModifiedResNet), not a ViT")
-    norm = dict(vision.get("norm_kwargs") or {})
-    eps = float(norm.pop("eps", 1e-5))
+    norm = dict(get_mapping(vision, "norm_kwargs", {}, where=where))
+    eps = get_float(norm, "eps", 1e-5, positive=True, where=f"{where}.norm_kwargs")
+    norm.pop("eps", None)
     if norm:
         problems.append(f"LayerNorm arguments {sorted(norm)}")
-    if vision.get("timm_model_name"):
+    trunk = get_str(vision, "timm_model_name", "", where=where)
+    if trunk:
         problems += _trunk_problems(vision)
     if problems:
         raise ValueError("its image tower has " + "; ".join(problems)
                          + ", which vitzoo's VisionTransformer does not build")
-    if vision.get("timm_model_name"):
-        proj = vision.get("timm_proj", "linear")
-        return {"global_pool": _TIMM_POOLS[vision.get("timm_pool", "avg")],
-                "num_classes": 0 if proj == "none" else embed}, str(vision["timm_model_name"])
-    width = int(vision.get("width", 768))
+    if trunk:
+        proj = get_str(vision, "timm_proj", "linear", where=where)
+        return {"global_pool": _TIMM_POOLS[get_str(vision, "timm_pool", "avg", where=where)],
+                "num_classes": 0 if proj == "none" else embed}, trunk
+    return _tower_fields(model_cfg, vision, embed, eps), None
+
+
+def _tower_fields(model_cfg: Mapping[str, Any], vision: Mapping[str, Any], embed: int,
+                  eps: float) -> dict[str, Any]:
+    """The fields of open_clip's own ``VisionTransformer`` tower."""
+    where = "model_cfg.vision_cfg"
+    width = get_int(vision, "width", 768, where=where)
+    head_width = get_int(vision, "head_width", 64, where=where)
+    if width % head_width:
+        raise ValueError(f"field '{where}.head_width' ({head_width}) does not divide "
+                         f"'{where}.width' ({width})")
+    mlp_ratio = get_float(vision, "mlp_ratio", 4.0, positive=True, where=where)
+    mlp_dim = int(width * mlp_ratio)
+    if not 1 <= mlp_dim <= MAX_INT:
+        raise ValueError(f"field '{where}.mlp_ratio' ({mlp_ratio}) gives an MLP of {mlp_dim} "
+                         "units")
+    init_values = vision.get("ls_init_value")
     return {
-        "img_size": _pair(vision.get("image_size", 224)),
-        "patch_size": _pair(vision.get("patch_size", 16)), "embed_dim": width,
-        "depth": int(vision.get("layers", 12)),
-        "num_heads": width // int(vision.get("head_width", 64)),
-        "mlp_dim": int(width * float(vision.get("mlp_ratio", 4.0))), "num_classes": embed,
+        "img_size": get_pair(vision, "image_size", 224, where=where),
+        "patch_size": get_pair(vision, "patch_size", 16, where=where), "embed_dim": width,
+        "depth": get_int(vision, "layers", 12, where=where),
+        "num_heads": width // head_width, "mlp_dim": mlp_dim, "num_classes": embed,
         "class_token": True, "global_pool": "token", "pre_norm": True, "patch_bias": False,
-        "norm_eps": eps, "act_layer": "quick_gelu" if model_cfg.get("quick_gelu") else "gelu",
+        "norm_eps": eps,
+        "act_layer": "quick_gelu" if get_bool(model_cfg, "quick_gelu", False,
+                                              where="model_cfg") else "gelu",
         "gelu_approximate": "none", "head_bias": True,
-        "init_values": vision.get("ls_init_value"),
-    }, None
+        "init_values": None if init_values is None else get_float(
+            vision, "ls_init_value", where=where),
+    }
 
 
 def _trunk_problems(vision: Mapping[str, Any]) -> list[str]:
+    where = "model_cfg.vision_cfg"
     problems = []
-    if vision.get("timm_pool", "avg") not in _TIMM_POOLS:
-        problems.append(f"timm_pool={vision['timm_pool']!r}")
-    if vision.get("timm_proj", "linear") not in ("linear", "none", ""):
-        problems.append(f"timm_proj={vision['timm_proj']!r}")
+    pool = get_str(vision, "timm_pool", "avg", where=where)
+    if pool not in _TIMM_POOLS:
+        problems.append(f"timm_pool={pool!r}")
+    proj = get_str(vision, "timm_proj", "linear", where=where)
+    if proj not in ("linear", "none", ""):
+        problems.append(f"timm_proj={proj!r}")
     return problems
+
+
+_CROP_MODES = {"shortest": "center", "squash": "squash", "longest": "border"}
 
 
 def hub_preprocessing(hub: Mapping[str, Any]) -> dict[str, Any]:
     """Pretrained-cfg keys from ``preprocess_cfg`` (open_clip's defaults: OpenAI's mean and
-    std, bicubic, ``resize_mode="shortest"``, i.e. resize and centre crop at crop_pct 1.0)."""
-    pre = hub.get("preprocess_cfg") or {}
-    crop_mode = {"shortest": "center", "squash": "squash", "longest": "border"}.get(
-        pre.get("resize_mode", "shortest"), "center")
-    return {"mean": tuple(pre.get("mean", CLIP_MEAN)), "std": tuple(pre.get("std", CLIP_STD)),
-            "interpolation": pre.get("interpolation", "bicubic"), "crop_pct": 1.0,
-            "crop_mode": crop_mode}
+    std, bicubic, ``resize_mode="shortest"``, i.e. resize and centre crop at crop_pct 1.0).
+
+    Raises:
+        ValueError: a field of the wrong type (named).
+    """
+    pre = get_mapping(hub, "preprocess_cfg", {})
+    where = "preprocess_cfg"
+    resize_mode = get_str(pre, "resize_mode", "shortest", choices=tuple(_CROP_MODES),
+                          where=where)
+    return {"mean": get_floats(pre, "mean", CLIP_MEAN, length=3, where=where),
+            "std": get_floats(pre, "std", CLIP_STD, length=3, positive=True, where=where),
+            "interpolation": get_str(pre, "interpolation", "bicubic", where=where,
+                                     choices=("bicubic", "bilinear", "nearest")),
+            "crop_pct": 1.0, "crop_mode": _CROP_MODES[resize_mode]}

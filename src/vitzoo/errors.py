@@ -17,6 +17,7 @@ __all__ = [
     "DuplicateModelError",
     "ExportError",
     "FeatureIndexError",
+    "ImageInputError",
     "ImageSizeError",
     "MissingDependencyError",
     "NonFiniteWeightsWarning",
@@ -138,3 +139,8 @@ class ZeroHeadWarning(UserWarning):
 class NonFiniteWeightsWarning(UserWarning):
     """A checkpoint's weights hold NaN or infinite values (they load; the outputs will not be
     finite). The message names the tensors."""
+
+
+class ImageInputError(VitzooError, TypeError):
+    """A model input is not a floating-point tensor on the weights' device: an integer or bool
+    image (convert it to float and normalise it), or a tensor on another device."""

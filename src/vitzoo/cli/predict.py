@@ -6,8 +6,15 @@ import argparse
 
 import torch
 
-from ..data import create_transform, imagenet_class_names, resolve_data_config
-from ..errors import MissingDependencyError, VitzooError
+from ..data import (
+    MAX_IMAGE_PIXELS,
+    create_transform,
+    imagenet_class_names,
+    open_image,
+    resolve_data_config,
+)
+from ..data.images import pil_image_module
+from ..errors import ConfigError, VitzooError
 from ..factory import open_model
 
 
@@ -18,7 +25,9 @@ def add_parser(commands: argparse._SubParsersAction) -> None:
                     "ImageNet-1k names for 1000-class models) of each IMAGE.",
     )
     parser.add_argument("model", help="checkpoint file or directory, or NAME[.TAG]")
-    parser.add_argument("images", nargs="+", metavar="IMAGE")
+    parser.add_argument("images", nargs="+", metavar="IMAGE",
+                        help="image files (any format Pillow reads, at most "
+                             f"{MAX_IMAGE_PIXELS:,} pixels)")
     parser.add_argument("--top-k", type=int, default=5)
     parser.set_defaults(run=run)
 
@@ -33,22 +42,16 @@ def class_names(model) -> list[str]:
 
 
 def run(args: argparse.Namespace) -> int:
-    try:
-        from PIL import Image
-    except ImportError as err:
-        raise MissingDependencyError('vitzoo predict reads images with Pillow: '
-                                     'pip install "vitzoo[image]"') \
-            from err
+    if args.top_k < 1:
+        raise ConfigError(f"--top-k must be at least 1, got {args.top_k}")
+    pil_image_module()  # before the model is opened: Pillow may be missing
     model = open_model(args.model).eval()
     if model.num_classes == 0:
         raise VitzooError(f"{args.model} has no classifier head (num_classes=0)")
     transform = create_transform(resolve_data_config(model))
     names = class_names(model)
     for path in args.images:
-        try:
-            image = Image.open(path).convert("RGB")
-        except OSError as err:
-            raise VitzooError(f"cannot read image {path}: {err}") from err
+        image = open_image(path)  # a DatasetError naming the file for a broken one
         with torch.no_grad():
             probs = model(transform(image)[None]).softmax(dim=-1)[0]
         top = probs.topk(min(args.top_k, probs.numel()))

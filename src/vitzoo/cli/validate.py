@@ -5,7 +5,8 @@ from __future__ import annotations
 import argparse
 import json
 
-from ..data import create_transform, open_dataset, resolve_data_config
+from ..data import MAX_IMAGE_PIXELS, create_transform, open_dataset, resolve_data_config
+from ..errors import ConfigError
 from ..factory import open_model
 from ..train import evaluate
 from ..train.sampler import SeededDataset
@@ -20,7 +21,8 @@ def add_parser(commands: argparse._SubParsersAction) -> None:
     )
     parser.add_argument("model")
     parser.add_argument("data", help="digits, cifar10:PATH, cifar100:PATH, folder:PATH or a "
-                                     "directory")
+                                     "directory (images of at most "
+                                     f"{MAX_IMAGE_PIXELS:,} pixels)")
     parser.add_argument("--batch-size", type=int, default=128)
     parser.add_argument("--num-workers", type=int, default=0)
     parser.add_argument("--resize", action="store_true",
@@ -30,6 +32,9 @@ def add_parser(commands: argparse._SubParsersAction) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
+    if args.batch_size < 1 or args.num_workers < 0:
+        raise ConfigError(f"--batch-size must be at least 1 and --num-workers at least 0, got "
+                          f"{args.batch_size} and {args.num_workers}")
     model = open_model(args.model)
     transform = create_transform(resolve_data_config(model),
                                  eval_resize="resize" if args.resize else "crop")

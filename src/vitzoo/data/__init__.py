@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from .class_names import imagenet_class_names, imagenet_wnids
 from .datasets import CIFAR, DatasetError, Digits, ImageFolder
+from .images import MAX_IMAGE_PIXELS, open_image
 from .pipeline import create_transform, resolve_data_config, resolve_model_data_config
 from .specs import open_dataset
 from .transforms import (
@@ -30,6 +31,7 @@ __all__ = [
     "Digits",
     "EnsureChannels",
     "ImageFolder",
+    "MAX_IMAGE_PIXELS",
     "Normalize",
     "RandomApply",
     "RandomGrayscale",
@@ -42,6 +44,7 @@ __all__ = [
     "imagenet_class_names",
     "imagenet_wnids",
     "open_dataset",
+    "open_image",
     "resolve_data_config",
     "resolve_model_data_config",
 ]

@@ -23,12 +23,12 @@ from torch.utils.data import Dataset
 
 from .. import hub
 from .._utils import file_digest
-from ..errors import DatasetError, MissingDependencyError
+from ..errors import DatasetError
+from .images import open_image, pil_image_module
 
 __all__ = ["CIFAR", "DatasetError", "Digits", "ImageFolder"]
 
 IMAGE_EXTENSIONS = (".jpg", ".jpeg", ".png", ".bmp", ".webp", ".ppm", ".gif", ".tif", ".tiff")
-
 
 
 @dataclass(frozen=True)
@@ -228,15 +228,6 @@ class CIFAR(Dataset):
                 f"transform={self.transform!r})")
 
 
-def _pil_image() -> Any:
-    try:
-        from PIL import Image
-    except ImportError as err:
-        raise MissingDependencyError('reading image files needs Pillow: '
-                                     'pip install "vitzoo[image]"') from err
-    return Image
-
-
 class ImageFolder(Dataset):
     """Images in one sub-folder per class: ``root/<class>/**/<image>``.
 
@@ -251,7 +242,7 @@ class ImageFolder(Dataset):
 
     def __init__(self, root: str | Path, *, transform: Callable[[Any], Any] | None = None,
                  extensions: tuple[str, ...] = IMAGE_EXTENSIONS) -> None:
-        _pil_image()  # fail now, not at the first item, when Pillow is missing
+        pil_image_module()  # fail now, not at the first item, when Pillow is missing
         root = Path(root)
         if not root.is_dir():
             raise DatasetError(f"{root} is not a folder; ImageFolder needs root/<class>/<image>")
@@ -278,8 +269,7 @@ class ImageFolder(Dataset):
 
     def __getitem__(self, index: int) -> tuple[Any, int]:
         path, label = self.samples[index]
-        with _pil_image().open(path) as image:
-            image = image.convert("RGB")
+        image = open_image(path)  # a DatasetError naming the file for a broken one
         return (image if self.transform is None else self.transform(image)), label
 
     def __repr__(self) -> str:

@@ -80,7 +80,8 @@ class HybridEmbed(nn.Module):
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         # Any size reaches the backbone ("SAME" padding); the map is checked against the patch.
-        check_image(x, self.img_size, self.in_chans, (1, 1), self.dynamic_img_size, True)
+        check_image(x, self.img_size, self.in_chans, (1, 1), self.dynamic_img_size, True,
+                    self.proj.weight)
         x = self.backbone(x)  # (B, F, fh, fw)
         if self.dynamic_img_size:
             check_image(x, self.feature_size, x.shape[1], self.patch_size, True,

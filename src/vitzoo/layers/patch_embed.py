@@ -11,7 +11,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from ..errors import ImageSizeError
+from ..errors import ImageInputError, ImageSizeError
 from .helpers import patch_grid, to_2tuple
 from .weight_init import lecun_normal_
 
@@ -20,16 +20,36 @@ __all__ = ["PatchEmbed", "check_image", "resample_patch_kernel"]
 
 def check_image(x: torch.Tensor, img_size: tuple[int, int], in_chans: int,
                 patch_size: tuple[int, int] = (1, 1), dynamic: bool = False,
-                pad: bool = False) -> None:
-    """Raise :class:`ImageSizeError` unless ``x`` is an image batch the model takes.
+                pad: bool = False, weight: torch.Tensor | None = None) -> None:
+    """Raise unless ``x`` is an image batch the model takes.
 
     A fixed-size model takes ``(B, in_chans, *img_size)``; a dynamic one (``dynamic``) any
     height and width of at least one patch that the patch divides, or any at all with ``pad``.
-    Scriptable, and a single node under ``torch.fx`` tracing.
+    The image must be floating-point and, when ``weight`` (the first layer's) is given, on its
+    device. Scriptable, and a single node under ``torch.fx`` tracing; a few comparisons of
+    metadata, no computation.
+
+    Raises:
+        ImageSizeError: the rank, channels or size is wrong.
+        ImageInputError: an integer / bool image, or one on another device than ``weight``.
     """
     if x.dim() != 4:
         raise ImageSizeError(
             f"expected a (batch, channels, height, width) tensor, got {x.dim()} dimensions"
+        )
+    if not x.is_floating_point():
+        # TorchScript formats a dtype as a number: name it only in eager mode
+        kind = "an integer, bool or complex" if torch.jit.is_scripting() else f"a {x.dtype}"
+        raise ImageInputError(
+            f"the model takes floating-point images, got {kind} tensor: convert it to float "
+            "and normalise it as the weights expect, e.g. with "
+            "vitzoo.create_transform(vitzoo.resolve_data_config(model)) on the PIL image, or "
+            "(x.float() / 255 - mean) / std"
+        )
+    if weight is not None and x.device != weight.device:
+        raise ImageInputError(
+            f"the input is on {x.device} and the model's weights on {weight.device}: move one "
+            f"of them, e.g. x.to('{weight.device}') or model.to('{x.device}')"
         )
     c, h, w = x.shape[1], x.shape[2], x.shape[3]
     if c != in_chans:
@@ -150,7 +170,7 @@ class PatchEmbed(nn.Module):
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         check_image(x, self.img_size, self.in_chans, self.patch_size, self.dynamic_img_size,
-                    self.dynamic_img_pad)
+                    self.dynamic_img_pad, self.proj.weight)
         if self.dynamic_img_pad:
             x = pad_to_patches(x, self.patch_size)
         x = self.proj(x)  # (B, D, gh, gw)

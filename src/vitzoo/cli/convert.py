@@ -8,6 +8,7 @@ from pathlib import Path
 
 from .._utils import Progress
 from ..convert import convert_checkpoint
+from ..errors import ConfigError
 
 
 def add_parser(commands: argparse._SubParsersAction) -> None:
@@ -37,6 +38,8 @@ def add_parser(commands: argparse._SubParsersAction) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
+    if args.img_size is not None and args.img_size < 1:
+        raise ConfigError(f"--img-size must be a positive number of pixels, got {args.img_size}")
     start = time.perf_counter()
     with Progress("converting", unit="array", enabled=not args.quiet) as progress:
         out = convert_checkpoint(args.src, args.dst, target_format=args.target_format,

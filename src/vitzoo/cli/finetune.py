@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import math
 import shlex
 import sys
 from pathlib import Path
@@ -14,11 +15,23 @@ from ..train.config import PRESETS
 from ..train.state import saved_step
 from ..train.workflow import finetune_on
 
+
+def finite_float(text: str) -> float:
+    """An argparse type: a finite number (``float`` alone takes ``nan`` and ``inf``)."""
+    try:
+        value = float(text)
+    except ValueError:
+        value = math.nan
+    if not math.isfinite(value):
+        raise argparse.ArgumentTypeError(f"{text!r} is not a finite number")
+    return value
+
+
 # Options that take a value and go to TrainConfig, in the order of --help.
-_TRAIN_OPTIONS = (("steps", int), ("batch-size", int), ("micro-batch", int), ("lr", float),
-                  ("weight-decay", float), ("layer-decay", float), ("warmup-steps", int),
-                  ("eval-every", int), ("seed", int), ("num-workers", int),
-                  ("label-smoothing", float))
+_TRAIN_OPTIONS = (("steps", int), ("batch-size", int), ("micro-batch", int),
+                  ("lr", finite_float), ("weight-decay", finite_float),
+                  ("layer-decay", finite_float), ("warmup-steps", int), ("eval-every", int),
+                  ("seed", int), ("num-workers", int), ("label-smoothing", finite_float))
 _CHOICES = (("optimizer", ("sgd", "adamw")), ("schedule", ("cosine", "linear")),
             ("amp", ("auto", "off", "bf16", "fp16")), ("distill", ("soft", "hard")))
 # Every option with a value, as the command line spells it, for the command that resumes.
@@ -55,7 +68,7 @@ def add_parser(commands: argparse._SubParsersAction) -> None:
     parser.add_argument("--teacher", help="teacher model for DeiT distillation")
     for name, kind in _TRAIN_OPTIONS:
         parser.add_argument(f"--{name}", type=kind)
-    parser.add_argument("--drop-path-rate", type=float)
+    parser.add_argument("--drop-path-rate", type=finite_float)
     for name, choices in _CHOICES:
         parser.add_argument(f"--{name}", choices=choices)
     parser.set_defaults(run=run)

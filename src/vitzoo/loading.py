@@ -405,7 +405,7 @@ def _read_hf_dir(path: Path, hub_config: dict[str, Any],
     if names and config["num_classes"] == len(names):
         pretrained["label_names"] = names
     return Source(state, config, "pytorch", {"source_format": "hf_transformers"}, pretrained,
-                  source_format="hf_transformers")
+                  source_format="hf_transformers", name=str(config_file))
 
 
 def _read_open_clip_dir(path: Path) -> Source:
@@ -433,7 +433,7 @@ def _read_open_clip_dir(path: Path) -> Source:
                                   f"which is not a ViT vitzoo knows ({err})") from err
     return Source(StateDict(state, *open_clip.set_aside(raw, described=True)), config,
                   _origin(config), {"source_format": "open_clip"}, preprocessing,
-                  source_format="open_clip")
+                  source_format="open_clip", name=str(config_file))
 
 
 def _timm_hub_config(config_file: Path, hub_config: Mapping[str, Any]) -> dict[str, Any]:
@@ -481,7 +481,7 @@ def _read_hub_dir(path: Path) -> Source:
     except ValueError as err:
         raise CheckpointError(f"{config_file}: {err}") from err
     return Source(timm.to_vitzoo(_hub_weights(path)), config, _origin(config), {}, pretrained,
-                  source_format="hub_dir")
+                  source_format="hub_dir", name=str(config_file))
 
 
 def _converted(convert: Callable[[Mapping[str, torch.Tensor]], Any],
@@ -598,7 +598,8 @@ def read_source(path: str | Path, *, source_format: str = "auto",
         source = _read_hub_dir(path)
     else:
         source = _read_state_dict(path, "auto" if fmt == "state_dict" else fmt)
-    source.name = str(path)
+    if source.name == Source.name:  # a hub directory names its config file itself
+        source.name = str(path)
     return source
 
 

@@ -78,9 +78,13 @@ def config_fields(state: Mapping[str, torch.Tensor]) -> dict[str, Any]:
     Raises:
         ValueError: a tensor the architecture is read from is missing or not square.
     """
-    for key in ("patch_embed.proj.weight", "pos_embed", "blocks.0.mlp.fc1.weight"):
+    for key, ndim in (("patch_embed.proj.weight", 4), ("pos_embed", 3),
+                      ("blocks.0.mlp.fc1.weight", 2)):
         if key not in state:
             raise ValueError(f"no {key!r}: not a complete DeiT III state dict")
+        if state[key].ndim != ndim:
+            raise ValueError(f"{key} has shape {tuple(state[key].shape)}, not {ndim}-D as in "
+                             "DeiT III")
     width, in_chans, ph, pw = state["patch_embed.proj.weight"].shape
     rows = int(state["pos_embed"].shape[1])
     side = math.isqrt(rows)
@@ -88,6 +92,8 @@ def config_fields(state: Mapping[str, torch.Tensor]) -> dict[str, Any]:
         raise ValueError(f"the position table has {rows} rows, not a square grid")
     depth = len({m.group(1) for k in state if (m := re.match(r"blocks\.(\d+)\.", k))})
     head = state.get("head.weight")
+    if head is not None and head.ndim != 2:
+        raise ValueError(f"head.weight has shape {tuple(head.shape)}, not 2-D")
     return {
         "img_size": (side * int(ph), side * int(pw)), "patch_size": (int(ph), int(pw)),
         "in_chans": int(in_chans), "embed_dim": int(width), "depth": depth,

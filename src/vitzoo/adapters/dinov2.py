@@ -109,9 +109,9 @@ def to_vitzoo(state: Mapping[str, torch.Tensor]) -> tuple[dict[str, torch.Tensor
         if "cls_token" not in renamed or "pos_embed" not in renamed:
             raise ValueError("a DINOv2 register model needs cls_token and pos_embed; this file "
                              "has register_tokens without them")
-        _check_registers(renamed["reg_token"], int(renamed["cls_token"].shape[-1]))
         renamed["cls_token"], renamed["pos_embed"] = fold_class_position(
-            renamed["cls_token"], renamed["pos_embed"])
+            renamed["cls_token"], renamed["pos_embed"])  # checks both shapes
+        _check_registers(renamed["reg_token"], int(renamed["cls_token"].shape[-1]))
     return renamed, unplaced
 
 

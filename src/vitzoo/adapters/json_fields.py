@@ -9,6 +9,7 @@ and what was expected; the loader adds the file's name.
 
 from __future__ import annotations
 
+import functools
 import math
 from collections.abc import Mapping, Sequence
 from typing import Any
@@ -23,14 +24,33 @@ MAX_INT = 2**31 - 1
 """The largest integer a size field may hold (ViTConfig's own limits are lower)."""
 
 
+class _Default(Exception):
+    """The field is absent or null and has a default (returned as it is, unchecked)."""
+
+    def __init__(self, value: Any) -> None:
+        super().__init__()
+        self.value = value
+
+
 def _lookup(data: Mapping[str, Any], key: str, default: Any, where: str) -> tuple[Any, str]:
     name = f"{where}.{key}" if where else key
-    if key not in data or data[key] is None:
+    if key not in data or data[key] is None:  # null: unset, as transformers writes it
         if default is MISSING:
             raise ValueError(f"field {name!r} is missing" if key not in data
                              else f"field {name!r} is null")
-        return default, name
+        raise _Default(default)
     return data[key], name
+
+
+def _defaulting(read: Any) -> Any:
+    """A reader that returns the default of an absent or null field."""
+    @functools.wraps(read)
+    def wrapper(*args: Any, **kwargs: Any) -> Any:
+        try:
+            return read(*args, **kwargs)
+        except _Default as default:
+            return default.value
+    return wrapper
 
 
 def _wrong(name: str, value: Any, expected: str) -> ValueError:
@@ -39,6 +59,7 @@ def _wrong(name: str, value: Any, expected: str) -> ValueError:
                       f"({type(value).__name__})")
 
 
+@_defaulting
 def get_int(data: Mapping[str, Any], key: str, default: Any = MISSING, *, minimum: int = 1,
             where: str = "") -> int:
     """An integer field in ``[minimum, MAX_INT]`` (not a bool, a float or a string)."""
@@ -49,6 +70,7 @@ def get_int(data: Mapping[str, Any], key: str, default: Any = MISSING, *, minimu
     return value
 
 
+@_defaulting
 def get_float(data: Mapping[str, Any], key: str, default: Any = MISSING, *,
               positive: bool = False, where: str = "") -> float:
     """A finite number (an int is fine, a bool or a string is not); ``positive``: > 0."""
@@ -59,6 +81,7 @@ def get_float(data: Mapping[str, Any], key: str, default: Any = MISSING, *,
     return float(value)
 
 
+@_defaulting
 def get_bool(data: Mapping[str, Any], key: str, default: Any = MISSING, *,
              where: str = "") -> bool:
     """``true`` or ``false``."""
@@ -68,6 +91,7 @@ def get_bool(data: Mapping[str, Any], key: str, default: Any = MISSING, *,
     return value
 
 
+@_defaulting
 def get_str(data: Mapping[str, Any], key: str, default: Any = MISSING, *,
             choices: Sequence[str] | None = None, where: str = "") -> str:
     """A string, one of ``choices`` when given."""
@@ -78,6 +102,7 @@ def get_str(data: Mapping[str, Any], key: str, default: Any = MISSING, *,
     return value
 
 
+@_defaulting
 def get_mapping(data: Mapping[str, Any], key: str, default: Any = MISSING, *,
                 where: str = "") -> Mapping[str, Any]:
     """A JSON object."""
@@ -87,6 +112,7 @@ def get_mapping(data: Mapping[str, Any], key: str, default: Any = MISSING, *,
     return value
 
 
+@_defaulting
 def get_pair(data: Mapping[str, Any], key: str, default: Any = MISSING, *,
              where: str = "") -> tuple[int, int]:
     """An image or patch size: an int, or a ``[height, width]`` list of ints."""
@@ -101,6 +127,7 @@ def _is_size(value: Any) -> bool:
     return not isinstance(value, bool) and isinstance(value, int) and 1 <= value <= MAX_INT
 
 
+@_defaulting
 def get_floats(data: Mapping[str, Any], key: str, default: Any = MISSING, *, length: int,
                positive: bool = False, where: str = "") -> tuple[float, ...]:
     """Per-channel numbers (a mean, a std): a list of ``length`` finite numbers (``positive``:

@@ -145,6 +145,18 @@ def to_vitzoo(state: Mapping[str, torch.Tensor]) -> tuple[dict[str, torch.Tensor
     return out, unmatched
 
 
+def _tensor(state: Mapping[str, torch.Tensor], key: str, ndim: int, source: str
+            ) -> torch.Tensor:
+    """``state[key]`` (read from the file's ``source``), checked to have ``ndim`` dimensions."""
+    if key not in state:
+        raise ValueError(f"it has no {source} ({key}), which every CLIP image tower has")
+    value = state[key]
+    if value.ndim != ndim:
+        raise ValueError(f"{source} ({key}) has shape {tuple(value.shape)}, not {ndim}-D as in "
+                         "a CLIP image tower")
+    return value
+
+
 def _blocks(state: Mapping[str, torch.Tensor]) -> int:
     return len({m.group(1) for k in state if (m := re.match(r"blocks\.(\d+)\.", k))})
 
@@ -158,18 +170,21 @@ def config_fields(state: Mapping[str, torch.Tensor]) -> dict[str, Any] | None:
     """
     if "norm_pre.weight" not in state or "patch_embed.proj.bias" in state:
         return None
-    proj = state["patch_embed.proj.weight"]  # (D, 3, P, P)
-    rows = int(state["pos_embed"].shape[1]) - 1
-    side = math.isqrt(rows)
-    if side * side != rows:
+    proj = _tensor(state, "patch_embed.proj.weight", 4, "visual.conv1.weight")  # (D, 3, P, P)
+    rows = int(_tensor(state, "pos_embed", 3, "visual.positional_embedding").shape[1]) - 1
+    side = math.isqrt(max(rows, 0))
+    if rows < 1 or side * side != rows:
         raise ValueError(f"the position table has {rows} patch rows, not a square grid")
     width = int(proj.shape[0])
+    head = state.get("head.weight")
     return {
         "img_size": (side * int(proj.shape[-2]), side * int(proj.shape[-1])),
         "patch_size": (int(proj.shape[-2]), int(proj.shape[-1])), "in_chans": int(proj.shape[1]),
         "embed_dim": width, "depth": _blocks(state), "num_heads": max(width // 64, 1),
-        "mlp_dim": int(state["blocks.0.mlp.fc1.weight"].shape[0]),
-        "num_classes": int(state["head.weight"].shape[0]) if "head.weight" in state else 0,
+        "mlp_dim": int(_tensor(state, "blocks.0.mlp.fc1.weight", 2,
+                               "visual.transformer.resblocks.0.mlp.c_fc.weight").shape[0]),
+        "num_classes": int(_tensor(state, "head.weight", 2, "visual.proj").shape[0])
+        if head is not None else 0,
         "class_token": True, "global_pool": "token", "pre_norm": True, "patch_bias": False,
         "norm_eps": 1e-5, "act_layer": "quick_gelu", "head_bias": True,
         "init_values": 1e-5 if "blocks.0.ls1.gamma" in state else None,

@@ -427,6 +427,17 @@ def test_an_input_on_another_device_is_named(tiny_model):
         tiny_model(torch.zeros(1, 3, 32, 32, device="meta"))
 
 
+@pytest.mark.parametrize("dtype", [torch.float64, torch.float16, torch.bfloat16])
+def test_another_float_type_than_the_weights_is_named_unless_under_autocast(tiny_model, images,
+                                                                            dtype):
+    with pytest.raises(ImageInputError, match=f"the input is {dtype} and the model's weights "
+                                              "torch.float32"):
+        tiny_model(images.to(dtype))
+    if dtype == torch.bfloat16:
+        with torch.autocast("cpu", dtype=torch.bfloat16):
+            assert tiny_model(images.to(dtype)).dtype == torch.bfloat16
+
+
 def test_a_hybrid_checks_dtype_and_device_too():
     model = vitzoo.build_model(tiny_cfg(backbone_layers=(), patch_size=1, img_size=32,
                                         embed_dim=32)).eval()
@@ -434,6 +445,8 @@ def test_a_hybrid_checks_dtype_and_device_too():
         model(torch.zeros(1, 3, 32, 32, dtype=torch.uint8))
     with pytest.raises(ImageInputError, match="the input is on meta"):
         model(torch.zeros(1, 3, 32, 32, device="meta"))
+    with pytest.raises(ImageInputError, match="the input is torch.float64"):
+        model(torch.zeros(1, 3, 32, 32, dtype=torch.float64))
 
 
 def test_rank_channels_and_size_are_still_image_size_errors(tiny_model):

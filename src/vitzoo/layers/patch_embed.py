@@ -26,12 +26,14 @@ def check_image(x: torch.Tensor, img_size: tuple[int, int], in_chans: int,
     A fixed-size model takes ``(B, in_chans, *img_size)``; a dynamic one (``dynamic``) any
     height and width of at least one patch that the patch divides, or any at all with ``pad``.
     The image must be floating-point and, when ``weight`` (the first layer's) is given, on its
-    device. Scriptable, and a single node under ``torch.fx`` tracing; a few comparisons of
+    device and of its dtype (any floating type under ``torch.autocast``; not checked when
+    scripted). Scriptable, and a single node under ``torch.fx`` tracing; a few comparisons of
     metadata, no computation.
 
     Raises:
         ImageSizeError: the rank, channels or size is wrong.
-        ImageInputError: an integer / bool image, or one on another device than ``weight``.
+        ImageInputError: an integer / bool image, or one on another device or of another
+            floating type than ``weight``.
     """
     if x.dim() != 4:
         raise ImageSizeError(
@@ -51,6 +53,8 @@ def check_image(x: torch.Tensor, img_size: tuple[int, int], in_chans: int,
             f"the input is on {x.device} and the model's weights on {weight.device}: move one "
             f"of them, e.g. x.to('{weight.device}') or model.to('{x.device}')"
         )
+    if not torch.jit.is_scripting() and weight is not None and x.dtype != weight.dtype:
+        _check_float_dtype(x, weight)
     c, h, w = x.shape[1], x.shape[2], x.shape[3]
     if c != in_chans:
         raise ImageSizeError(
@@ -71,6 +75,19 @@ def check_image(x: torch.Tensor, img_size: tuple[int, int], in_chans: int,
         raise ImageSizeError(
             f"a {h}x{w} image is not a whole number of {patch_size[0]}x{patch_size[1]} "
             "patches; resize it or create the model with dynamic_img_pad=True"
+        )
+
+
+def _check_float_dtype(x: torch.Tensor, weight: torch.Tensor) -> None:
+    """Another floating type than the weights' is fine under autocast, which casts both."""
+    try:
+        autocast = torch.is_autocast_enabled(x.device.type)
+    except TypeError:  # torch < 2.4: no device argument
+        autocast = torch.is_autocast_enabled() or torch.is_autocast_cpu_enabled()
+    if not autocast:
+        raise ImageInputError(
+            f"the input is {x.dtype} and the model's weights {weight.dtype}: convert one of "
+            f"them (x.to({weight.dtype}) or model.to({x.dtype})), or run under torch.autocast"
         )
 
 

@@ -314,6 +314,13 @@ def test_every_rank_size_and_numeric_dtype_is_read_exactly(tmp_path, array):
     assert read.flags.writeable  # torch.from_numpy would warn on a read-only array
 
 
+def test_compressed_npz_files_read_like_stored_ones(tmp_path):
+    arrays = {"w": np.arange(40_000, dtype=np.float32).reshape(200, 200), "b": np.zeros(3)}
+    np.savez_compressed(tmp_path / "c.npz", **arrays)
+    read = io.read_npz(tmp_path / "c.npz")
+    assert all(np.array_equal(read[k], v) for k, v in arrays.items())
+
+
 _MEMORY_BOMBS = textwrap.dedent("""
     import io, json, resource, struct, sys, zipfile
     import numpy as np

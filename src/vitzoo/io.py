@@ -562,7 +562,8 @@ def _read_npy(archive: zipfile.ZipFile, info: zipfile.ZipInfo, path: Path) -> np
                 "was allocated for it")
         data = bytearray(nbytes)
         view, done = memoryview(data), 0
-        while done < nbytes and (count := f.readinto(view[done:])):
+        # in pieces: a zip member's readinto reads into a temporary bytes object first
+        while done < nbytes and (count := f.readinto(view[done:done + (16 << 20)])):
             done += count
         if done != nbytes or f.read(1):  # reading to the end checks the CRC-32
             raise CheckpointError(f"{path}: array {member!r} is truncated")

@@ -19,7 +19,10 @@ into it, the network is off) and one of these surfaces:
 - ``config``: ``ViTConfig`` / ``create_model`` with generated field values;
 - ``input``: a model called on tensors of generated rank, dtype and size;
 - ``name``: cache commands (``vitzoo cache rm / verify / ls``) and ``create_model`` with
-  generated names, some of them path-like.
+  generated names, some of them path-like;
+- ``cli``: the command line's file arguments (``vitzoo convert``, ``vitzoo predict`` with
+  generated images, cut or bit-flipped PNGs and JPEGs, ``vitzoo info``); a command passes when
+  it returns a status (vitzoo's commands turn a ``VitzooError`` into status 2).
 
 A case passes when it ends in a result or a ``VitzooError`` (for model inputs and
 configurations also a ``ValueError`` / ``TypeError`` raised by vitzoo's own code). It fails on
@@ -34,6 +37,7 @@ import collections
 import contextlib
 import io as _io
 import json
+import math
 import os
 import resource
 import shutil
@@ -97,6 +101,15 @@ def make_seeds(directory: Path) -> dict[str, bytes]:
                                 num_heads=2, layout="big_vision")
     np.savez(directory / "two_tower.npz", **{f"params/img/{k}": v for k, v in tower.items()},
              **{"params/t": np.zeros(()), "params/txt/x": np.zeros((2, 2))})
+    try:
+        from PIL import Image
+
+        picture = Image.fromarray((np.arange(16 * 16 * 3) % 251).astype(np.uint8)
+                                  .reshape(16, 16, 3))
+        picture.save(directory / "image.png")
+        picture.save(directory / "image.jpg")
+    except ImportError:  # Pillow is the `image` extra
+        pass
     seeds = {p.name: p.read_bytes() for p in sorted(directory.iterdir())}
     for name in ("dinov2/reg4.pth", "deit3/deit3_tiny.pth", "clip/openai_tiny.pt"):
         if (DATA / name).is_file():
@@ -251,6 +264,20 @@ def run_name(name: str, action: str, case: Path) -> None:
             main(["cache", action])
 
 
+def run_cli(data: bytes, suffix: str, command: str, case: Path, seeds: Path) -> None:
+    from vitzoo.cli import main
+
+    path = case / f"input{suffix}"
+    path.write_bytes(data)
+    argv = {"convert": ["convert", str(path), str(case / "out.safetensors"), "--quiet"],
+            "predict": ["predict", str(seeds / "vitzoo.safetensors"), str(path)],
+            "info": ["info", str(path)]}[command]
+    with contextlib.redirect_stdout(_io.StringIO()), contextlib.redirect_stderr(_io.StringIO()):
+        status = main(argv)
+    if not isinstance(status, int):
+        raise TypeError(f"the command returned {status!r}, not an exit status")
+
+
 # -- generated data -------------------------------------------------------------------------------
 def mutate(data: bytes, ops: list[tuple[str, int, int]]) -> bytes:
     """Apply ``(kind, position, value)`` edits: cut, flip a bit, set a byte, insert, zero a run."""
@@ -275,7 +302,7 @@ def mutate(data: bytes, ops: list[tuple[str, int, int]]) -> bytes:
 def safetensors_bytes(header: Any, payload: bytes, length_delta: int = 0) -> bytes:
     """A safetensors file with this (generated) JSON header."""
     text = json.dumps(header).encode() if not isinstance(header, bytes) else header
-    return (len(text) + length_delta).to_bytes(8, "little") + text + payload
+    return max(len(text) + length_delta, 0).to_bytes(8, "little") + text + payload
 
 
 def npz_bytes(arrays: dict[str, Any], members: dict[str, bytes]) -> bytes:
@@ -375,9 +402,9 @@ def _strategies(seeds: dict[str, bytes]):
         field_values, max_size=4)
     config_case = st.tuples(st.just("config"), st.tuples(fields, st.sampled_from(
         ["config", "create_model"])))
-    input_tensor = st.builds(
-        lambda shape, d: torch.zeros(shape, dtype=d), st.lists(st.integers(0, 40), max_size=5),
-        torch_dtypes)
+    input_shape = st.lists(st.sampled_from([0, 1, 2, 3, 4, 15, 16, 17, 24, 32]), max_size=5)
+    input_tensor = st.builds(lambda shape, d: torch.zeros(shape, dtype=d), input_shape.filter(
+        lambda shape: math.prod(shape) <= 1 << 20), torch_dtypes)
     input_case = st.tuples(st.just("input"), st.tuples(st.one_of(
         input_tensor, json_leaf, st.lists(st.floats(), max_size=3))))
     names = st.one_of(st.text(max_size=20), st.sampled_from(
@@ -386,13 +413,21 @@ def _strategies(seeds: dict[str, bytes]):
          "..", ".", "", "vit_tiny_patch16_224/../..", "hf-hub:../x", "x\x00y"]))
     name_case = st.tuples(st.just("name"), st.tuples(names, st.sampled_from(
         ["rm", "create", "ls", "verify"])))
+    images = [k for k in seeds if k.startswith("image")]
+    cli_data = st.one_of(mutated, st.builds(lambda s, o: mutate(seeds[s], o),
+                                            st.sampled_from(images or sorted(seeds)), ops))
+    cli_case = st.tuples(st.just("cli"), st.tuples(
+        cli_data, st.sampled_from([".png", ".jpg", ".safetensors", ".npz", ""]),
+        st.sampled_from(["convert", "predict", "predict", "info"])))
     return st.one_of(file_case, file_case, file_case, dir_case, config_case, input_case,
-                     name_case)
+                     name_case, cli_case)
 
 
 # -- the run --------------------------------------------------------------------------------------
-def run_case(surface: str, args: tuple, case: Path) -> None:
-    if surface == "file":
+def run_case(surface: str, args: tuple, case: Path, seeds: Path) -> None:
+    if surface == "cli":
+        run_cli(*args, case, seeds)
+    elif surface == "file":
         run_file(*args, case)
     elif surface == "dir":
         run_dir(*args, case)
@@ -429,7 +464,7 @@ def fuzz(cases: int, seed: int, profile: str) -> dict[str, Any]:
         err: BaseException | None = None
         signal.setitimer(signal.ITIMER_REAL, CASE_SECONDS)
         try:
-            run_case(surface, args, case)
+            run_case(surface, args, case, sandbox.root / "seeds")
         except CaseTimeout as e:
             err = e
         except Exception as e:  # noqa: BLE001 - every outcome is classified

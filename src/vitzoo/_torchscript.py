@@ -18,8 +18,10 @@ from __future__ import annotations
 import collections
 import io
 import math
+import os
 import pickle
 import re
+import stat
 import zipfile
 from collections.abc import Callable, Mapping
 from pathlib import Path
@@ -105,9 +107,10 @@ _HELPERS: dict[tuple[str, str], Callable[..., Any]] = {
 class _Unpickler(pickle.Unpickler):
     """``data.pkl`` -> recorded objects and tensors; any other global is refused."""
 
-    def __init__(self, data: bytes, archive: zipfile.ZipFile, root: str, name: str) -> None:
+    def __init__(self, data: bytes, archive: zipfile.ZipFile, root: str, name: str,
+                 size: int) -> None:
         super().__init__(io.BytesIO(data))
-        self._archive, self._root, self._name = archive, root, name
+        self._archive, self._root, self._name, self._size = archive, root, name, size
         self._classes: dict[str, type[_Recorded]] = {}
         self._storages: dict[str, torch.Tensor] = {}
 
@@ -148,11 +151,14 @@ class _Unpickler(pickle.Unpickler):
             raise CheckpointError(f"{self._name} is incomplete: storage {member} is missing; "
                                   "download or save it again") from None
         itemsize = torch.empty((), dtype=dtype).element_size()
-        if info.compress_type != zipfile.ZIP_STORED or info.file_size != numel * itemsize:
+        if (info.compress_type != zipfile.ZIP_STORED or info.file_size != numel * itemsize
+                or info.compress_size != info.file_size
+                or info.header_offset + info.file_size > self._size):
             raise CheckpointError(
                 f"{self._name}: storage {member} holds {info.file_size} bytes "
                 f"({'compressed' if info.compress_type else 'stored'}), not the {numel} "
-                f"x {itemsize} stored bytes data.pkl says; the archive is damaged")
+                f"x {itemsize} stored bytes data.pkl says, within the {self._size}-byte file; "
+                "the archive is damaged")
         data = bytearray(self._archive.read(member))
         return torch.frombuffer(data, dtype=dtype) if data else torch.empty(0, dtype=dtype)
 
@@ -170,6 +176,10 @@ def _rebuild_tensor(storage: torch.Tensor, offset: int, size: tuple[int, ...],
     if math.prod(size) and extent > storage.numel():
         raise CheckpointError(f"a tensor in data.pkl reaches element {extent} of a storage "
                               f"of {storage.numel()}; the archive is damaged")
+    if math.prod(size) > storage.numel():  # stride 0: copying it would allocate it in full
+        raise CheckpointError(f"a tensor in data.pkl of shape {tuple(size)} has more elements "
+                              f"than its storage of {storage.numel()} (a stride-0 view); the "
+                              "archive is damaged or forged")
     return torch.as_strided(storage, size, stride, offset)
 
 
@@ -241,21 +251,25 @@ def read_archive(path: str | Path) -> dict[str, torch.Tensor]:
     """
     name = str(path)
     try:
-        with zipfile.ZipFile(path) as archive:
-            return _read(archive, name)
-    except (zipfile.BadZipFile, EOFError, OSError, pickle.UnpicklingError, ValueError,
-            TypeError, AttributeError, IndexError, KeyError, RuntimeError) as err:
-        if isinstance(err, CheckpointError):
-            raise
+        if not stat.S_ISREG(os.stat(path).st_mode):  # never open a FIFO or a device
+            raise CheckpointError(f"{name} is not a regular file (a directory, FIFO, socket or "
+                                  "character device); vitzoo reads weights from files only")
+        with open(path, "rb") as f, zipfile.ZipFile(f) as archive:
+            return _read(archive, name, os.fstat(f.fileno()).st_size)
+    except CheckpointError:
+        raise
+    except Exception as err:  # noqa: BLE001 - any failure of the reader means a damaged file
         raise CheckpointError(f"cannot read TorchScript archive {name}: {err}. It is damaged "
                               "or truncated; download or save it again") from err
 
 
-def _read(archive: zipfile.ZipFile, name: str) -> dict[str, torch.Tensor]:
+def _read(archive: zipfile.ZipFile, name: str, size: int) -> dict[str, torch.Tensor]:
     infos = archive.infolist()
     if len(infos) > MAX_MEMBERS:
         raise CheckpointError(f"{name} has {len(infos)} members, more than the {MAX_MEMBERS} a "
                               "checkpoint may have")
+    if any(i.flag_bits & 0x1 for i in infos):
+        raise CheckpointError(f"{name} has encrypted members; TorchScript archives never do")
     root = _root([i.filename for i in infos], name)
     order = _read_text(archive, f"{root}byteorder")
     if order is not None and order.strip() != "little":
@@ -267,7 +281,7 @@ def _read(archive: zipfile.ZipFile, name: str) -> dict[str, torch.Tensor]:
                               f"{MAX_PICKLE_BYTES} a module tree needs")
     with archive.open(info) as f:
         data = f.read(MAX_PICKLE_BYTES + 1)
-    top = _Unpickler(data, archive, root, name).load()
+    top = _Unpickler(data, archive, root, name, size).load()
     if not isinstance(top, _Recorded):
         raise CheckpointError(f"{name}: data.pkl holds a {type(top).__name__}, not a "
                               "TorchScript module")

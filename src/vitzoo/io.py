@@ -2,6 +2,13 @@
 PyTorch pickles, Google's ``.npz`` archives and JSON side files, and the detection of a file's
 format from its content.
 
+Every reader refuses what it cannot read with a :class:`~vitzoo.errors.CheckpointError` that
+names the file: a path that is not a regular file (a directory, FIFO, socket, device or symlink
+loop) is refused before it is opened, so nothing blocks on it; sizes a file declares (an array's
+shape, a header's length, a zip member's unpacked size) are compared with the file's own size or
+a cap below before anything is allocated. The limits are the ``MAX_*`` constants here, listed in
+docs/checkpoints.md ("What vitzoo reads, and how").
+
 Nothing here builds a model or knows another library's key names (that is
 :mod:`vitzoo.adapters`); fitting tensors into a model is :mod:`vitzoo.loading`.
 """
@@ -9,14 +16,19 @@ Nothing here builds a model or knows another library's key names (that is
 from __future__ import annotations
 
 import contextlib
+import errno
 import json
+import math
+import os
 import pickle
+import stat
 import struct
 import tempfile
 import zipfile
+import zlib
 from collections.abc import Iterable, Iterator, Mapping
 from pathlib import Path
-from typing import Any
+from typing import IO, Any
 
 import numpy as np
 import torch
@@ -29,9 +41,11 @@ from ._version import __version__
 from .config import ViTConfig
 from .errors import CheckpointError
 
-__all__ = ["FORMAT_NAME", "detect_format", "load_state_dict", "parse_vitzoo_metadata",
-           "read_json", "read_npz", "read_safetensors", "read_safetensors_metadata",
-           "save_model", "save_state_dict", "vitzoo_metadata", "write_safetensors"]
+__all__ = ["FORMAT_NAME", "MAX_ARCHIVE_MEMBERS", "MAX_JSON_BYTES", "MAX_JSON_DEPTH",
+           "MAX_METADATA_CHARS", "MAX_NPZ_EXPANSION", "MAX_SAFETENSORS_HEADER", "detect_format",
+           "load_state_dict", "parse_vitzoo_metadata", "read_json", "read_npz",
+           "read_safetensors", "read_safetensors_metadata", "save_model", "save_state_dict",
+           "vitzoo_metadata", "write_safetensors"]
 
 FORMAT_NAME = "vitzoo"
 
@@ -40,49 +54,148 @@ WRAPPER_KEYS = ("model", "state_dict", "model_ema", "state_dict_ema")
 # Wrappers that DDP and torch.compile put in front of every key.
 KEY_PREFIXES = ("module.", "_orig_mod.")
 
-_ZIP_MAGIC = b"PK\x03\x04"
+# -- limits (docs/checkpoints.md, "What vitzoo reads, and how") ---------------------------------
+MAX_SAFETENSORS_HEADER = 100 << 20
+"""The longest safetensors JSON header read, in bytes (safetensors' own limit; a ViT-g file's
+header is about 200 kB)."""
+MAX_ARCHIVE_MEMBERS = 100_000
+"""More members than this in an ``.npz`` or PyTorch zip is no checkpoint (ViT-g has ~2,000)."""
+MAX_NPZ_EXPANSION = 100
+"""The members of a zip (``.npz``, PyTorch) may unpack to at most this many times the file's
+size, plus 1 MiB: ``np.savez`` and ``torch.save`` store data uncompressed (1x), and compressed
+weights shrink by about a tenth. More is a zip bomb."""
+MAX_JSON_BYTES = 16 << 20
+"""The largest JSON side file (``config.json`` ...) read; a ViT's is a few kB."""
+MAX_METADATA_CHARS = 1 << 20
+"""The longest vitzoo metadata value (``vitzoo_config``, ``pretrained_cfg``) parsed."""
+MAX_JSON_DEPTH = 32
+"""The deepest nesting of lists and objects accepted in a config (vitzoo's have depth 3)."""
+
+_ZIP_MAGICS = (b"PK\x03\x04", b"PK\x05\x06")  # a member first, or an empty archive
 _PICKLE_PROTOCOL_2 = b"\x80"  # torch.save's legacy format and every pickle since protocol 2
+_SLACK = 1 << 20
 
 
-def _require_file(path: Path) -> None:
-    if not path.is_file():
-        raise CheckpointError(f"checkpoint {str(path)!r} does not exist or is not a file")
+# -- files ----------------------------------------------------------------------------------------
+def _kind_of(mode: int) -> str:
+    kinds = ((stat.S_ISDIR, "directory"), (stat.S_ISFIFO, "FIFO (named pipe)"),
+             (stat.S_ISSOCK, "socket"), (stat.S_ISCHR, "character device"),
+             (stat.S_ISBLK, "block device"))
+    return next((name for test, name in kinds if test(mode)), "special file")
+
+
+def _not_regular(path: Path, mode: int) -> CheckpointError:
+    if stat.S_ISDIR(mode):
+        return CheckpointError(
+            f"checkpoint {str(path)!r} is a directory, not a file: name the weights file in it "
+            "(vitzoo.load_model reads a hub directory with config.json as a whole)")
+    return CheckpointError(
+        f"checkpoint {str(path)!r} is a {_kind_of(mode)}, not a regular file; vitzoo reads "
+        "weights from regular files only (copy the data into a file first)")
+
+
+def _require_file(path: Path) -> int:
+    """The size of the regular file ``path`` (symlinks followed), from ``os.stat`` alone: a
+    directory, FIFO, socket, device or symlink loop is refused without being opened."""
+    try:
+        info = os.stat(path)
+    except OSError as err:
+        if err.errno == errno.ELOOP:
+            raise CheckpointError(f"checkpoint {str(path)!r} is a symbolic link loop; point "
+                                  "the link at the weights file") from err
+        if err.errno in (errno.ENOENT, errno.ENOTDIR):
+            raise CheckpointError(f"checkpoint {str(path)!r} does not exist or is not a "
+                                  "file") from err
+        raise CheckpointError(f"cannot read checkpoint {str(path)!r}: {err.strerror}") from err
+    if not stat.S_ISREG(info.st_mode):
+        raise _not_regular(path, info.st_mode)
+    return info.st_size
+
+
+def _open(path: Path) -> IO[bytes]:
+    """``path`` opened for reading without blocking: were it swapped for a FIFO after
+    :func:`_require_file`, ``O_NONBLOCK`` keeps the open from waiting for a writer, and the
+    descriptor's own ``fstat`` refuses it."""
+    _require_file(path)
+    try:
+        fd = os.open(path, os.O_RDONLY | getattr(os, "O_NONBLOCK", 0) | getattr(os, "O_BINARY", 0))
+    except OSError as err:
+        raise CheckpointError(f"cannot open checkpoint {str(path)!r}: {err.strerror}") from err
+    mode = os.fstat(fd).st_mode
+    if not stat.S_ISREG(mode):
+        os.close(fd)
+        raise _not_regular(path, mode)
+    return os.fdopen(fd, "rb")
 
 
 def _head(path: Path, size: int = 16) -> bytes:
-    with open(path, "rb") as f:
+    with _open(path) as f:
         return f.read(size)
 
 
+# -- detection ------------------------------------------------------------------------------------
 def _is_safetensors(head: bytes) -> bool:
-    # 8-byte little-endian header length, then the JSON header.
-    return len(head) > 8 and head[8:9] == b"{"
+    """An 8-byte little-endian header length of at least 2, then the JSON header's ``{``.
+    A length past the file's end or over the cap still counts: reading it says so."""
+    return len(head) > 8 and head[8:9] == b"{" and struct.unpack("<Q", head[:8])[0] >= 2
 
 
-def _zip_is_npz(path: Path) -> bool:
+def _zip_problem(path: Path, err: Exception) -> CheckpointError:
+    return CheckpointError(
+        f"cannot read checkpoint {path}: it starts as a zip archive (a NumPy .npz or a PyTorch "
+        f"file) but cannot be opened as one ({err}); it is truncated or damaged, download or "
+        "save it again")
+
+
+def _zip_names(path: Path) -> list[str]:
     try:
-        with zipfile.ZipFile(path) as archive:
+        with _open(path) as f, zipfile.ZipFile(f) as archive:
             names = archive.namelist()
-    except (zipfile.BadZipFile, OSError):
-        return False
-    return bool(names) and all(n.endswith(".npy") for n in names)
+    except (zipfile.BadZipFile, OSError, EOFError, ValueError) as err:
+        raise _zip_problem(path, err) from err
+    if not names:
+        raise CheckpointError(f"checkpoint {path} is an empty zip archive: it holds no weights")
+    return names
+
+
+def _zip_kind(path: Path) -> str:
+    """``"torchscript"`` (``torch.jit.save``), ``"torch"`` (``torch.save``) or ``"npz"`` for
+    a zip, from its members: a PyTorch zip has one top folder with ``data.pkl`` (and
+    TorchScript a ``constants.pkl`` beside it); an ``.npz`` holds ``.npy`` members only."""
+    names = _zip_names(path)
+    pickles = [n for n in names if n.endswith("data.pkl") and n.count("/") <= 1
+               and n.rpartition("/")[2] == "data.pkl"]
+    if pickles:
+        root = pickles[0][: -len("data.pkl")]
+        return "torchscript" if f"{root}constants.pkl" in names else "torch"
+    if all(n.endswith(".npy") for n in names):
+        return "npz"
+    odd = next(n for n in names if not n.endswith(".npy"))
+    raise CheckpointError(
+        f"cannot read checkpoint {path}: it is a zip archive but neither a NumPy .npz (its "
+        f"member {odd!r} is not a .npy array) nor a PyTorch file (it has no data.pkl); check "
+        "that the path names a weights file")
 
 
 def detect_format(path: str | Path) -> str:
-    """What a checkpoint is, from its content: ``"hub_dir"`` (a directory), ``"jax_npz"``,
-    ``"vitzoo"`` (safetensors with vitzoo's config), ``"safetensors"`` or ``"pickle"``
-    (PyTorch, TorchScript archives included; plain state dicts need an architecture).
+    """What a checkpoint is, from its content, never its suffix: ``"hub_dir"`` (a
+    directory), ``"jax_npz"``, ``"vitzoo"`` (safetensors with vitzoo's config),
+    ``"safetensors"`` or ``"pickle"`` (PyTorch, TorchScript archives included; plain state
+    dicts need an architecture).
 
     Raises:
-        CheckpointError: the path does not exist, or its bytes are none of these.
+        CheckpointError: the path does not exist, is not a regular file (a FIFO, device,
+            socket or symlink loop), is empty, or its bytes are none of these.
     """
     path = Path(path)
     if path.is_dir():
         return "hub_dir"
-    _require_file(path)
+    if _require_file(path) == 0:
+        raise CheckpointError(f"cannot read checkpoint {path}: it is empty (0 bytes), the download "
+                              "or save did not finish; fetch or save it again")
     head = _head(path)
-    if head.startswith(_ZIP_MAGIC):
-        return "jax_npz" if _zip_is_npz(path) else "pickle"
+    if head.startswith(_ZIP_MAGICS):
+        return "jax_npz" if _zip_kind(path) == "npz" else "pickle"
     if _is_safetensors(head):
         metadata = read_safetensors_metadata(path)
         return FORMAT_NAME if metadata.get("format") == FORMAT_NAME else "safetensors"
@@ -95,42 +208,204 @@ def detect_format(path: str | Path) -> str:
     )
 
 
-# -- reading --------------------------------------------------------------------------------------
+# -- safetensors ----------------------------------------------------------------------------------
+# bytes per element of the dtypes safetensors names (sub-byte float4/6 types are not read)
+_ST_ITEMSIZE = {"BOOL": 1, "U8": 1, "I8": 1, "F8_E5M2": 1, "F8_E4M3": 1, "I16": 2, "U16": 2,
+                "F16": 2, "BF16": 2, "I32": 4, "U32": 4, "F32": 4, "C64": 8, "F64": 8,
+                "I64": 8, "U64": 8}
+
+
+def _unique_keys(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
+    out: dict[str, Any] = {}
+    for key, value in pairs:
+        if key in out:
+            raise ValueError(f"the key {key!r} appears twice")
+        out[key] = value
+    return out
+
+
+def _decode_json(data: bytes | str) -> Any:
+    """JSON with duplicate keys refused (``ValueError``) and deep nesting a ``ValueError``
+    too (the parser's ``RecursionError``)."""
+    try:
+        return json.loads(data, object_pairs_hook=_unique_keys)
+    except RecursionError:
+        raise ValueError("it is nested too deeply") from None
+
+
+def _read_header(f: IO[bytes], size: int, path: Path) -> dict[str, Any]:
+    """The JSON header of the safetensors file open as ``f`` (``size`` bytes), checked."""
+    def bad(why: str) -> CheckpointError:
+        return CheckpointError(f"cannot read {path} as safetensors: {why}; the file is damaged, "
+                               "truncated or not safetensors, download or save it again")
+
+    if size < 8:
+        raise bad(f"it has {size} bytes, fewer than the 8 of the header length")
+    (length,) = struct.unpack("<Q", f.read(8))
+    if length > MAX_SAFETENSORS_HEADER:
+        raise bad(f"it declares a {length}-byte header, over the {MAX_SAFETENSORS_HEADER}-byte "
+                  "cap")
+    if 8 + length > size:
+        raise bad(f"it declares a {length}-byte header but holds {size - 8} bytes after the "
+                  "length")
+    try:
+        header = _decode_json(f.read(length).decode("utf-8"))
+    except (UnicodeDecodeError, ValueError) as err:
+        raise bad(f"its header is not UTF-8 JSON ({err})") from err
+    if not isinstance(header, dict):
+        raise bad(f"its header is a JSON {type(header).__name__}, not an object")
+    metadata = header.get("__metadata__")
+    if metadata is not None and not (isinstance(metadata, dict) and all(
+            isinstance(v, str) for v in metadata.values())):
+        raise bad("its __metadata__ is not an object of strings")
+    _check_entries(header, size - 8 - length, bad)
+    return header
+
+
+def _check_entries(header: Mapping[str, Any], data_size: int, bad: Any) -> None:
+    """Every tensor entry has a known dtype, a shape of non-negative integers and offsets whose
+    span is the shape's byte size; together the spans tile the data exactly, in order."""
+    spans = []
+    for name, entry in header.items():
+        if name == "__metadata__":
+            continue
+        if not isinstance(entry, dict) or set(entry) != {"dtype", "shape", "data_offsets"}:
+            raise bad(f"tensor {name!r} is not described by dtype, shape and data_offsets")
+        dtype, shape, offsets = entry["dtype"], entry["shape"], entry["data_offsets"]
+        if dtype not in _ST_ITEMSIZE:
+            raise bad(f"tensor {name!r} has the dtype {dtype!r}, which vitzoo does not read "
+                      f"(it reads {', '.join(_ST_ITEMSIZE)})")
+        if not (isinstance(shape, list) and isinstance(offsets, list) and len(offsets) == 2
+                and all(type(v) is int and v >= 0 for v in (*shape, *offsets))):
+            raise bad(f"tensor {name!r} has the shape {shape!r} and offsets {offsets!r}, not "
+                      "lists of non-negative integers")
+        begin, end = offsets
+        if end > data_size or begin > end:
+            raise bad(f"tensor {name!r} spans bytes {begin}..{end} of a {data_size}-byte data "
+                      "section")
+        if math.prod(shape) * _ST_ITEMSIZE[dtype] != end - begin:
+            raise bad(f"tensor {name!r} of shape {tuple(shape)} and dtype {dtype} needs "
+                      f"{math.prod(shape) * _ST_ITEMSIZE[dtype]} bytes, but its offsets span "
+                      f"{end - begin}")
+        spans.append((begin, end, name))
+    position = 0
+    for begin, end, name in sorted(spans):
+        if begin != position:
+            raise bad(f"tensor {name!r} starts at byte {begin} of the data, not at {position} "
+                      "(tensors overlap or leave gaps)")
+        position = end
+    if position != data_size:
+        raise bad(f"the tensors cover {position} of the {data_size} bytes of data")
+
+
+def _safetensors_header(path: Path) -> dict[str, Any]:
+    size = _require_file(path)
+    with _open(path) as f:
+        return _read_header(f, size, path)
+
+
 @contextlib.contextmanager
 def _opened_safetensors(path: Path) -> Iterator[Any]:
-    """``safe_open`` whose every failure, opening or reading, is a :class:`CheckpointError`."""
+    """``safe_open`` (after vitzoo's own check of the header) whose every failure, opening or
+    reading, is a :class:`CheckpointError` naming the file."""
+    _safetensors_header(path)
     try:
         with safe_open(str(path), framework="pt") as f:
             yield f
-    except Exception as err:  # noqa: BLE001 - the reader's errors all mean a bad file
+    except CheckpointError:
+        raise
+    except Exception as err:  # noqa: BLE001 - the reader's errors (SafetensorError) mean a bad file
         raise CheckpointError(
             f"cannot read {path}: {err} (is it a complete .safetensors file?)"
         ) from err
 
 
 def read_safetensors_metadata(path: str | Path) -> dict[str, str]:
-    """The ``__metadata__`` of a safetensors file, reading only its header."""
-    with _opened_safetensors(Path(path)) as f:
-        return dict(f.metadata() or {})
+    """The ``__metadata__`` of a safetensors file, reading only its header.
+
+    Raises:
+        CheckpointError: missing, not a regular file, or its header is malformed (see
+            :func:`read_safetensors`).
+    """
+    return dict(_safetensors_header(Path(path)).get("__metadata__") or {})
 
 
 def read_safetensors(path: str | Path) -> tuple[dict[str, torch.Tensor], dict[str, str]]:
     """Tensors and metadata of a ``.safetensors`` file.
 
+    The header is checked before any tensor is read: its length (at most
+    :data:`MAX_SAFETENSORS_HEADER` and within the file), UTF-8 JSON without duplicate keys, an
+    object of entries with known dtypes, shapes and offsets that match each other and tile the
+    data exactly.
+
     Raises:
-        CheckpointError: missing, truncated or not safetensors.
+        CheckpointError: missing, truncated, malformed, not safetensors, or a tensor vitzoo does
+            not load (complex).
     """
     path = Path(path)
-    _require_file(path)
     with _opened_safetensors(path) as f:
-        return {k: f.get_tensor(k) for k in f.keys()}, dict(f.metadata() or {})  # noqa: SIM118
+        tensors = {k: f.get_tensor(k) for k in f.keys()}  # noqa: SIM118
+        metadata = dict(f.metadata() or {})
+    for key, value in tensors.items():
+        _check_tensor(path, key, value)
+    return tensors, metadata
+
+
+# -- PyTorch pickles ------------------------------------------------------------------------------
+def _check_zip_members(archive: zipfile.ZipFile, size: int, path: Path) -> list[zipfile.ZipInfo]:
+    """The members of a zip checkpoint, refused when there are too many, when one is
+    encrypted, compressed in a way other than stored / deflated, named twice, or when they
+    would unpack to more than :data:`MAX_NPZ_EXPANSION` times the file (a zip bomb)."""
+    infos = archive.infolist()
+    if len(infos) > MAX_ARCHIVE_MEMBERS:
+        raise CheckpointError(f"{path} has {len(infos)} zip members, more than the "
+                              f"{MAX_ARCHIVE_MEMBERS} a checkpoint may have")
+    seen: set[str] = set()
+    for info in infos:
+        if info.flag_bits & 0x1:
+            raise CheckpointError(f"{path}: zip member {info.filename!r} is encrypted; vitzoo "
+                                  "reads unencrypted archives only")
+        if info.compress_type not in (zipfile.ZIP_STORED, zipfile.ZIP_DEFLATED):
+            raise CheckpointError(f"{path}: zip member {info.filename!r} uses compression "
+                                  f"method {info.compress_type}; vitzoo reads stored or "
+                                  "deflated members (what NumPy and PyTorch write)")
+        if info.filename in seen:
+            raise CheckpointError(f"{path}: the zip member {info.filename!r} appears twice; "
+                                  "the archive is damaged or forged")
+        seen.add(info.filename)
+    unpacked = sum(i.file_size for i in infos)
+    if unpacked > size * MAX_NPZ_EXPANSION + _SLACK:
+        raise CheckpointError(
+            f"{path} is a {size}-byte zip whose members claim {unpacked} bytes unpacked, more "
+            f"than {MAX_NPZ_EXPANSION} times the file (a zip bomb, or a damaged directory); "
+            "it was not unpacked")
+    return infos
+
+
+def _check_crcs(path: Path) -> None:
+    """Every member of a PyTorch zip read once against its CRC-32 (``torch.load`` does not
+    check them, so a flipped bit in the weights would load), without holding more than 1 MiB."""
+    size = _require_file(path)
+    try:
+        with _open(path) as f, zipfile.ZipFile(f) as archive:
+            for info in _check_zip_members(archive, size, path):
+                with archive.open(info) as member:
+                    while member.read(_SLACK):
+                        pass
+    except (zipfile.BadZipFile, OSError, EOFError, ValueError, zlib.error) as err:
+        if isinstance(err, CheckpointError):
+            raise
+        raise CheckpointError(f"cannot read checkpoint {path}: {err}. The zip archive is "
+                              "damaged or truncated; download or save it again") from err
 
 
 def _torch_load(path: Path) -> object:
     try:
         # An open file, not the path: torch.load treats some suffixes specially.
-        with open(path, "rb") as f:
+        with _open(path) as f:
             return torch.load(f, map_location="cpu", weights_only=True)
+    except CheckpointError:
+        raise
     except (pickle.UnpicklingError, RuntimeError) as err:
         # torch names the blocked callable ("GLOBAL posix.system"); anything else is damage.
         # Its advice to retry with weights_only=False is never repeated: that runs code.
@@ -148,10 +423,67 @@ def _torch_load(path: Path) -> object:
 
 def _read_pickle(path: Path) -> object:
     """A PyTorch pickle (``weights_only=True``), or the parameters and buffers of a
-    TorchScript archive, read as data (which ``torch.load`` would hand to ``torch.jit.load``)."""
-    if _head(path, 4) == _ZIP_MAGIC and _torchscript.is_archive(path):
-        return _torchscript.read_archive(path)
+    TorchScript archive, read as data (which ``torch.load`` would hand to ``torch.jit.load``).
+    A zip's members are checked first (sizes, CRC-32)."""
+    if _head(path, 4).startswith(_ZIP_MAGICS):
+        kind = _zip_kind(path)
+        if kind == "npz":
+            raise CheckpointError(f"{path} is a NumPy .npz archive, not a PyTorch file")
+        _check_crcs(path)
+        if kind == "torchscript":
+            return _torchscript.read_archive(path)
     return _torch_load(path)
+
+
+def _check_tensor(path: Path, key: str, value: torch.Tensor) -> None:
+    """Refuse a tensor no ViT weight can be: sparse, nested, meta (no data), quantized,
+    complex, or a view that claims more elements than its storage holds (a stride-0
+    ``expand``, which would allocate its full size the first time it is copied)."""
+    what = ""
+    if value.is_nested or value.layout != torch.strided:
+        what = f"a {value.layout} (sparse or nested) tensor; save it with .to_dense()"
+    elif value.is_meta:
+        what = "a meta tensor, without data (saved from a model built on the meta device)"
+    elif value.is_quantized:
+        what = f"quantized ({value.dtype}); save it with .dequantize()"
+    elif value.is_complex():
+        what = f"complex ({value.dtype}); ViT weights are real"
+    elif value.numel() * value.element_size() > value.untyped_storage().nbytes():
+        what = (f"a view of {value.numel()} elements on a storage of "
+                f"{value.untyped_storage().nbytes()} bytes (an expanded tensor); save it with "
+                ".clone()")
+    if what:
+        raise CheckpointError(f"{path}: {key!r} is {what}. vitzoo loads dense real tensors")
+
+
+def _as_state_dict(data: object, path: Path) -> dict[str, torch.Tensor]:
+    """A file's content as a state dict: unwrapped, prefixes stripped, every key a string,
+    every value a loadable tensor, no two keys the same once stripped."""
+    if isinstance(data, Mapping):
+        for key in WRAPPER_KEYS:
+            if isinstance(data.get(key), Mapping):
+                data = data[key]
+                break
+    if not isinstance(data, Mapping):
+        raise CheckpointError(f"{path} does not hold a state dict of tensors: it holds a "
+                              f"{type(data).__name__}, not a dict of names to tensors")
+    state: dict[str, torch.Tensor] = {}
+    origins: dict[str, str] = {}
+    for key, value in data.items():
+        if not isinstance(key, str):
+            raise CheckpointError(f"{path} does not hold a state dict of tensors: its key "
+                                  f"{key!r} ({type(key).__name__}) is not a string")
+        if not isinstance(value, torch.Tensor):
+            raise CheckpointError(f"{path} does not hold a state dict of tensors: {key!r} is a "
+                                  f"{type(value).__name__}, not a tensor")
+        _check_tensor(path, key, value)
+        name = strip_prefixes(key)
+        if name in origins:
+            raise CheckpointError(
+                f"{path} holds both {origins[name]!r} and {key!r}, which are the same key "
+                f"{name!r} once the DDP / torch.compile prefixes are removed; keep one of them")
+        origins[name], state[name] = key, value
+    return state
 
 
 def load_state_dict(path: str | Path) -> dict[str, torch.Tensor]:
@@ -163,7 +495,9 @@ def load_state_dict(path: str | Path) -> dict[str, torch.Tensor]:
     ``module.`` / ``_orig_mod.`` key prefixes are removed.
 
     Raises:
-        CheckpointError: the file is missing, unreadable, refused or not a state dict.
+        CheckpointError: the file is missing, not a regular file, unreadable, refused, not a
+            state dict (non-string keys, non-tensor values, two keys the same once stripped)
+            or holds tensors vitzoo does not load (sparse, meta, quantized, complex).
     """
     path = Path(path)
     _require_file(path)
@@ -174,15 +508,7 @@ def load_state_dict(path: str | Path) -> dict[str, torch.Tensor]:
             "architecture and numerics from it, or convert it with `vitzoo convert`"
         )
     data = read_safetensors(path)[0] if fmt in ("safetensors", FORMAT_NAME) else _read_pickle(path)
-    if isinstance(data, Mapping):
-        for key in WRAPPER_KEYS:
-            if isinstance(data.get(key), Mapping):
-                data = data[key]
-                break
-    if not isinstance(data, Mapping) or not all(isinstance(v, torch.Tensor)
-                                                 for v in data.values()):
-        raise CheckpointError(f"{path} does not hold a state dict of tensors")
-    return {strip_prefixes(str(key)): value for key, value in data.items()}
+    return _as_state_dict(data, path)
 
 
 def strip_prefixes(key: str) -> str:
@@ -196,18 +522,88 @@ def strip_prefixes(key: str) -> str:
     return key
 
 
+# -- NumPy archives -------------------------------------------------------------------------------
+def _npy_dtype_problem(dtype: np.dtype) -> str | None:
+    """Why an ``.npy`` member's dtype is not read (None: it is)."""
+    if dtype.hasobject:
+        return "holds Python objects (a pickle), which vitzoo never loads"
+    if dtype.fields is not None or dtype.subdtype is not None:
+        return f"has the structured dtype {dtype}, not a plain numeric one"
+    if dtype.kind in "biu" or (dtype.kind == "f" and dtype.itemsize <= 8):
+        return None
+    if dtype.kind == "V" and dtype.itemsize == 2:
+        return None  # bfloat16, as np.savez writes it
+    return (f"has the dtype {dtype}; vitzoo reads bool, integer, float16/32/64 and bfloat16 "
+            "(V2) arrays")
+
+
+def _read_npy(archive: zipfile.ZipFile, info: zipfile.ZipInfo, path: Path) -> np.ndarray:
+    """One ``.npy`` member: its header first (``numpy.lib.format``), then, only when the
+    shape's byte size is what the member holds, exactly that many bytes."""
+    member = info.filename
+    with archive.open(info) as f:
+        version = np.lib.format.read_magic(f)
+        if version == (1, 0):
+            shape, fortran, dtype = np.lib.format.read_array_header_1_0(f)
+        elif version == (2, 0):
+            shape, fortran, dtype = np.lib.format.read_array_header_2_0(f)
+        else:
+            raise CheckpointError(f"{path}: member {member!r} is an .npy file of format "
+                                  f"{version}; vitzoo reads formats 1.0 and 2.0")
+        problem = _npy_dtype_problem(dtype)
+        if problem:
+            raise CheckpointError(f"{path}: array {member!r} {problem}")
+        nbytes = math.prod(shape) * dtype.itemsize
+        held = info.file_size - f.tell()
+        if nbytes != held:
+            raise CheckpointError(
+                f"{path}: array {member!r} declares shape {shape} of {dtype} ({nbytes} bytes) "
+                f"but its member holds {held} bytes; the file is damaged or forged, and nothing "
+                "was allocated for it")
+        data = bytearray(nbytes)
+        view, done = memoryview(data), 0
+        # in pieces: a zip member's readinto reads into a temporary bytes object first
+        while done < nbytes and (count := f.readinto(view[done:done + (16 << 20)])):
+            done += count
+        if done != nbytes or f.read(1):  # reading to the end checks the CRC-32
+            raise CheckpointError(f"{path}: array {member!r} is truncated")
+    array = np.frombuffer(data, dtype=dtype).reshape(shape, order="F" if fortran else "C")
+    return array if dtype.isnative else array.astype(dtype.newbyteorder("="))
+
+
 def read_npz(path: str | Path) -> dict[str, np.ndarray]:
-    """Every array of an ``.npz`` file (no pickles).
+    """Every array of an ``.npz`` file, keyed by member name without ``.npy`` (no pickles).
+
+    The archive's members are checked before any is unpacked (``.npy`` only, unencrypted,
+    stored or deflated, at most :data:`MAX_ARCHIVE_MEMBERS`, unpacking to at most
+    :data:`MAX_NPZ_EXPANSION` times the file), and each array's header before its data: the
+    declared shape's byte size must be what the member holds (so a header that claims a huge
+    shape allocates nothing). Arrays of every rank and size are returned (0-d and empty ones
+    too) in bool, integer, float16/32/64 or bfloat16 (``V2``), in native byte order; NaN and
+    infinity are left to the caller.
 
     Raises:
-        CheckpointError: missing, truncated, corrupt, pickled or empty.
+        CheckpointError: missing, not a regular file, truncated, corrupt (CRC-32), empty, or a
+            member or dtype vitzoo does not read.
     """
     path = Path(path)
-    _require_file(path)
+    size = _require_file(path)
+    if not _head(path, 4).startswith(_ZIP_MAGICS):
+        raise CheckpointError(f"{path} is not a NumPy .npz archive (not a zip file); "
+                              "vitzoo.load_model tells the formats apart by their content")
     try:
-        with np.load(path, allow_pickle=False) as archive:
-            arrays = {key: archive[key] for key in archive.files}
-    except (zipfile.BadZipFile, EOFError, OSError, ValueError, KeyError) as err:
+        with _open(path) as f, zipfile.ZipFile(f) as archive:
+            infos = _check_zip_members(archive, size, path)
+            odd = [i.filename for i in infos if not i.filename.endswith(".npy")]
+            if odd:
+                raise CheckpointError(
+                    f"{path} is not a NumPy .npz archive: its member {odd[0]!r} is not a .npy "
+                    "array (a PyTorch file is a zip too: load it with vitzoo.load_checkpoint)")
+            arrays = {i.filename[:-len(".npy")]: _read_npy(archive, i, path) for i in infos}
+    except CheckpointError:
+        raise
+    except (zipfile.BadZipFile, EOFError, OSError, ValueError, TypeError, RecursionError,
+            zlib.error) as err:
         raise CheckpointError(
             f"cannot read {path} as an .npz archive: {err}. The file is truncated, corrupt or "
             "not a NumPy archive; download it again"
@@ -217,20 +613,42 @@ def read_npz(path: str | Path) -> dict[str, np.ndarray]:
     return arrays
 
 
+# -- JSON -----------------------------------------------------------------------------------------
+def _depth(value: object) -> int:
+    """The nesting depth of parsed JSON (a scalar is 0), without recursion."""
+    deepest, stack = 0, [(value, 0)]
+    while stack:
+        item, level = stack.pop()
+        if isinstance(item, dict | list):
+            deepest = max(deepest, level + 1)
+            stack.extend((v, level + 1) for v in (item.values() if isinstance(item, dict)
+                                                  else item))
+    return deepest
+
+
 def read_json(path: str | Path) -> dict[str, Any]:
-    """A JSON object from a side file (``config.json``, ``preprocessor_config.json``).
+    """A JSON object from a side file (``config.json``, ``preprocessor_config.json``): UTF-8,
+    at most :data:`MAX_JSON_BYTES`, no key twice, nested at most :data:`MAX_JSON_DEPTH` deep.
 
     Raises:
-        CheckpointError: missing, not JSON, or not an object.
+        CheckpointError: missing, not a regular file, too large, not JSON, or not an object.
     """
     path = Path(path)
-    _require_file(path)
+    size = _require_file(path)
+    if size > MAX_JSON_BYTES:
+        raise CheckpointError(f"{path} is {size} bytes, over the {MAX_JSON_BYTES}-byte cap of a "
+                              "JSON config file; check that the path names a config")
+    with _open(path) as f:
+        raw = f.read(MAX_JSON_BYTES + 1)
     try:
-        data = json.loads(path.read_text(encoding="utf-8"))
-    except (UnicodeDecodeError, json.JSONDecodeError) as err:
-        raise CheckpointError(f"{path} is not valid JSON: {err}") from err
+        data = _decode_json(raw.decode("utf-8"))
+    except (UnicodeDecodeError, ValueError) as err:
+        raise CheckpointError(f"{path} is not valid UTF-8 JSON: {err}") from err
     if not isinstance(data, dict):
         raise CheckpointError(f"{path} holds a JSON {type(data).__name__}, not an object")
+    if _depth(data) > MAX_JSON_DEPTH:
+        raise CheckpointError(f"{path} is nested more than {MAX_JSON_DEPTH} levels deep; it is "
+                              "not a model config")
     return data
 
 
@@ -250,21 +668,52 @@ def vitzoo_metadata(cfg: ViTConfig, pretrained_cfg: Mapping[str, Any] | None = N
     return metadata
 
 
+def _metadata_object(metadata: Mapping[str, Any], key: str, name: str) -> dict[str, Any] | None:
+    """The JSON object stored as text under ``key`` (None: absent or JSON ``null``)."""
+    raw = metadata.get(key)
+    if raw is None:
+        return None
+    if not isinstance(raw, str):
+        raise CheckpointError(f"{name}: its {key} metadata is a {type(raw).__name__}, not JSON "
+                              "text; re-save the file with vitzoo.save_model")
+    if len(raw) > MAX_METADATA_CHARS:
+        raise CheckpointError(f"{name}: its {key} metadata has {len(raw)} characters, over the "
+                              f"{MAX_METADATA_CHARS} a config may have")
+    try:
+        value = _decode_json(raw)
+    except ValueError as err:
+        raise CheckpointError(f"{name}: its {key} metadata is not valid JSON ({err}); re-save "
+                              "the file with vitzoo.save_model") from err
+    if value is not None and not isinstance(value, dict):
+        raise CheckpointError(f"{name}: its {key} metadata is a JSON {type(value).__name__}, "
+                              "not an object")
+    if value is not None and _depth(value) > MAX_JSON_DEPTH:
+        raise CheckpointError(f"{name}: its {key} metadata is nested more than "
+                              f"{MAX_JSON_DEPTH} levels deep; it is not a vitzoo config")
+    return value
+
+
 def parse_vitzoo_metadata(metadata: Mapping[str, str], name: str
                           ) -> tuple[dict[str, Any], dict[str, Any]]:
     """``(config fields, pretrained cfg)`` from :func:`vitzoo_metadata`'s output.
 
+    Both are JSON objects as text, of at most :data:`MAX_METADATA_CHARS` characters and
+    :data:`MAX_JSON_DEPTH` levels; a missing or ``null`` ``pretrained_cfg`` is ``{}``. The
+    fields themselves are checked by :meth:`ViTConfig.from_dict`.
+
     Raises:
-        CheckpointError: the config is missing or not a JSON object.
+        CheckpointError: the config is missing or ``null``, or either is not a JSON object.
     """
-    try:
-        config = json.loads(metadata["vitzoo_config"])
-        pretrained = json.loads(metadata.get("pretrained_cfg", "{}"))
-    except (KeyError, json.JSONDecodeError) as err:
-        raise CheckpointError(f"{name} has no readable vitzoo_config metadata: {err}") from err
-    if not isinstance(config, dict) or not isinstance(pretrained, dict):
-        raise CheckpointError(f"{name}: vitzoo_config and pretrained_cfg must be JSON objects")
-    return config, pretrained
+    if not isinstance(metadata, Mapping):
+        raise CheckpointError(f"{name}: its metadata is a {type(metadata).__name__}, not a "
+                              "mapping of strings")
+    config = _metadata_object(metadata, "vitzoo_config", name)
+    if config is None:
+        raise CheckpointError(
+            f"{name} has no readable vitzoo_config metadata: it is not a self-describing vitzoo "
+            "file. Load it into a built model with vitzoo.load_checkpoint, or name its "
+            "architecture")
+    return config, _metadata_object(metadata, "pretrained_cfg", name) or {}
 
 
 # -- writing --------------------------------------------------------------------------------------

@@ -20,6 +20,7 @@ from collections.abc import Mapping
 
 import numpy as np
 
+from ..errors import CheckpointError
 from .rename import Rule
 
 __all__ = ["MAP_HEAD_RENAMES", "SCANNED", "bfloat16_to_float32", "float32_to_bfloat16",
@@ -100,18 +101,36 @@ def float32_to_bfloat16(a: np.ndarray) -> np.ndarray:
 
 
 def to_float32(a: np.ndarray) -> np.ndarray:
-    """A stored array as float32: bfloat16 (``V2``) decoded exactly, no copy of float32."""
+    """A stored array as float32: bfloat16 (``V2``) decoded exactly, no copy of float32.
+
+    Raises:
+        CheckpointError: a dtype that is not bool, integer, float or bfloat16 (complex,
+            strings, objects, structured records).
+    """
     a = np.asarray(a)
-    if a.dtype.kind == "V" and a.dtype.itemsize == 2:
+    if a.dtype.kind == "V" and a.dtype.itemsize == 2 and a.dtype.fields is None:
         a = bfloat16_to_float32(a)
+    elif a.dtype.kind not in "biuf" or a.dtype.itemsize > 8:
+        raise CheckpointError(f"an array of dtype {a.dtype} cannot be a weight; Google's "
+                              "checkpoints hold float32, float16 or bfloat16 arrays")
     return a.astype(np.float32, copy=False)
 
 
 # -- scanned blocks -------------------------------------------------------------------------------
 def unscan(tree: Mapping[str, np.ndarray]) -> dict[str, np.ndarray]:
     """Scanned ``Transformer/encoderblock/...`` arrays (leading depth axis) as one key per
-    block, ``Transformer/encoderblock_{i}/...`` (views of the stacked arrays, no copy)."""
+    block, ``Transformer/encoderblock_{i}/...`` (views of the stacked arrays, no copy).
+
+    Raises:
+        CheckpointError: a scanned array without a depth axis, or two that disagree on it.
+    """
     out = {k: v for k, v in tree.items() if not k.startswith(SCANNED)}
+    depths = {k: np.shape(v)[0] if np.ndim(v) else None for k, v in tree.items()
+              if k.startswith(SCANNED)}
+    if None in depths.values() or len(set(depths.values())) > 1:
+        found = ", ".join(f"{k} {tuple(np.shape(tree[k]))}" for k in sorted(depths)[:4])
+        raise CheckpointError(f"the scanned encoder blocks have no common depth axis ({found} "
+                              "...): the file is damaged or not a big_vision ViT")
     for key, value in tree.items():
         if key.startswith(SCANNED):
             for i in range(value.shape[0]):

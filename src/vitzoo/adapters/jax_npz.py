@@ -24,6 +24,7 @@ from typing import Any
 
 import numpy as np
 
+from ..errors import CheckpointError
 from ..pretrained import numerics_of
 from . import big_vision
 from .big_vision import bfloat16_to_float32, float32_to_bfloat16, scan_blocks, select_params
@@ -32,7 +33,8 @@ from .rename import RenameTable, Rule, Transform, contiguous, fuse_parts
 logger = logging.getLogger(__name__)
 
 __all__ = [
-    "RENAMES", "TABLE", "TRANSFORMS", "bfloat16_to_float32", "canonicalize", "conv_kernel_to_jax",
+    "RENAMES", "TABLE", "TRANSFORMS", "bfloat16_to_float32", "canonicalize", "check_ranks",
+    "conv_kernel_to_jax",
     "conv_kernel_to_torch", "dense_to_torch", "flatten", "float32_to_bfloat16", "from_vitzoo",
     "fuse_parts", "head_is_zero", "heads_bias_to_jax", "heads_in_to_jax", "heads_in_to_torch",
     "heads_out_to_jax", "heads_out_to_torch", "infer_config", "iter_vitzoo", "renumber_pre_linen",
@@ -218,6 +220,7 @@ def canonicalize(arrays: Mapping[str, np.ndarray]) -> tuple[dict[str, np.ndarray
     for key in list(tree):
         if _GROUP_NORM.search(key):
             tree[key] = tree[key].reshape(-1)
+    check_ranks(tree)
     if _POS not in tree:  # big_vision's table (or none: sin-cos)
         notes["layout"] = "big_vision"
         tree, table = big_vision.split_pos_embedding(tree)
@@ -227,6 +230,38 @@ def canonicalize(arrays: Mapping[str, np.ndarray]) -> tuple[dict[str, np.ndarray
     if "MAPHead_0/probe" in tree:
         notes["layout"] = "big_vision"
     return tree, notes
+
+
+# The rank of every canonical array a ViT has (first match wins); a file whose arrays have other
+# ranks, or no elements, is refused before anything indexes their shapes.
+_RANKS: tuple[tuple[re.Pattern[str], int], ...] = tuple((re.compile(p), n) for p, n in (
+    (r"(^|/)(embedding|conv_root|conv\d+|conv_proj)/kernel$", 4),
+    (r"/(query|key|value|out)/kernel$", 3),
+    (r"/(query|key|value)/bias$", 2),
+    (r"(^|/)(Dense_\d+|head|pre_logits)/kernel$", 2),
+    (r"(^|/)(pos_embedding|cls|probe)$", 3),
+    (r"/(bias|scale)$", 1),
+))
+
+
+def check_ranks(tree: Mapping[str, np.ndarray]) -> None:
+    """Refuse canonical arrays of the wrong rank (a 1-D query kernel, a 0-d position table)
+    or with no elements; arrays no rule knows are left to the rename table.
+
+    Raises:
+        CheckpointError: the first such array, named with its shape and the rank it needs.
+    """
+    for key, value in tree.items():
+        rank = next((n for pattern, n in _RANKS if pattern.search(key)), None)
+        if rank is None:
+            continue
+        if np.ndim(value) != rank:
+            raise CheckpointError(f"array {key!r} has the shape {tuple(np.shape(value))}, not "
+                                  f"{rank} dimensions: this is not a ViT checkpoint vitzoo can "
+                                  "read (the file is damaged or of another model)")
+        if np.size(value) == 0:
+            raise CheckpointError(f"array {key!r} has the shape {tuple(np.shape(value))}, with "
+                                  "no elements: this is not a ViT checkpoint vitzoo can read")
 
 
 # -- conversion -----------------------------------------------------------------------------------
@@ -249,19 +284,30 @@ def iter_vitzoo(tree: dict[str, np.ndarray],
 
     Raises:
         KeyError: an array has no place in vitzoo (the message names it).
+        CheckpointError: arrays whose shapes cannot be converted (the q, k and v kernels of
+            a block disagree, a kernel does not split into heads).
     """
     stem_only = not any(re.match(r"block\d+/", k) for k in tree)
     total = len(tree)
+    current = [""]
 
     def popped() -> Iterator[tuple[str, np.ndarray]]:
         for done, key in enumerate(sorted(tree), start=1):
+            current[0] = key
             yield key, tree.pop(key)
             if progress is not None:
                 progress(done, total)
 
-    for name, value in TABLE.iter_to_vitzoo(popped(), on_unmatched=_no_place,
-                                            on_incomplete=_incomplete):
-        yield (_STEM_ONLY.get(name, name) if stem_only else name), value
+    try:
+        for name, value in TABLE.iter_to_vitzoo(popped(), on_unmatched=_no_place,
+                                                on_incomplete=_incomplete):
+            yield (_STEM_ONLY.get(name, name) if stem_only else name), value
+    except (ValueError, IndexError) as err:
+        if isinstance(err, CheckpointError):
+            raise
+        raise CheckpointError(f"the arrays up to {current[0]!r} cannot be converted to vitzoo's "
+                              f"layout ({err}); their shapes do not fit together, so this is "
+                              "not a ViT checkpoint vitzoo can read") from err
 
 
 def to_vitzoo(tree: Mapping[str, np.ndarray]) -> dict[str, np.ndarray]:

@@ -421,6 +421,12 @@ def test_an_integer_image_says_to_convert_and_normalise(tiny_model, dtype):
     assert isinstance(err.value, TypeError) and isinstance(err.value, VitzooError)
 
 
+@pytest.mark.parametrize("x", [None, 3, 2.5, "image", [[0.0] * 32] * 32])
+def test_an_input_that_is_not_a_tensor_is_named(tiny_model, x):
+    with pytest.raises(ImageInputError, match=f"torch.Tensor, got a {type(x).__name__}"):
+        tiny_model(x)
+
+
 def test_an_input_on_another_device_is_named(tiny_model):
     with pytest.raises(ImageInputError, match="the input is on meta and the model's weights "
                                               "on cpu"):

@@ -9,48 +9,32 @@ and what was expected; the loader adds the file's name.
 
 from __future__ import annotations
 
-import functools
 import math
 from collections.abc import Mapping, Sequence
 from typing import Any
 
-__all__ = ["MAX_INT", "MISSING", "get_bool", "get_float", "get_floats", "get_int", "get_mapping",
-           "get_pair", "get_str"]
+__all__ = ["ABSENT", "MAX_INT", "MISSING", "get_bool", "get_float", "get_floats", "get_int",
+           "get_mapping", "get_pair", "get_str"]
 
 MISSING: Any = object()
 """The default of a field that must be present."""
+ABSENT: Any = object()
+"""What ``_lookup`` returns for an absent or null field that has a default."""
 
 MAX_INT = 2**31 - 1
 """The largest integer a size field may hold (ViTConfig's own limits are lower)."""
 
 
-class _Default(Exception):
-    """The field is absent or null and has a default (returned as it is, unchecked)."""
-
-    def __init__(self, value: Any) -> None:
-        super().__init__()
-        self.value = value
-
-
 def _lookup(data: Mapping[str, Any], key: str, default: Any, where: str) -> tuple[Any, str]:
+    """``(value, dotted name)``; the value is ``ABSENT`` when the field is absent or null
+    (unset, as transformers writes it) and has a default, which the reader then returns."""
     name = f"{where}.{key}" if where else key
-    if key not in data or data[key] is None:  # null: unset, as transformers writes it
+    if key not in data or data[key] is None:
         if default is MISSING:
             raise ValueError(f"field {name!r} is missing" if key not in data
                              else f"field {name!r} is null")
-        raise _Default(default)
+        return ABSENT, name
     return data[key], name
-
-
-def _defaulting(read: Any) -> Any:
-    """A reader that returns the default of an absent or null field."""
-    @functools.wraps(read)
-    def wrapper(*args: Any, **kwargs: Any) -> Any:
-        try:
-            return read(*args, **kwargs)
-        except _Default as default:
-            return default.value
-    return wrapper
 
 
 def _wrong(name: str, value: Any, expected: str) -> ValueError:
@@ -59,64 +43,70 @@ def _wrong(name: str, value: Any, expected: str) -> ValueError:
                       f"({type(value).__name__})")
 
 
-@_defaulting
 def get_int(data: Mapping[str, Any], key: str, default: Any = MISSING, *, minimum: int = 1,
             where: str = "") -> int:
     """An integer field in ``[minimum, MAX_INT]`` (not a bool, a float or a string)."""
     value, name = _lookup(data, key, default, where)
+    if value is ABSENT:
+        return default
     if isinstance(value, bool) or not isinstance(value, int) or not (
             minimum <= value <= MAX_INT):
         raise _wrong(name, value, f"an integer in [{minimum}, {MAX_INT}]")
     return value
 
 
-@_defaulting
 def get_float(data: Mapping[str, Any], key: str, default: Any = MISSING, *,
               positive: bool = False, where: str = "") -> float:
     """A finite number (an int is fine, a bool or a string is not); ``positive``: > 0."""
     value, name = _lookup(data, key, default, where)
+    if value is ABSENT:
+        return default
     if (isinstance(value, bool) or not isinstance(value, (int, float))
             or not math.isfinite(value) or abs(value) > 1e30 or (positive and value <= 0)):
         raise _wrong(name, value, "a positive finite number" if positive else "a finite number")
     return float(value)
 
 
-@_defaulting
 def get_bool(data: Mapping[str, Any], key: str, default: Any = MISSING, *,
              where: str = "") -> bool:
     """``true`` or ``false``."""
     value, name = _lookup(data, key, default, where)
+    if value is ABSENT:
+        return default
     if not isinstance(value, bool):
         raise _wrong(name, value, "true or false")
     return value
 
 
-@_defaulting
 def get_str(data: Mapping[str, Any], key: str, default: Any = MISSING, *,
             choices: Sequence[str] | None = None, where: str = "") -> str:
     """A string, one of ``choices`` when given."""
     value, name = _lookup(data, key, default, where)
+    if value is ABSENT:
+        return default
     if not isinstance(value, str) or (choices is not None and value not in choices):
         expected = ("one of " + ", ".join(map(repr, choices))) if choices else "a string"
         raise _wrong(name, value, expected)
     return value
 
 
-@_defaulting
 def get_mapping(data: Mapping[str, Any], key: str, default: Any = MISSING, *,
                 where: str = "") -> Mapping[str, Any]:
     """A JSON object."""
     value, name = _lookup(data, key, default, where)
+    if value is ABSENT:
+        return default
     if not isinstance(value, Mapping):
         raise _wrong(name, value, "an object")
     return value
 
 
-@_defaulting
 def get_pair(data: Mapping[str, Any], key: str, default: Any = MISSING, *,
              where: str = "") -> tuple[int, int]:
     """An image or patch size: an int, or a ``[height, width]`` list of ints."""
     value, name = _lookup(data, key, default, where)
+    if value is ABSENT:
+        return default
     items = list(value) if isinstance(value, list | tuple) and len(value) == 2 else [value]
     if not all(_is_size(v) for v in items):
         raise _wrong(name, value, f"an integer in [1, {MAX_INT}] or a [height, width] pair")
@@ -127,12 +117,13 @@ def _is_size(value: Any) -> bool:
     return not isinstance(value, bool) and isinstance(value, int) and 1 <= value <= MAX_INT
 
 
-@_defaulting
 def get_floats(data: Mapping[str, Any], key: str, default: Any = MISSING, *, length: int,
                positive: bool = False, where: str = "") -> tuple[float, ...]:
     """Per-channel numbers (a mean, a std): a list of ``length`` finite numbers (``positive``:
     each > 0), or one number for every channel."""
     value, name = _lookup(data, key, default, where)
+    if value is ABSENT:
+        return default
     items = [value] * length if isinstance(value, int | float) else value
     if not isinstance(items, list | tuple) or len(items) != length or not all(
             isinstance(v, int | float) and not isinstance(v, bool) and math.isfinite(v)

@@ -32,9 +32,15 @@ def check_image(x: torch.Tensor, img_size: tuple[int, int], in_chans: int,
 
     Raises:
         ImageSizeError: the rank, channels or size is wrong.
-        ImageInputError: an integer / bool image, or one on another device or of another
-            floating type than ``weight``.
+        ImageInputError: not a tensor, an integer / bool image, or one on another device or
+            of another floating type than ``weight``.
     """
+    if not isinstance(x, torch.Tensor):  # (always one when scripted)
+        raise ImageInputError(
+            f"the model takes a (batch, channels, height, width) torch.Tensor, got a "
+            f"{type(x).__name__}: make one with vitzoo.create_transform(...)(image)[None] or "
+            "torch.as_tensor"
+        )
     if x.dim() != 4:
         raise ImageSizeError(
             f"expected a (batch, channels, height, width) tensor, got {x.dim()} dimensions"

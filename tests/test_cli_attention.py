@@ -137,7 +137,7 @@ def test_an_unreadable_image_is_a_user_error(model_and_image, tmp_path, capsys):
     bad = tmp_path / "bad.png"
     bad.write_bytes(b"not a png")
     assert main(["attention", str(bad), "--model", str(path), "-o", str(tmp_path / "m.png")]) == 2
-    assert f"cannot read image {bad}" in capsys.readouterr().err
+    assert f"{bad} is not a readable image" in capsys.readouterr().err
 
 
 def test_without_matplotlib_the_error_names_the_plot_extra(model_and_image, tmp_path,

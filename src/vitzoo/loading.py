@@ -332,16 +332,18 @@ def _read_jax(path: Path, img_size: tuple[int, int] | None,
               progress: ProgressCallback | None = None) -> Source:
     arrays = io.read_npz(path)
     prefix = big_vision.params_prefix(arrays)
-    tree, notes = jax_npz.canonicalize(arrays)
-    del arrays  # the tree now holds the only reference, and gives each array up as converted
     try:
+        tree, notes = jax_npz.canonicalize(arrays)
+        del arrays  # the tree now holds the only reference, and gives each array up as converted
         config = jax_npz.infer_config(tree, notes, img_size)
+    except CheckpointError as err:  # say which file
+        raise CheckpointError(f"{path}: {err}") from err
     except ValueError as err:
         raise CheckpointError(f"{path}: {err}") from err
     zero_head = jax_npz.head_is_zero(tree)
     try:
         state = {k: torch.from_numpy(v) for k, v in jax_npz.iter_vitzoo(tree, progress)}
-    except KeyError as err:
+    except (KeyError, ValueError) as err:
         raise CheckpointError(f"{path} is not a ViT checkpoint vitzoo can read: {err}") from err
     metadata = {"source_format": "jax_npz", "source_layout": notes["layout"],
                 "source_scanned": str(notes["scanned"]).lower(),

@@ -9,7 +9,7 @@ from pathlib import Path
 import torch
 
 from ..data import create_transform, resolve_data_config
-from ..errors import ConfigError, MissingDependencyError, VitzooError
+from ..errors import ConfigError, MissingDependencyError
 from ..explain import HEAD_FUSIONS, attention_rollout, class_token_map, fuse_heads, save_heatmap
 from ..factory import open_model
 from .predict import class_names
@@ -41,15 +41,9 @@ def add_parser(commands: argparse._SubParsersAction) -> None:
 
 
 def _read_image(path: str):
-    try:
-        from PIL import Image
-    except ImportError as err:
-        raise MissingDependencyError('vitzoo attention reads images with Pillow: '
-                                     'pip install "vitzoo[plot]"') from err
-    try:
-        return Image.open(path).convert("RGB")
-    except OSError as err:
-        raise VitzooError(f"cannot read image {path}: {err}") from err
+    from ..data.images import open_image  # Pillow, imported where it is used
+
+    return open_image(path)  # a DatasetError names a missing, broken or oversized file
 
 
 def _head(text: str, rollout: bool) -> str | int:

@@ -775,3 +775,19 @@ def test_a_stride_0_tensor_in_a_torchscript_archive_is_refused(tmp_path):
     # was: read as a view, then cloned: an attempt to allocate 4 TB
     with pytest.raises(CheckpointError, match="stride-0 view"):
         read_archive(path)
+
+
+@pytest.mark.parametrize("header", [b"{'descr': '<f4', 'fortran_order': False, 'shape': (",
+                                    b"{'descr': '<f4' 'shape': ((((}", b"\xff\xfe(((\n"])
+def test_a_forged_npy_header_is_refused(tmp_path, header):
+    """Found by the fuzz suite: numpy parses the header with ``tokenize`` / ``ast``, whose
+    TokenError / SyntaxError escaped as such."""
+    import zipfile
+
+    padded = header + b" " * (-(len(header) + 11) % 64) + b"\n"
+    member = b"\x93NUMPY\x01\x00" + len(padded).to_bytes(2, "little") + padded + b"\x00" * 16
+    path = tmp_path / "forged.npz"
+    with zipfile.ZipFile(path, "w") as zf:
+        zf.writestr("embedding/kernel.npy", member)
+    with pytest.raises(CheckpointError, match="forged.npz"):
+        vitzoo.load_model(path)

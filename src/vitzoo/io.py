@@ -24,6 +24,7 @@ import pickle
 import stat
 import struct
 import tempfile
+import tokenize
 import zipfile
 import zlib
 from collections.abc import Iterable, Iterator, Mapping
@@ -603,7 +604,8 @@ def read_npz(path: str | Path) -> dict[str, np.ndarray]:
     except CheckpointError:
         raise
     except (zipfile.BadZipFile, EOFError, OSError, ValueError, TypeError, RecursionError,
-            zlib.error) as err:
+            SyntaxError, tokenize.TokenError, NotImplementedError, zlib.error) as err:
+        # (numpy parses an .npy header with tokenize and ast: a forged one fails there)
         raise CheckpointError(
             f"cannot read {path} as an .npz archive: {err}. The file is truncated, corrupt or "
             "not a NumPy archive; download it again"

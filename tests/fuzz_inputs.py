@@ -132,6 +132,49 @@ def _snapshot(root: Path, skip: Path) -> dict[str, tuple[int, int]]:
     return found
 
 
+class EscapeAttempt(BaseException):
+    """Code under test tried to delete or rename a path outside the sandbox (refused)."""
+
+
+def guard_deletions(root: Path) -> None:
+    """Make every deleting or renaming call of this process refuse paths outside ``root``, so
+    that a path-escape bug under test cannot harm the machine: it raises
+    :class:`EscapeAttempt`, which the run counts as an escape."""
+    import shutil as _shutil
+
+    root = root.resolve()
+
+    def inside(path: Any) -> bool:
+        try:
+            resolved = Path(os.fsdecode(path)).absolute()
+        except (TypeError, ValueError):
+            return True  # not a path: the call itself will complain
+        parent = Path(os.path.normpath(resolved))
+        return parent == root or root in parent.parents
+
+    def guarded(fn: Any, *positions: int) -> Any:
+        def call(*args: Any, **kwargs: Any) -> Any:
+            for i in positions:
+                if i < len(args) and not inside(args[i]):
+                    raise EscapeAttempt(f"{fn.__name__}({args[i]!r}) outside the sandbox")
+            return fn(*args, **kwargs)
+        return call
+
+    for module, name, positions in ((os, "remove", (0,)), (os, "unlink", (0,)),
+                                    (os, "rmdir", (0,)), (os, "rename", (0, 1)),
+                                    (os, "replace", (0, 1)), (_shutil, "rmtree", (0,)),
+                                    (_shutil, "move", (0, 1))):
+        setattr(module, name, guarded(getattr(module, name), *positions))
+    original_unlink = Path.unlink
+
+    def unlink(self: Path, missing_ok: bool = False) -> None:
+        if not inside(self):
+            raise EscapeAttempt(f"unlink({self}) outside the sandbox")
+        original_unlink(self, missing_ok=missing_ok)
+
+    Path.unlink = unlink  # type: ignore[method-assign]
+
+
 class Sandbox:
     """A root with a sentinel tree, the caches, and one fresh directory per case."""
 
@@ -408,7 +451,7 @@ def _strategies(seeds: dict[str, bytes]):
     input_case = st.tuples(st.just("input"), st.tuples(st.one_of(
         input_tensor, json_leaf, st.lists(st.floats(), max_size=3))))
     names = st.one_of(st.text(max_size=20), st.sampled_from(
-        ["../x", "../../sentinel", "../../../sentinel", "../../../../sentinel", "/etc",
+        ["../x", "../../sentinel", "../../../sentinel", "../../../../sentinel", "/nonexistent",
          "a/../../b", "vit_tiny_patch16_224.augreg_in21k", "weights/../../../sentinel",
          "..", ".", "", "vit_tiny_patch16_224/../..", "hf-hub:../x", "x\x00y"]))
     name_case = st.tuples(st.just("name"), st.tuples(names, st.sampled_from(
@@ -448,6 +491,7 @@ def fuzz(cases: int, seed: int, profile: str) -> dict[str, Any]:
     torch.set_num_threads(1)
     warnings.simplefilter("ignore")
     sandbox = Sandbox(Path(tempfile.mkdtemp(prefix="vitzoo-fuzz-")))
+    guard_deletions(sandbox.root)
     seeds = make_seeds(sandbox.root / "seeds")
     sandbox.before = _snapshot(sandbox.root, sandbox.cases)
     counts: collections.Counter[str] = collections.Counter()
@@ -465,13 +509,15 @@ def fuzz(cases: int, seed: int, profile: str) -> dict[str, Any]:
         signal.setitimer(signal.ITIMER_REAL, CASE_SECONDS)
         try:
             run_case(surface, args, case, sandbox.root / "seeds")
-        except CaseTimeout as e:
+        except (CaseTimeout, EscapeAttempt) as e:
             err = e
         except Exception as e:  # noqa: BLE001 - every outcome is classified
             err = e
         finally:
             signal.setitimer(signal.ITIMER_REAL, 0)
         outcome = "timeout" if isinstance(err, CaseTimeout) else classify(err, surface)
+        if isinstance(err, EscapeAttempt):
+            outcome = "escaped"
         if isinstance(err, MemoryError):
             outcome = "memory"
         changed = sandbox.changed_outside()

@@ -460,10 +460,12 @@ def copy_weights(entry: PretrainedEntry, directory: Path) -> Path:
     """
     src = resolve_weights(entry)
     out = Path(directory) / check_cache_name(entry.name)
-    if os.path.lexists(out) and (not is_inside(out, directory) or not out.is_dir()):
-        raise VitzooError(f"cannot copy {entry.name} to {out}: it is "
-                          f"{'outside ' + str(directory) if out.is_dir() else 'not a directory'}"
-                          f" ({os.path.realpath(out)}); remove it or choose another directory")
+    if os.path.lexists(out):
+        why = (f"a link to {os.path.realpath(out)}, outside {directory}"
+               if not is_inside(out, directory) else None if out.is_dir() else "not a directory")
+        if why:
+            raise VitzooError(f"cannot copy {entry.name} to {out}: it is {why}; remove it or "
+                              "choose another directory")
     with atomic_path(out / HF_FILE) as tmp:
         shutil.copyfile(src, tmp)
     config = {"architecture": entry.arch, "tag": entry.tag, "num_classes": entry.num_classes,

@@ -102,7 +102,8 @@ def test_predict_and_validate_name_the_missing_checkpoint(tmp_path, capsys):
     missing = tmp_path / "missing.safetensors"
     assert main(["predict", str(missing), str(tmp_path / "image.png")]) == 2
     err = capsys.readouterr().err
-    assert err.startswith(f"vitzoo: error: no checkpoint file {missing}") and "unknown model" not in err
+    assert err.startswith(f"vitzoo: error: no checkpoint file {missing}")
+    assert "unknown model" not in err
     assert main(["validate", str(missing), "digits"]) == 2
     assert capsys.readouterr().err.startswith(f"vitzoo: error: no checkpoint file {missing}")
 

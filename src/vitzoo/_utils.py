@@ -5,22 +5,28 @@ from __future__ import annotations
 
 import contextlib
 import difflib
+import errno
 import hashlib
+import logging
 import os
 import stat
 import tempfile
 import threading
 from collections.abc import Iterable, Iterator
 from pathlib import Path
-from typing import Any
+from typing import Any, BinaryIO
 
 import filelock
 import torch
 from torch import nn
 from tqdm.auto import tqdm
 
-__all__ = ["Progress", "atomic_path", "close_matches", "file_digest", "file_lock", "skip_init",
-           "suggestion"]
+from .errors import CheckpointError, VitzooError
+
+__all__ = ["TEMP_SUFFIX", "Progress", "atomic_path", "close_matches", "file_digest", "file_kind",
+           "file_lock", "file_problem", "is_inside", "open_regular", "skip_init", "suggestion"]
+
+logger = logging.getLogger(__name__)
 
 
 # -- names ----------------------------------------------------------------------------------------
@@ -42,6 +48,73 @@ def suggestion(name: str, candidates: Iterable[str]) -> str:
 
 
 # -- files ----------------------------------------------------------------------------------------
+def file_kind(mode: int) -> str:
+    """What a ``st_mode`` is, in words: ``"a regular file"``, ``"a directory"``, ``"a FIFO"``..."""
+    for test, kind in ((stat.S_ISREG, "a regular file"), (stat.S_ISDIR, "a directory"),
+                       (stat.S_ISFIFO, "a FIFO (named pipe)"), (stat.S_ISSOCK, "a socket"),
+                       (stat.S_ISCHR, "a character device"), (stat.S_ISBLK, "a block device"),
+                       (stat.S_ISLNK, "a symbolic link")):
+        if test(mode):
+            return kind
+    return "a special file"
+
+
+def file_problem(path: Path) -> str | None:
+    """Why ``path`` cannot be read as a regular file (``"a FIFO (named pipe)"``, ``"a symbolic
+    link loop"``, ``"missing"`` ...), or None when it can; never opens it."""
+    try:
+        mode = os.stat(path).st_mode  # follows symbolic links (a Hub snapshot is made of them)
+    except OSError as err:
+        if err.errno == errno.ELOOP:
+            return "a symbolic link loop"
+        if err.errno == errno.ENOENT:
+            return "missing (or a symbolic link to nothing)" if os.path.islink(path) \
+                else "missing"
+        return f"unreadable ({err.strerror})"
+    return None if stat.S_ISREG(mode) else file_kind(mode)
+
+
+def open_regular(path: str | Path, *,
+                 error: type[VitzooError] = CheckpointError) -> BinaryIO:
+    """Open ``path`` for reading in binary mode, refusing anything but a regular file.
+
+    A FIFO, socket, device, directory or symbolic-link loop raises at once instead of
+    blocking or reading forever: the type is checked before the file is opened, the file is
+    opened without blocking and checked again on the open descriptor (it may have been
+    replaced in between).
+
+    Raises:
+        VitzooError: ``error`` (``CheckpointError`` by default), naming the path and its kind.
+    """
+    path = Path(path)
+    problem = file_problem(path)
+    if problem is None:
+        try:
+            fd = os.open(path, os.O_RDONLY | getattr(os, "O_NONBLOCK", 0)
+                         | getattr(os, "O_BINARY", 0))
+        except OSError as err:
+            problem = file_problem(path) or f"unreadable ({err.strerror})"
+        else:
+            mode = os.fstat(fd).st_mode
+            if stat.S_ISREG(mode):
+                return os.fdopen(fd, "rb")
+            os.close(fd)
+            problem = file_kind(mode)
+    raise error(f"{path} is {problem}, not a regular file; vitzoo reads only regular files "
+                "(remove or replace it)")
+
+
+def is_inside(path: str | Path, root: str | Path) -> bool:
+    """Whether ``path``, with every symbolic link resolved, lies inside ``root`` (resolved too).
+
+    A symbolic link loop resolves no further than the loop, so a loop inside ``root`` is inside
+    it (and then refused as "a symbolic link loop" by whatever opens it).
+    """
+    real = Path(os.path.realpath(path))
+    base = Path(os.path.realpath(root))
+    return real == base or base in real.parents
+
+
 def _new_file_mode(target: Path) -> int:
     """The permissions a plain ``open(target, "w")`` would give: the old file's, or 0666 less
     the umask for a new one."""
@@ -52,40 +125,114 @@ def _new_file_mode(target: Path) -> int:
     return 0o666 & ~mask
 
 
+TEMP_SUFFIX = ".tmp"
+"""The suffix of :func:`atomic_path`'s temporary files (``.<name>.<random>.tmp``); nothing
+vitzoo reads has it."""
+
+
+def _temp_beside(target: Path, error: type[VitzooError]) -> Path:
+    """A new empty temporary file in ``target``'s directory (which is created if needed)."""
+    if target.is_dir():
+        raise error(f"{target} is a directory; give a file name to write to (or remove the "
+                    "directory)")
+    try:
+        target.parent.mkdir(parents=True, exist_ok=True)
+        fd, tmp = tempfile.mkstemp(prefix=f".{target.name}.", suffix=TEMP_SUFFIX,
+                                   dir=target.parent)
+    except OSError as err:
+        raise error(f"cannot write {target}: {err.strerror or err} ({target.parent} must be a "
+                    "writable directory)") from err
+    os.close(fd)
+    return Path(tmp)
+
+
 @contextlib.contextmanager
-def atomic_path(target: str | Path) -> Iterator[Path]:
+def atomic_path(target: str | Path, *,
+                error: type[VitzooError] = CheckpointError) -> Iterator[Path]:
     """Yield a temporary path in ``target``'s directory; rename it to ``target`` when the block
     succeeds, delete it when the block raises, so a failed write leaves nothing behind (and an
-    older ``target`` untouched). The file gets the permissions an ordinary write would give."""
+    older ``target`` untouched). The file gets the permissions an ordinary write would give.
+
+    A process killed in the block leaves at most its ``.<name>.<random>.tmp`` file, a name no
+    reader takes for ``target``.
+
+    Raises:
+        VitzooError: ``error`` (``CheckpointError`` by default) when ``target`` is a directory,
+            its directory cannot be written, or the block fails with an ``OSError`` (a full
+            disk: ``ENOSPC``); the message names ``target``.
+    """
     target = Path(target)
-    target.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{target.name}.", suffix=".tmp", dir=target.parent)
-    os.close(fd)
-    tmp_path = Path(tmp)
+    tmp_path = _temp_beside(target, error)
     try:
         os.chmod(tmp_path, _new_file_mode(target))
         yield tmp_path
+        if target.is_dir():  # it may have appeared while the block ran
+            raise error(f"{target} is a directory; give a file name to write to (or remove "
+                        "the directory)")
         os.replace(tmp_path, target)
+    except OSError as err:
+        if isinstance(err, VitzooError):
+            raise
+        raise error(f"cannot write {target}: {err.strerror or err}; nothing was written"
+                    + (" and the previous file is as it was" if target.is_file() else "")
+                    ) from err
     finally:
         tmp_path.unlink(missing_ok=True)
 
 
-def file_digest(path: str | Path, algorithm: str = "sha256") -> str:
-    """The hex digest of a file's bytes, read in 1 MiB chunks."""
+def file_digest(path: str | Path, algorithm: str = "sha256", *,
+                error: type[VitzooError] = CheckpointError) -> str:
+    """The hex digest of a file's bytes, read in 1 MiB chunks.
+
+    Raises:
+        VitzooError: ``error`` (``CheckpointError`` by default) when ``path`` is not a regular
+            file (a FIFO, device, directory, symbolic-link loop) or cannot be read.
+    """
     digest = hashlib.new(algorithm, usedforsecurity=False)
-    with open(path, "rb") as f:
-        for chunk in iter(lambda: f.read(1 << 20), b""):
-            digest.update(chunk)
+    with open_regular(path, error=error) as f:
+        try:
+            for chunk in iter(lambda: f.read(1 << 20), b""):
+                digest.update(chunk)
+        except OSError as err:
+            raise error(f"cannot read {path}: {err.strerror or err}") from err
     return digest.hexdigest()
 
 
+_LOCK_WAIT_NOTICE_S = 2.0
+
+
 @contextlib.contextmanager
-def file_lock(path: str | Path) -> Iterator[None]:
-    """An exclusive lock held across processes (``filelock``) on ``path``, created if needed."""
+def file_lock(path: str | Path, *,
+              error: type[VitzooError] = CheckpointError) -> Iterator[None]:
+    """An exclusive lock held across processes (``filelock``) on ``path``, created if needed.
+
+    The operating system releases the lock when its holder dies (even by SIGKILL), so a
+    crashed run never blocks the next one; a live holder is waited for, with a log message
+    after a few seconds naming the lock file.
+
+    Raises:
+        VitzooError: ``error`` when ``path`` is a symbolic link or not a regular file (locking
+            would truncate whatever it points to), or cannot be created.
+    """
     path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    with filelock.FileLock(str(path)):
+    if os.path.lexists(path) and (path.is_symlink() or not path.is_file()):
+        raise error(f"the lock file {path} is {file_problem(path) or 'a symbolic link'}, not "
+                    "a regular file; remove it and run again")
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        lock = filelock.FileLock(str(path))
+        try:
+            lock.acquire(timeout=_LOCK_WAIT_NOTICE_S)
+        except filelock.Timeout:
+            logger.info("waiting for another process to finish with %s (lock file %s)",
+                         path.with_suffix("").name, path)
+            lock.acquire()
+    except OSError as err:
+        raise error(f"cannot lock {path}: {err.strerror or err}") from err
+    try:
         yield
+    finally:
+        lock.release()
 
 
 # -- building without initialisation --------------------------------------------------------------

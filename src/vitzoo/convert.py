@@ -179,7 +179,9 @@ def write_hf(source: Source, dst: Path) -> Path:
         raise CheckpointError(f"no transformers name for {', '.join(unmatched)}")
     names = source.pretrained_cfg.get("label_names") or [
         f"LABEL_{i}" for i in range(cfg.num_classes)]
-    dst.mkdir(parents=True, exist_ok=True)
+    if dst.exists() and not dst.is_dir():
+        raise CheckpointError(f"cannot write a transformers directory at {dst}: it is a file; "
+                              "remove it or choose another destination")
     io.save_state_dict(dict(sorted(tensors.items())), dst / "model.safetensors", {"format": "pt"})
     with atomic_path(dst / "config.json") as tmp:
         tmp.write_text(json.dumps(_hf_config(cfg, names), indent=2, sort_keys=True) + "\n")

@@ -14,13 +14,16 @@ have been searched):
 
 from __future__ import annotations
 
+import hashlib
 import json
 import logging
 import os
+import re
 import shutil
 import tempfile
 import time
 import urllib.error
+import urllib.parse
 import urllib.request
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -31,13 +34,22 @@ from typing import Any
 from safetensors import safe_open
 
 from . import io
-from ._utils import Progress, atomic_path, file_digest, file_lock
+from ._utils import (
+    TEMP_SUFFIX,
+    Progress,
+    atomic_path,
+    file_digest,
+    file_lock,
+    file_problem,
+    is_inside,
+)
 from .adapters import open_clip
 from .convert import convert_checkpoint
-from .errors import DownloadError, OfflineError, VitzooError
+from .errors import CheckpointError, DownloadError, OfflineError, VitzooError
 from .pretrained import HF_FILE, PretrainedEntry
 
-__all__ = ["HF_HUB_PREFIX", "cache_dir", "cached_weights", "copy_weights", "download_url",
+__all__ = ["HF_HUB_PREFIX", "cache_dir", "cached_weights", "check_cache_name", "copy_weights",
+           "download_url",
            "hf_cache_dir", "hub_repo_dir", "is_offline", "local_weights", "push_to_hub",
            "remove_cached", "resolve_weights", "save_pretrained", "sha256_of", "use_cache_dir",
            "verify_cached"]
@@ -88,15 +100,82 @@ def weights_dirs() -> list[Path]:
     return [Path(p).expanduser() for p in value.split(os.pathsep) if p]
 
 
+# -- names that become paths ---------------------------------------------------------------------
+_NAME_PART = r"[A-Za-z0-9][A-Za-z0-9_-]*"
+_CACHE_NAME = re.compile(rf"{_NAME_PART}(?:\.{_NAME_PART})?")
+_FILE_NAME = re.compile(r"[A-Za-z0-9_][A-Za-z0-9_+.-]*")
+_REPO_ID = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.-]*/[A-Za-z0-9][A-Za-z0-9_.-]*")
+_REVISION = re.compile(r"[A-Za-z0-9_][A-Za-z0-9_.+/-]*")
+_MAX_NAME = 200
+
+
+def check_cache_name(name: object) -> str:
+    """``name`` when it can name a cache entry: ``arch`` or ``arch.tag`` of letters, digits,
+    ``_`` and ``-`` (no separators, ``..``, absolute paths or NUL), at most 200 characters.
+
+    Raises:
+        VitzooError: any other name, before it becomes a path.
+    """
+    if not isinstance(name, str) or len(name) > _MAX_NAME or not _CACHE_NAME.fullmatch(name):
+        raise VitzooError(
+            f"{name!r} is not a weight name: use arch or arch.tag (letters, digits, '_' and '-', "
+            "one '.' between the architecture and the tag; no '/', '..' or absolute paths), "
+            "as `vitzoo cache ls` prints them"
+        )
+    return name
+
+
+def _check_repo(repo_id: str, revision: str | None = None) -> None:
+    """Refuse a Hub repository id (``org/name``) or revision that could step out of the cache."""
+    if len(repo_id) > 2 * _MAX_NAME or not _REPO_ID.fullmatch(repo_id) or ".." in repo_id \
+            or "--" in repo_id:
+        raise VitzooError(f"{repo_id!r} is not a Hugging Face Hub repository id: use org/name "
+                          "(letters, digits, '_', '-', '.'; no '..' or '--')")
+    if revision and (len(revision) > _MAX_NAME or not _REVISION.fullmatch(revision)
+                     or ".." in revision.split("/") or "" in revision.split("/")):
+        raise VitzooError(f"{revision!r} is not a revision of {repo_id}: use a branch, tag or "
+                          "commit (letters, digits, '_', '-', '.', '+', '/'; no '..')")
+
+
+def _download_name(url: str) -> str:
+    """The file name a URL download is kept under: the URL's own when it is a plain name, else
+    one made from the URL's hash (keeping a plain suffix), so no URL steps out of the cache."""
+    name = urllib.parse.urlsplit(url).path.rsplit("/", 1)[-1]
+    if len(name) <= _MAX_NAME and _FILE_NAME.fullmatch(name) and ".." not in name:
+        return name
+    suffix = "." + name.rsplit(".", 1)[1] if "." in name else ""
+    digest = hashlib.sha256(url.encode()).hexdigest()[:16]
+    return digest + (suffix if suffix and _FILE_NAME.fullmatch(suffix[1:]) else "")
+
+
+def _usable(path: Path, root: Path) -> bool:
+    """A regular file inside ``root`` (symbolic links resolved); one that points outside is
+    skipped with a warning."""
+    if not os.path.lexists(path):
+        return False
+    if not is_inside(path, root):
+        logger.warning("ignoring %s: it points outside %s (to %s)", path, root,
+                       os.path.realpath(path))
+        return False
+    return file_problem(path) is None
+
+
 # -- plain HTTP(S) downloads ----------------------------------------------------------------------
 def sha256_of(path: Path) -> str:
     """The sha256 hex digest of a file."""
     return file_digest(path, "sha256")
 
 
+def _open_part(part: Path, start: int) -> Any:
+    """``part`` for appending (``start`` > 0) or rewriting; never through a symbolic link."""
+    flags = os.O_WRONLY | os.O_CREAT | (os.O_APPEND if start else os.O_TRUNC)
+    fd = os.open(part, flags | getattr(os, "O_NOFOLLOW", 0) | getattr(os, "O_BINARY", 0), 0o666)
+    return os.fdopen(fd, "ab" if start else "wb")
+
+
 def _fetch(url: str, part: Path, timeout: float, progress: bool) -> None:
     """Append the rest of ``url`` to ``part`` (resuming from its size when it exists)."""
-    start = part.stat().st_size if part.exists() else 0
+    start = part.stat().st_size if part.is_file() else 0
     request = urllib.request.Request(url, headers={"User-Agent": "vitzoo"})
     if start:
         request.add_header("Range", f"bytes={start}-")
@@ -106,7 +185,7 @@ def _fetch(url: str, part: Path, timeout: float, progress: bool) -> None:
         length = response.headers.get("Content-Length")
         total = start + int(length) if length is not None else None
         with Progress(Path(url).name, unit="B", enabled=progress) as bar, \
-                open(part, "ab" if start else "wb") as out:
+                _open_part(part, start) as out:
             done = start
             bar(done, total)
             while chunk := response.read(1 << 20):
@@ -117,6 +196,18 @@ def _fetch(url: str, part: Path, timeout: float, progress: bool) -> None:
             raise DownloadError(f"{url}: the connection closed after {done} of {total} bytes")
 
 
+def _check_download_places(dst: Path, part: Path) -> None:
+    """Refuse a destination or partial file that is not a plain file (a directory, a FIFO, a
+    symbolic link), before anything is written."""
+    if os.path.lexists(dst) and file_problem(dst) is not None:
+        raise DownloadError(f"cannot download to {dst}: it is {file_problem(dst)}, not a "
+                            "regular file; remove it or choose another destination")
+    if os.path.lexists(part) and (part.is_symlink() or file_problem(part) is not None):
+        raise DownloadError(f"cannot resume into {part}: it is "
+                            f"{'a symbolic link' if part.is_symlink() else file_problem(part)}, "
+                            "not a regular file; remove it and run again")
+
+
 def download_url(url: str, dst: str | Path, *, sha256: str | None = None, retries: int = 3,
                  timeout: float = 60.0, progress: bool = True) -> Path:
     """Download ``url`` to ``dst`` once, safely.
@@ -125,15 +216,18 @@ def download_url(url: str, dst: str | Path, *, sha256: str | None = None, retrie
     ``retries`` attempts. The file is checked against ``sha256`` (the full hex digest, or its
     leading digits) before it is moved into place; a mismatch deletes it. Processes that
     download the same ``dst`` at the same time wait for one another (a lock file), so there is
-    one copy and no torn file.
+    one copy and no torn file. Until it is complete the file is ``<dst>.part`` (never read as
+    ``dst``); a process killed mid-way leaves only that, and the next call resumes it.
 
     Raises:
         OfflineError: ``HF_HUB_OFFLINE`` / ``VITZOO_OFFLINE`` is set and ``dst`` is missing.
-        DownloadError: the download failed every attempt, or the checksum did not match.
+        DownloadError: the download failed every attempt, the checksum did not match, or
+            ``dst`` / ``<dst>.part`` is not a regular file (a directory, FIFO, symbolic link).
     """
     dst = Path(dst)
     part = dst.with_name(dst.name + ".part")
-    with file_lock(dst.with_name(dst.name + ".lock")):
+    with file_lock(dst.with_name(dst.name + ".lock"), error=DownloadError):
+        _check_download_places(dst, part)
         if dst.is_file():
             return dst
         if is_offline():
@@ -165,7 +259,11 @@ def download_url(url: str, dst: str | Path, *, sha256: str | None = None, retrie
                     "was deleted and nothing was cached. Try again; if it persists the source "
                     "has changed"
                 )
-        os.replace(part, dst)
+        try:
+            os.replace(part, dst)
+        except OSError as err:
+            raise DownloadError(f"cannot move the download of {url} into place at {dst}: "
+                                f"{err.strerror or err}; it is kept in {part}") from err
     return dst
 
 
@@ -191,6 +289,7 @@ def _hf_download(repo_id: str, filename: str, *, revision: str | None,
     from huggingface_hub import hf_hub_download
     from huggingface_hub.errors import EntryNotFoundError, LocalEntryNotFoundError
 
+    _check_repo(repo_id, revision)
     try:
         return Path(hf_hub_download(repo_id, filename, revision=revision,
                                     cache_dir=hf_cache_dir(),
@@ -212,11 +311,13 @@ def hub_repo_dir(name: str) -> Path:
 
     Raises:
         OfflineError: not cached and the network is off.
-        VitzooError: the Hub could not be reached or has no such repository.
+        VitzooError: the Hub could not be reached or has no such repository, or the name is not
+            ``org/repo[@revision]`` of safe characters.
     """
     from huggingface_hub import snapshot_download
 
     repo, _, revision = name.removeprefix(HF_HUB_PREFIX).partition("@")
+    _check_repo(repo, revision)
 
     def snapshot(patterns: list[str]) -> Path:
         try:
@@ -242,16 +343,21 @@ def hub_repo_dir(name: str) -> Path:
 
 def converted_path(entry: PretrainedEntry) -> Path:
     """Where a URL download of ``entry`` is kept, as vitzoo safetensors."""
-    return cache_dir() / "weights" / entry.name / HF_FILE
+    return cache_dir() / "weights" / check_cache_name(entry.name) / HF_FILE
 
 
 def local_weights(entry: PretrainedEntry) -> Path | None:
-    """The first local copy of ``entry``'s weights: weights dirs, vitzoo's cache, HF's cache."""
+    """The first local copy of ``entry``'s weights: weights dirs, vitzoo's cache, HF's cache.
+
+    Only regular files inside their directory count (a symbolic link may point elsewhere in
+    it, as the Hub cache's do, but not outside).
+    """
+    name = check_cache_name(entry.name)
     for directory in weights_dirs():
-        candidate = directory / entry.name / HF_FILE
-        if candidate.is_file():
+        candidate = directory / name / HF_FILE
+        if _usable(candidate, directory):
             return candidate
-    if converted_path(entry).is_file():
+    if _usable(converted_path(entry), cache_dir()):
         return converted_path(entry)
     if entry.hf_hub_id:
         return _hf_download(entry.hf_hub_id, HF_FILE, revision=None, local_only=True)
@@ -314,14 +420,28 @@ def resolve_weights(entry: PretrainedEntry, *, source: str | None = None,
     raise VitzooError(f"{entry.name} has no {source} source")
 
 
+def _remove_stale_temps(directory: Path, name: str) -> None:
+    """Delete the temporary files a killed writer of ``directory/name`` left (call it holding
+    the entry's lock, so no live writer owns them)."""
+    for stale in directory.glob(f".{name}.*{TEMP_SUFFIX}"):
+        if stale.is_file() and not stale.is_symlink():
+            logger.info("removing %s, left by an interrupted write", stale)
+            stale.unlink(missing_ok=True)
+
+
 def _download_and_convert(entry: PretrainedEntry, progress: bool) -> Path:
-    """Fetch the original file and keep it as vitzoo safetensors (Google's .npz converted once)."""
+    """Fetch the original file and keep it as vitzoo safetensors (Google's .npz converted once).
+
+    Processes converting one entry at the same time wait for one another (a lock file next to
+    it); the converted file appears by an atomic rename, so readers see it whole or not at all.
+    """
     target = converted_path(entry)
-    with file_lock(target.with_name(target.name + ".lock")):
-        if target.is_file():
+    with file_lock(target.with_name(target.name + ".lock"), error=DownloadError):
+        if _usable(target, cache_dir()):
             return target
+        _remove_stale_temps(target.parent, target.name)
         raw_dir = cache_dir() / "downloads"
-        raw = download_url(entry.url, raw_dir / Path(entry.url).name, sha256=entry.sha256,
+        raw = download_url(entry.url, raw_dir / _download_name(entry.url), sha256=entry.sha256,
                            progress=progress)
         if entry.url_format in ("jax_npz", "openai_clip"):  # self-describing originals
             convert_checkpoint(raw, target)
@@ -332,10 +452,20 @@ def _download_and_convert(entry: PretrainedEntry, progress: bool) -> Path:
 
 
 def copy_weights(entry: PretrainedEntry, directory: Path) -> Path:
-    """Copy ``entry``'s weights to ``directory/<arch>.<tag>/`` with a ``config.json``."""
+    """Copy ``entry``'s weights to ``directory/<arch>.<tag>/`` with a ``config.json``.
+
+    Raises:
+        VitzooError: ``directory/<arch>.<tag>`` exists and is not a directory inside
+            ``directory`` (a file, or a symbolic link pointing elsewhere).
+    """
     src = resolve_weights(entry)
-    out = directory / entry.name
-    out.mkdir(parents=True, exist_ok=True)
+    out = Path(directory) / check_cache_name(entry.name)
+    if os.path.lexists(out):
+        why = (f"a link to {os.path.realpath(out)}, outside {directory}"
+               if not is_inside(out, directory) else None if out.is_dir() else "not a directory")
+        if why:
+            raise VitzooError(f"cannot copy {entry.name} to {out}: it is {why}; remove it or "
+                              "choose another directory")
     with atomic_path(out / HF_FILE) as tmp:
         shutil.copyfile(src, tmp)
     config = {"architecture": entry.arch, "tag": entry.tag, "num_classes": entry.num_classes,
@@ -359,7 +489,9 @@ def save_pretrained(model: Any, directory: str | Path) -> Path:
     config = {"architecture": pretrained.get("architecture"), "num_classes": cfg.num_classes,
               "num_features": model.num_features, "global_pool": cfg.global_pool,
               "pretrained_cfg": pretrained, "vitzoo_config": cfg.to_dict()}
-    directory.mkdir(parents=True, exist_ok=True)
+    if os.path.lexists(directory) and not directory.is_dir():
+        raise CheckpointError(f"cannot save to {directory}: it is "
+                              f"{file_problem(directory) or 'a file'}, not a directory")
     io.save_state_dict(model.state_dict(), directory / HF_FILE, {"format": "pt"})
     with atomic_path(directory / "config.json") as tmp:
         tmp.write_text(json.dumps(config, indent=2, default=list) + "\n")
@@ -384,19 +516,49 @@ def push_to_hub(model: Any, repo_id: str, *, private: bool = False,
 
 
 # -- the caches -----------------------------------------------------------------------------------
+_HF_TIMM = "models--timm--"
+
+
+def _listdir(path: Path) -> list[Path]:
+    try:
+        return sorted(path.iterdir())
+    except OSError:  # not a directory, unreadable, a symbolic link loop
+        return []
+
+
+def _entries(base: Path, place: str) -> Iterator[tuple[str, Path]]:
+    """``(name, path)`` of every weight file in the cache ``base`` (``place``: vitzoo's or the
+    Hub's layout), whatever kind of file it is, whose entry directory is a valid name and that
+    resolves inside ``base``; others are skipped with a warning, so nothing outside ``base``
+    is ever read."""
+    if place == "vitzoo":
+        candidates = [(d.name, d / HF_FILE) for d in _listdir(base / "weights")]
+    else:
+        candidates = [(repo.name[len(_HF_TIMM):], snap / HF_FILE) for repo in _listdir(base)
+                      if repo.name.startswith(_HF_TIMM)
+                      for snap in _listdir(repo / "snapshots")]
+    for name, path in candidates:
+        if not os.path.lexists(path):
+            continue
+        if not _CACHE_NAME.fullmatch(name):
+            logger.warning("ignoring %s: %r is not a weight name", path, name)
+        elif not is_inside(path, base):
+            logger.warning("ignoring %s: it points outside the cache %s (to %s)", path, base,
+                           os.path.realpath(path))
+        else:
+            yield name, path
+
+
 def cached_weights() -> list[tuple[str, str, Path]]:
     """``(name, place, path)`` of every cached weight file: vitzoo's cache and the
-    Hugging Face cache's ``timm/*`` repositories."""
-    found = []
-    weights = cache_dir() / "weights"
-    if weights.is_dir():
-        for path in sorted(weights.glob(f"*/{HF_FILE}")):
-            found.append((path.parent.name, "vitzoo", path))
-    hf = hf_cache_dir()
-    if hf.is_dir():
-        for repo in sorted(hf.glob("models--timm--*")):
-            for path in sorted(repo.glob(f"snapshots/*/{HF_FILE}")):
-                found.append((repo.name[len("models--timm--"):], "huggingface", path))
+    Hugging Face cache's ``timm/*`` repositories.
+
+    Only entries with valid names whose files resolve inside their cache are listed; a listed
+    path may still be a special file (a FIFO, a directory, a symbolic link loop), which
+    :func:`verify_cached` reports.
+    """
+    found = [(name, "vitzoo", path) for name, path in _entries(cache_dir(), "vitzoo")]
+    found += [(name, "huggingface", path) for name, path in _entries(hf_cache_dir(), "hf")]
     return found
 
 
@@ -404,15 +566,19 @@ def verify_cached(path: Path) -> str | None:
     """None when a cached file is intact, else what is wrong with it.
 
     A Hugging Face blob is named by its sha256, which is checked; every file must open as
-    safetensors and read completely.
+    safetensors and read completely. A FIFO, socket, device, directory or symbolic-link loop
+    is reported without being opened, so this never blocks.
     """
-    real = path.resolve()
-    if real.parent.name == "blobs" and len(real.name) == 64:
-        actual = sha256_of(real)
-        if actual != real.name:
-            return f"sha256 {actual} differs from the blob name {real.name}"
+    problem = file_problem(path)
+    if problem is not None:
+        return f"{path} is {problem}, not a regular file (remove it with `vitzoo cache rm`)"
+    real = Path(os.path.realpath(path))
     try:
-        with safe_open(str(path), framework="np") as f:
+        if real.parent.name == "blobs" and len(real.name) == 64:
+            actual = sha256_of(real)
+            if actual != real.name:
+                return f"sha256 {actual} differs from the blob name {real.name}"
+        with safe_open(str(real), framework="np") as f:
             for key in f.keys():  # noqa: SIM118
                 f.get_tensor(key)
     except Exception as err:  # noqa: BLE001 - any failure means a damaged file
@@ -420,11 +586,39 @@ def verify_cached(path: Path) -> str | None:
     return None
 
 
+def _remove_entry(target: Path, base: Path) -> bool:
+    """Delete the cache entry ``target`` (a directory, file or symbolic link, whose directory
+    resolves inside the cache ``base``); a symbolic link is removed itself, never what it
+    points to."""
+    if not os.path.lexists(target):
+        return False
+    if not is_inside(target.parent, base):
+        raise VitzooError(f"{target} is not inside the cache {base}: {target.parent} is a "
+                          f"symbolic link to {os.path.realpath(target.parent)}; nothing was "
+                          "removed")
+    try:
+        if target.is_symlink() or not target.is_dir():
+            target.unlink()
+        else:
+            shutil.rmtree(target)  # never follows symbolic links inside the tree
+    except OSError as err:
+        raise VitzooError(f"cannot remove {target}: {err.strerror or err}") from err
+    return True
+
+
 def remove_cached(name: str) -> list[Path]:
-    """Delete ``name``'s cached copies (vitzoo's cache and its ``timm/`` hub repo)."""
+    """Delete ``name``'s cached copies (vitzoo's cache and its ``timm/`` hub repo).
+
+    Only the entries ``<cache>/weights/<name>`` and ``<hf cache>/models--timm--<name>`` are
+    touched; a symbolic link among them is removed, not followed.
+
+    Raises:
+        VitzooError: ``name`` is not ``arch[.tag]`` of safe characters (see
+            :func:`check_cache_name`), or an entry could not be removed.
+    """
+    check_cache_name(name)
     removed = []
-    for target in (cache_dir() / "weights" / name, hf_cache_dir() / f"models--timm--{name}"):
-        if target.exists():
-            shutil.rmtree(target)
-            removed.append(target)
+    for base, entry in ((cache_dir(), Path("weights", name)), (hf_cache_dir(), _HF_TIMM + name)):
+        if _remove_entry(base / entry, base):
+            removed.append(base / entry)
     return removed

@@ -121,8 +121,9 @@ def make_seeds(directory: Path) -> dict[str, bytes]:
 def _snapshot(root: Path, skip: Path) -> dict[str, tuple[int, int]]:
     """Every path under ``root`` outside ``skip`` with its size and mtime."""
     found = {}
+    own = root / "hypothesis"  # hypothesis's own caches
     for path in root.rglob("*"):
-        if skip in path.parents or path == skip:
+        if skip in path.parents or path == skip or own in path.parents or path == own:
             continue
         try:
             st = path.lstat()
@@ -154,6 +155,8 @@ def guard_deletions(root: Path) -> None:
 
     def guarded(fn: Any, *positions: int) -> Any:
         def call(*args: Any, **kwargs: Any) -> Any:
+            if kwargs.get("dir_fd") is not None or kwargs.get("src_dir_fd") is not None:
+                return fn(*args, **kwargs)  # inside a tree rmtree already checked
             for i in positions:
                 if i < len(args) and not inside(args[i]):
                     raise EscapeAttempt(f"{fn.__name__}({args[i]!r}) outside the sandbox")
@@ -490,7 +493,10 @@ def fuzz(cases: int, seed: int, profile: str) -> dict[str, Any]:
 
     torch.set_num_threads(1)
     warnings.simplefilter("ignore")
+    from hypothesis.configuration import set_hypothesis_home_dir
+
     sandbox = Sandbox(Path(tempfile.mkdtemp(prefix="vitzoo-fuzz-")))
+    set_hypothesis_home_dir(str(sandbox.root / "hypothesis"))  # its own caches, inside
     guard_deletions(sandbox.root)
     seeds = make_seeds(sandbox.root / "seeds")
     sandbox.before = _snapshot(sandbox.root, sandbox.cases)

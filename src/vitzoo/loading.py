@@ -47,10 +47,10 @@ from .errors import (
 )
 from .layers import resample_pos_embed
 from .models import build_model
-from .pretrained import GOOGLE_PREPROCESSING, numerics_of
+from .pretrained import GOOGLE_PREPROCESSING
 
 __all__ = ["CheckpointFacts", "LoadReport", "Source", "StateDict", "compare_state_dict",
-           "default_resample", "explain_mismatch", "fit_dtypes", "fit_state", "load_checkpoint",
+           "explain_mismatch", "fit_dtypes", "fit_state", "load_checkpoint",
            "load_state", "matching_architectures", "read_source", "read_state_dict",
            "warn_non_finite"]
 
@@ -318,12 +318,6 @@ class StateDict(dict[str, torch.Tensor]):
         self.notes = list(notes)
 
 
-def default_resample(origin: str) -> str:
-    """Google's scipy zoom for JAX-origin weights, bicubic for the rest (timm's rule): the
-    ``pos_embed_resample`` of the origin's numerics."""
-    return str(numerics_of(origin).get("pos_embed_resample", "bicubic"))
-
-
 def _origin(config: Mapping[str, Any]) -> str:
     return "jax" if config.get("gelu_approximate") == "tanh" else "pytorch"
 
@@ -336,9 +330,7 @@ def _read_jax(path: Path, img_size: tuple[int, int] | None,
         tree, notes = jax_npz.canonicalize(arrays)
         del arrays  # the tree now holds the only reference, and gives each array up as converted
         config = jax_npz.infer_config(tree, notes, img_size)
-    except CheckpointError as err:  # say which file
-        raise CheckpointError(f"{path}: {err}") from err
-    except ValueError as err:
+    except ValueError as err:  # CheckpointError too: say which file
         raise CheckpointError(f"{path}: {err}") from err
     zero_head = jax_npz.head_is_zero(tree)
     try:

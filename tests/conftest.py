@@ -8,6 +8,7 @@ import pytest
 import torch
 
 import vitzoo
+from _http_server import FileServer
 from vitzoo import registry
 
 
@@ -82,3 +83,13 @@ def verification_off_by_a_little(monkeypatch) -> None:
         return out
 
     monkeypatch.setattr(verify, "jax_vit_forward", forward)
+
+
+@pytest.fixture
+def server(monkeypatch) -> Iterator[FileServer]:
+    """A file server on 127.0.0.1 (tests/_http_server.py), with the network switch on."""
+    monkeypatch.delenv("VITZOO_OFFLINE", raising=False)
+    monkeypatch.delenv("HF_HUB_OFFLINE", raising=False)
+    s = FileServer()
+    yield s
+    s.close()

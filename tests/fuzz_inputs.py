@@ -185,6 +185,9 @@ class Sandbox:
         self.root = root
         self.cases = root / "cases"
         self.cases.mkdir(parents=True)
+        self.tmp = self.cases / "tmp"  # the temporary files of the code under test, per case
+        self.tmp.mkdir()
+        tempfile.tempdir = os.environ["TMPDIR"] = str(self.tmp)
         (root / "sentinel").mkdir()
         (root / "sentinel" / "keep.txt").write_text("nothing may touch this\n")
         os.environ.update({"VITZOO_CACHE": str(self.cases / "cache"),
@@ -196,6 +199,7 @@ class Sandbox:
     def fresh(self) -> Path:
         shutil.rmtree(self.cases, ignore_errors=True)
         self.cases.mkdir()
+        self.tmp.mkdir()
         return self.cases
 
     def changed_outside(self) -> list[str]:
@@ -497,6 +501,8 @@ def fuzz(cases: int, seed: int, profile: str) -> dict[str, Any]:
 
     sandbox = Sandbox(Path(tempfile.mkdtemp(prefix="vitzoo-fuzz-")))
     set_hypothesis_home_dir(str(sandbox.root / "hypothesis"))  # its own caches, inside
+    import vitzoo  # noqa: F401 - imports (filelock probes with a temporary directory) go first
+
     guard_deletions(sandbox.root)
     seeds = make_seeds(sandbox.root / "seeds")
     sandbox.before = _snapshot(sandbox.root, sandbox.cases)

@@ -83,9 +83,10 @@ def test_there_are_fixtures_for_vit_deit_gap_pad_and_hybrid():
 
 # -- any input size ---------------------------------------------------------------------------
 def _atol(name: str) -> float:
-    # measured: ViT and DeiT equal timm to the last bit; the hybrid's stem sums in another
-    # order (up to 8.6e-6 on un-normed tokens)
-    return 1e-5 if name.startswith("hybrid") else 1e-6
+    # measured: ViT and DeiT equal timm's stored outputs to the last bit on the machine that
+    # stored them, and to 1.4e-6 on a CPU whose MKL kernels round differently; the hybrid's stem
+    # sums in another order (up to 8.6e-6 on un-normed tokens)
+    return 1e-5 if name.startswith("hybrid") else 2e-6
 
 
 def test_dynamic_img_size_reproduces_timm_at_every_size(timm_ref):

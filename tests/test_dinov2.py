@@ -27,7 +27,9 @@ D2 = Path(__file__).parent / "data" / "dinov2"
 PATCH = 4
 GRIDS = [(4, 4), (2, 5), (6, 6)]  # native; rows shrink and columns grow; larger
 VARIANTS = ["plain", "reg4", "swiglu"]
-ATOL = 1e-6  # measured: 0.0
+# measured: 0.0 where the fixtures were made; up to 1.4e-6 on a CPU whose MKL kernels round
+# differently (the reference outputs are stored, so the tolerance covers a few float32 ulps)
+ATOL = 2e-6
 
 
 def image(h: int, w: int, batch: int = 1) -> torch.Tensor:
@@ -318,8 +320,9 @@ def test_timm_converted_dinov2_files_load_strictly_and_give_timms_outputs(timm_r
     assert not report.missing and not report.unexpected
     x = image(4 * PATCH, 4 * PATCH)
     with torch.no_grad():
-        close(model.forward_features(x), timm_ref[f"{name}.forward_features"], atol=0)
-        close(model(x), timm_ref[f"{name}.forward"], atol=0)
+        # equal where timm's outputs were stored; a few ulps on another CPU
+        close(model.forward_features(x), timm_ref[f"{name}.forward_features"], atol=1e-6)
+        close(model(x), timm_ref[f"{name}.forward"], atol=1e-6)
 
 
 @pytest.mark.parametrize("name", VARIANTS)

@@ -4,10 +4,7 @@ from __future__ import annotations
 
 import dataclasses
 import hashlib
-import http.server
 import multiprocessing
-import threading
-from collections.abc import Iterator
 from pathlib import Path
 
 import numpy as np
@@ -19,60 +16,6 @@ from vitzoo.adapters import jax_npz
 from vitzoo.hub import DownloadError, OfflineError, download_url, resolve_weights
 
 from conftest import jax_model
-
-
-class _Server:
-    """Serves ``files`` (path -> bytes) with HTTP Range support; ``truncate_first`` makes the
-    first full response of a path stop half-way, as a dropped connection does."""
-
-    def __init__(self) -> None:
-        self.files: dict[str, bytes] = {}
-        self.truncate_first: set[str] = set()
-        self.requests: list[tuple[str, str | None]] = []
-        server = self
-
-        class Handler(http.server.BaseHTTPRequestHandler):
-            def log_message(self, *args):  # keep the test output clean
-                pass
-
-            def do_GET(self):  # noqa: N802 - the http.server name
-                body = server.files.get(self.path)
-                rng = self.headers.get("Range")
-                server.requests.append((self.path, rng))
-                if body is None:
-                    self.send_error(404)
-                    return
-                start = int(rng.split("=")[1].split("-")[0]) if rng else 0
-                chunk = body[start:]
-                self.send_response(206 if rng else 200)
-                self.send_header("Content-Length", str(len(chunk)))
-                self.end_headers()
-                if self.path in server.truncate_first and not rng:
-                    server.truncate_first.discard(self.path)
-                    self.wfile.write(chunk[: len(chunk) // 2])
-                    self.wfile.flush()
-                    self.close_connection = True
-                    return
-                self.wfile.write(chunk)
-
-        self.httpd = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-        self.url = f"http://127.0.0.1:{self.httpd.server_address[1]}"
-        self.thread = threading.Thread(target=self.httpd.serve_forever, daemon=True)
-        self.thread.start()
-
-    def close(self) -> None:
-        self.httpd.shutdown()
-        self.httpd.server_close()
-
-
-@pytest.fixture
-def server(monkeypatch) -> Iterator[_Server]:
-    monkeypatch.delenv("VITZOO_OFFLINE", raising=False)
-    monkeypatch.delenv("HF_HUB_OFFLINE", raising=False)
-    s = _Server()
-    yield s
-    s.close()
-
 
 PAYLOAD = bytes(range(256)) * 4096  # 1 MiB
 DIGEST = hashlib.sha256(PAYLOAD).hexdigest()

@@ -560,3 +560,37 @@ def test_cli_numbers_are_checked(capsys):
     with pytest.raises(SystemExit):
         main(["finetune", "--lr", "nan"])
     assert "'nan' is not a finite number" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize("changes, fragment", [
+    ({"lr": "0.1"}, "lr='0.1' is str, not a number"),
+    ({"lr": float("nan")}, "lr=nan is not finite"),
+    ({"lr": 0}, "lr=0 must be greater than 0"),
+    ({"steps": True}, "steps=True is bool, not an integer"),
+    ({"batch_size": 8.0}, "batch_size=8.0 is float, not an integer"),
+    ({"momentum": 1.0}, "momentum=1.0 must be less than 1"),
+    ({"label_smoothing": -0.1}, "label_smoothing=-0.1 must be at least 0"),
+    ({"clip_grad_norm": float("inf")}, "clip_grad_norm=inf is not finite"),
+    ({"betas": (0.9, 1.0)}, r"betas=\(0.9, 1.0\): 1.0 must be less than 1"),
+    ({"betas": 0.9}, "betas=0.9 must be a pair of numbers"),
+    ({"train_scale": (0.5, 0.1)}, r"train_scale=\(0.5, 0.1\) must be \(low, high\) with low"),
+    ({"train_scale": (0.0, 1.0)}, r"train_scale=\(0.0, 1.0\): 0.0 must be greater than 0"),
+    ({"hflip": 2}, "hflip=2 must be at most 1"),
+    ({"augment": 1}, "augment=1 must be True or False"),
+    ({"seed": -1}, "seed=-1 must be at least 0"),
+    ({"distill_tau": 0}, "distill_tau=0 must be greater than 0"),
+])
+def test_a_training_option_of_the_wrong_type_or_range_is_refused(changes, fragment):
+    from vitzoo.train import TrainConfig
+
+    # was: accepted, then a TypeError or a NaN loss deep in the first step
+    with pytest.raises(vitzoo.ConfigError, match="training option " + fragment):
+        TrainConfig(**changes)
+
+
+def test_training_options_from_json_and_optional_fields_are_taken():
+    from vitzoo.train import TrainConfig
+
+    cfg = TrainConfig(lr=1, train_scale=[0.05, 1.0], layer_decay=None, clip_grad_norm=None,
+                      checkpoint_every=None)
+    assert cfg.lr == 1 and list(cfg.train_scale) == [0.05, 1.0]

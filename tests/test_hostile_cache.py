@@ -10,7 +10,6 @@ import contextlib
 import dataclasses
 import errno
 import hashlib
-import http.server
 import multiprocessing
 import os
 import signal
@@ -18,7 +17,6 @@ import socket
 import subprocess
 import sys
 import tempfile
-import threading
 import time
 from collections.abc import Iterable, Iterator
 from pathlib import Path
@@ -409,62 +407,7 @@ def test_a_failed_convert_verify_command_keeps_the_old_destination(
     assert dst.read_bytes() == b"the previous conversion"
 
 
-# -- a local server -------------------------------------------------------------------------------
-class _Server:
-    """Serves ``files`` with HTTP Range support on 127.0.0.1; ``delay`` slows every response,
-    ``stall`` makes full responses stop half-way until ``resume`` is set."""
-
-    def __init__(self) -> None:
-        self.files: dict[str, bytes] = {}
-        self.requests: list[tuple[str, str | None]] = []
-        self.delay = 0.0
-        self.stall = False
-        self.resume = threading.Event()
-        server = self
-
-        class Handler(http.server.BaseHTTPRequestHandler):
-            def log_message(self, *args):
-                pass
-
-            def do_GET(self):  # noqa: N802 - the http.server name
-                body, rng = server.files.get(self.path), self.headers.get("Range")
-                server.requests.append((self.path, rng))
-                time.sleep(server.delay)
-                if body is None:
-                    self.send_error(404)
-                    return
-                start = int(rng.split("=")[1].split("-")[0]) if rng else 0
-                self.send_response(206 if rng else 200)
-                self.send_header("Content-Length", str(len(body) - start))
-                self.end_headers()
-                if server.stall and not rng:
-                    self.wfile.write(body[: len(body) // 2])
-                    self.wfile.flush()
-                    server.resume.wait(60)
-                    self.close_connection = True
-                    return
-                self.wfile.write(body[start:])
-
-        self.httpd = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-        self.httpd.daemon_threads = True
-        self.url = f"http://127.0.0.1:{self.httpd.server_address[1]}"
-        threading.Thread(target=self.httpd.serve_forever, daemon=True).start()
-
-    def close(self) -> None:
-        self.resume.set()
-        self.httpd.shutdown()
-        self.httpd.server_close()
-
-
-@pytest.fixture
-def server(monkeypatch) -> Iterator[_Server]:
-    monkeypatch.delenv("VITZOO_OFFLINE", raising=False)
-    monkeypatch.delenv("HF_HUB_OFFLINE", raising=False)
-    s = _Server()
-    yield s
-    s.close()
-
-
+# -- downloads from a local server (conftest's ``server``) ---------------------------------------
 @pytest.fixture
 def google_npz(server) -> tuple[str, str, torch.nn.Module]:
     """A tiny Google .npz served at ``/vit_models/m.npz``: (url, sha256, model)."""

@@ -113,12 +113,17 @@ def ddp_setup(distill: bool = False):
     return model, train, evaluation, transform, teacher, cfg
 
 
-def _torchrun_worker(output_dir, *args):
-    env = {**os.environ, "OMP_NUM_THREADS": "1"}
+def _torchrun(*args):
+    """Two processes on this machine over loopback, so that a host name that does not resolve
+    (a bare container) cannot stall the rendezvous."""
+    env = {**os.environ, "OMP_NUM_THREADS": "1", "GLOO_SOCKET_IFNAME": "lo"}
     subprocess.run([sys.executable, "-m", "torch.distributed.run", "--standalone",
-                    "--nproc_per_node=2", str(Path(__file__).with_name("_ddp_worker.py")),
-                    str(output_dir), str(Path(__file__).parent), *args],
-                   check=True, env=env, capture_output=True, timeout=300)
+                    "--local-addr=127.0.0.1", "--nproc_per_node=2", *map(str, args)],
+                   check=True, env=env, capture_output=True, timeout=180)
+
+
+def _torchrun_worker(output_dir, *args):
+    _torchrun(Path(__file__).with_name("_ddp_worker.py"), output_dir, Path(__file__).parent, *args)
     return vitzoo.load_model(output_dir / "last.safetensors")
 
 
@@ -356,10 +361,7 @@ def test_two_process_torchrun_of_the_digits_defaults_matches_one_process(tmp_pat
     # batch 64, micro-batch 64: each of the 2 processes takes 32 in one micro-batch of 32
     options = ["finetune", "--steps", "4", "--warmup-steps", "1", "--eval-every", "4"]
     assert main([*options, "--output", str(tmp_path / "single")]) == 0
-    env = {**os.environ, "OMP_NUM_THREADS": "1"}
-    subprocess.run([sys.executable, "-m", "torch.distributed.run", "--standalone",
-                    "--nproc_per_node=2", "-m", "vitzoo", *options, "--output",
-                    str(tmp_path / "ddp")], check=True, env=env, capture_output=True, timeout=300)
+    _torchrun("-m", "vitzoo", *options, "--output", tmp_path / "ddp")
     single = vitzoo.load_model(tmp_path / "single" / "last.safetensors")
     ddp = vitzoo.load_model(tmp_path / "ddp" / "last.safetensors")
     _assert_same_weights(single, ddp, atol=1e-5)

@@ -24,7 +24,8 @@ from tqdm.auto import tqdm
 from .errors import CheckpointError, VitzooError
 
 __all__ = ["TEMP_SUFFIX", "Progress", "atomic_path", "close_matches", "file_digest", "file_kind",
-           "file_lock", "file_problem", "is_inside", "open_regular", "skip_init", "suggestion"]
+           "file_lock", "file_problem", "flush_to_disk", "is_inside", "open_regular", "skip_init",
+           "suggestion"]
 
 logger = logging.getLogger(__name__)
 
@@ -146,6 +147,24 @@ def _temp_beside(target: Path, error: type[VitzooError]) -> Path:
     return Path(tmp)
 
 
+def flush_to_disk(path: Path) -> None:
+    """``fsync`` a file or directory, so that a rename made after it survives a power cut with
+    the file's bytes (a platform that cannot sync a directory is skipped)."""
+    try:
+        fd = os.open(path, os.O_RDONLY | getattr(os, "O_BINARY", 0))
+    except OSError:
+        if path.is_dir():
+            return  # Windows opens no directory: its renames are durable without it
+        raise
+    try:
+        os.fsync(fd)
+    except OSError:
+        if not path.is_dir():
+            raise
+    finally:
+        os.close(fd)
+
+
 @contextlib.contextmanager
 def atomic_path(target: str | Path, *,
                 error: type[VitzooError] = CheckpointError) -> Iterator[Path]:
@@ -154,7 +173,8 @@ def atomic_path(target: str | Path, *,
     older ``target`` untouched). The file gets the permissions an ordinary write would give.
 
     A process killed in the block leaves at most its ``.<name>.<random>.tmp`` file, a name no
-    reader takes for ``target``.
+    reader takes for ``target``. The file's bytes are flushed to disk (``fsync``) before the
+    rename and the directory after it, so a power cut leaves the old file or the whole new one.
 
     Raises:
         VitzooError: ``error`` (``CheckpointError`` by default) when ``target`` is a directory,
@@ -169,7 +189,9 @@ def atomic_path(target: str | Path, *,
         if target.is_dir():  # it may have appeared while the block ran
             raise error(f"{target} is a directory; give a file name to write to (or remove "
                         "the directory)")
+        flush_to_disk(tmp_path)
         os.replace(tmp_path, target)
+        flush_to_disk(target.parent)
     except OSError as err:
         if isinstance(err, VitzooError):
             raise

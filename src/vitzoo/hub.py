@@ -41,6 +41,7 @@ from ._utils import (
     file_digest,
     file_lock,
     file_problem,
+    flush_to_disk,
     is_inside,
 )
 from .adapters import open_clip
@@ -260,7 +261,9 @@ def download_url(url: str, dst: str | Path, *, sha256: str | None = None, retrie
                     "has changed"
                 )
         try:
+            flush_to_disk(part)
             os.replace(part, dst)
+            flush_to_disk(dst.parent)
         except OSError as err:
             raise DownloadError(f"cannot move the download of {url} into place at {dst}: "
                                 f"{err.strerror or err}; it is kept in {part}") from err

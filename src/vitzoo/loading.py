@@ -12,7 +12,6 @@ new parts.
 from __future__ import annotations
 
 import logging
-import math
 import re
 import warnings
 from collections import Counter
@@ -46,6 +45,7 @@ from .errors import (
     VitzooError,
 )
 from .layers import resample_pos_embed
+from .layers.helpers import is_square
 from .models import build_model
 from .pretrained import GOOGLE_PREPROCESSING
 
@@ -156,8 +156,8 @@ class CheckpointFacts:
         prefix = int("cls_token" in state) + int("dist_token" in state) + reg_tokens
         pos = state.get("pos_embed")
         rows = int(pos.shape[1]) if pos is not None and pos.dim() == 3 else None
-        no_embed_class = bool(rows and prefix and _is_square(rows)
-                              and not _is_square(rows - prefix))
+        no_embed_class = bool(rows and prefix and is_square(rows)
+                              and not is_square(rows - prefix))
         head = _of_rank(state, "head.weight", 2)
         fc1 = _of_rank(state, "blocks.0.mlp.fc1.weight", 2)
         fc2 = _of_rank(state, "blocks.0.mlp.fc2.weight", 2)
@@ -195,9 +195,6 @@ class CheckpointFacts:
             swiglu=cfg.mlp_layer == "swiglu", qk_norm=cfg.qk_norm,
         )
 
-
-def _is_square(n: int) -> bool:
-    return n > 0 and math.isqrt(n) ** 2 == n
 
 
 def _of_rank(state: Mapping[str, torch.Tensor], key: str, ndim: int) -> torch.Tensor | None:

@@ -17,6 +17,7 @@ from typing import Any
 
 import torch
 
+from ..layers.helpers import is_square
 from ..pretrained import IMAGENET_MEAN, IMAGENET_STD, numerics_of
 from .rename import RenameTable, Rule
 
@@ -50,16 +51,13 @@ RENAMES = RenameTable([
 _HEADS = {1280: 16}
 
 
-def _is_square(n: int) -> bool:
-    return math.isqrt(n) ** 2 == n
-
 
 def detect(state: Mapping[str, torch.Tensor]) -> bool:
     """Whether ``state`` is a DeiT III state dict: ``gamma_1`` LayerScale names, a class token,
     and a position table with no row for it (a square number of rows; a classic one has 1 + N)."""
     pos = state.get("pos_embed")
     return ("blocks.0.gamma_1" in state and "cls_token" in state and pos is not None
-            and pos.ndim == 3 and _is_square(int(pos.shape[1])))
+            and pos.ndim == 3 and is_square(int(pos.shape[1])))
 
 
 def to_vitzoo(state: Mapping[str, torch.Tensor]) -> tuple[dict[str, torch.Tensor], list[str]]:

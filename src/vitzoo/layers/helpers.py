@@ -2,11 +2,12 @@
 
 from __future__ import annotations
 
+import math
 from collections.abc import Sequence
 
 from torch import nn
 
-__all__ = ["layer_norm", "patch_grid", "to_2tuple"]
+__all__ = ["is_square", "layer_norm", "patch_grid", "to_2tuple"]
 
 
 def to_2tuple(value: int | Sequence[int]) -> tuple[int, int]:
@@ -30,3 +31,8 @@ def layer_norm(dim: int) -> nn.LayerNorm:
     """The default norm of the layers: LayerNorm with eps 1e-6 (the ViT release's, flax's
     default), not PyTorch's 1e-5."""
     return nn.LayerNorm(dim, eps=1e-6)
+
+
+def is_square(n: int) -> bool:
+    """Whether ``n`` is a positive perfect square (a square grid of position rows)."""
+    return n > 0 and math.isqrt(n) ** 2 == n

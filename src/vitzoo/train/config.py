@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import dataclasses
+import math
 from dataclasses import dataclass
 from typing import Any
 
@@ -61,6 +62,7 @@ class TrainConfig:
     distill_tau: float = 1.0
 
     def __post_init__(self) -> None:
+        _check_types_and_ranges(self)
         if self.steps < 1 or self.batch_size < 1 or self.micro_batch < 1:
             raise ConfigError("steps, batch_size and micro_batch must be positive")
         if self.optimizer not in ("sgd", "adamw"):
@@ -95,6 +97,77 @@ class TrainConfig:
 
     def to_dict(self) -> dict[str, Any]:
         return dataclasses.asdict(self)
+
+
+# field -> (kind, low, high, low_open, high_open): "int" takes int (not bool), "float" takes a
+# finite int or float; a bound of None is no bound. Fields not named are checked by choice.
+_NUMBERS: dict[str, tuple[str, float | None, float | None, bool, bool]] = {
+    "steps": ("int", 1, None, False, False),
+    "batch_size": ("int", 1, None, False, False),
+    "micro_batch": ("int", 1, None, False, False),
+    "lr": ("float", 0, None, True, False),
+    "momentum": ("float", 0, 1, False, True),
+    "weight_decay": ("float", 0, None, False, False),
+    "layer_decay": ("float", 0, 1, True, False),
+    "warmup_steps": ("int", 0, None, False, False),
+    "clip_grad_norm": ("float", 0, None, True, False),
+    "label_smoothing": ("float", 0, 1, False, True),
+    "eval_every": ("int", 1, None, False, False),
+    "checkpoint_every": ("int", 1, None, False, False),
+    "log_every": ("int", 1, None, False, False),
+    "seed": ("int", 0, 2**63 - 1, False, False),
+    "num_workers": ("int", 0, None, False, False),
+    "hflip": ("float", 0, 1, False, False),
+    "distill_alpha": ("float", 0, 1, False, False),
+    "distill_tau": ("float", 0, None, True, False),
+}
+_OPTIONAL = {"layer_decay", "clip_grad_norm", "checkpoint_every"}
+_PAIRS = {"betas": (0, 1, False, True), "train_scale": (0, 1, True, False),
+          "train_ratio": (0, None, True, False)}
+_FLAGS = ("augment",)
+
+
+def _number_problem(value: Any, kind: str, low: float | None, high: float | None,
+                    low_open: bool, high_open: bool) -> str | None:
+    """Why ``value`` is not a number of ``kind`` in the range, or None."""
+    if isinstance(value, bool) or not isinstance(value, int | float) or (
+            kind == "int" and not isinstance(value, int)):
+        return f"is {type(value).__name__}, not {'an integer' if kind == 'int' else 'a number'}"
+    if not math.isfinite(value):
+        return "is not finite"
+    if low is not None and (value <= low if low_open else value < low):
+        return f"must be {'greater than' if low_open else 'at least'} {low}"
+    if high is not None and (value >= high if high_open else value > high):
+        return f"must be {'less than' if high_open else 'at most'} {high}"
+    return None
+
+
+def _check_types_and_ranges(cfg: TrainConfig) -> None:
+    """Refuse a field of the wrong type or out of range (a string for a number, True for 1,
+    NaN, a negative learning rate) with the field's name, before anything runs."""
+    for name, spec in _NUMBERS.items():
+        value = getattr(cfg, name)
+        if value is None and name in _OPTIONAL:
+            continue
+        problem = _number_problem(value, *spec)
+        if problem:
+            raise ConfigError(f"training option {name}={value!r} {problem}")
+    for name, bounds in _PAIRS.items():
+        value = getattr(cfg, name)
+        if not isinstance(value, tuple | list) or len(value) != 2:
+            raise ConfigError(f"training option {name}={value!r} must be a pair of numbers "
+                              "(low, high)")
+        for item in value:
+            problem = _number_problem(item, "float", *bounds)
+            if problem:
+                raise ConfigError(f"training option {name}={value!r}: {item!r} {problem}")
+        if name != "betas" and value[0] > value[1]:
+            raise ConfigError(f"training option {name}={value!r} must be (low, high) with "
+                              "low <= high")
+    for name in _FLAGS:
+        if not isinstance(getattr(cfg, name), bool):
+            raise ConfigError(f"training option {name}={getattr(cfg, name)!r} must be True or "
+                              "False")
 
 
 # "digits": a tiny ViT trained from scratch on the bundled 8x8 digits in about 100 s on two

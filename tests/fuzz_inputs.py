@@ -16,7 +16,7 @@ into it, the network is off) and one of these surfaces:
   random suffix, read by ``load_model``, ``load_checkpoint``, ``read_state_dict`` or
   ``convert_checkpoint``;
 - ``dir``: a hub, transformers or open_clip directory whose JSON side files are generated;
-- ``config``: ``ViTConfig`` / ``create_model`` with generated field values;
+- ``config``: ``ViTConfig`` / ``create_model`` / ``TrainConfig`` with generated field values;
 - ``input``: a model called on tensors of generated rank, dtype and size;
 - ``name``: cache commands (``vitzoo cache rm / verify / ls``) and ``create_model`` with
   generated names, some of them path-like;
@@ -278,6 +278,10 @@ def run_config(fields: dict[str, Any], through: str) -> None:
 
     if through == "config":
         vitzoo.ViTConfig(**fields)
+    elif through == "train":
+        from vitzoo.train import TrainConfig
+
+        TrainConfig(**fields)
     else:
         vitzoo.create_model("vit_tiny_patch16_224", device="meta", **fields)
 
@@ -450,8 +454,15 @@ def _strategies(seeds: dict[str, bytes]):
          "drop_path_rate", "reg_tokens", "pos_embed", "act_layer", "mlp_layer", "init_values",
          "backbone_layers", "pos_embed_resample", "dynamic_img_size", "representation_size"]),
         field_values, max_size=4)
-    config_case = st.tuples(st.just("config"), st.tuples(fields, st.sampled_from(
-        ["config", "create_model"])))
+    train_fields = st.dictionaries(st.sampled_from(
+        ["steps", "batch_size", "micro_batch", "optimizer", "lr", "momentum", "weight_decay",
+         "layer_decay", "betas", "warmup_steps", "schedule", "clip_grad_norm", "label_smoothing",
+         "eval_every", "checkpoint_every", "amp", "seed", "train_scale", "train_ratio", "hflip",
+         "augment", "distill", "distill_alpha", "distill_tau"]), field_values, max_size=4)
+    config_case = st.one_of(
+        st.tuples(st.just("config"), st.tuples(fields, st.sampled_from(["config",
+                                                                         "create_model"]))),
+        st.tuples(st.just("config"), st.tuples(train_fields, st.just("train"))))
     input_shape = st.lists(st.sampled_from([0, 1, 2, 3, 4, 15, 16, 17, 24, 32]), max_size=5)
     input_tensor = st.builds(lambda shape, d: torch.zeros(shape, dtype=d), input_shape.filter(
         lambda shape: math.prod(shape) <= 1 << 20), torch_dtypes)

@@ -175,7 +175,7 @@ def test_the_layers_import_nothing_of_vitzoo_but_errors(modules):
 LAYERS_ORDER = [("errors", "_utils", "_version"), ("layers",), ("config",), ("models",),
                 ("pretrained",), ("registry",), ("io", "_torchscript", "adapters"),
                 ("loading",), ("reference",),
-                ("convert",), ("hub",), ("factory",), ("info",), ("export", "explain"), ("data",),
+                ("convert",), ("hub",), ("factory",), ("info",), ("export", "explain", "optimize"), ("data",),
                 ("train",), ("cli",)]
 
 

@@ -45,6 +45,7 @@ from .models import (
     VisionTransformer,
     build_model,
 )
+from .optimize import OptimizeReport, optimize, quantize_int8
 from .pretrained import PretrainedCfg, PretrainedEntry
 from .registry import (
     get_pretrained_cfg,
@@ -78,6 +79,7 @@ __all__ = [
     "ModelInfo",
     "OfflineError",
     "OnnxExport",
+    "OptimizeReport",
     "PretrainedCfg",
     "PretrainedEntry",
     "TrainingInterrupted",
@@ -111,7 +113,9 @@ __all__ = [
     "load_checkpoint",
     "load_model",
     "model_info",
+    "optimize",
     "push_to_hub",
+    "quantize_int8",
     "register_alias",
     "register_config",
     "register_model",

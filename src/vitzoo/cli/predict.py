@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 import argparse
+import sys
 
 import torch
+from torch import nn
 
 from ..data import (
     MAX_IMAGE_PIXELS,
@@ -16,6 +18,7 @@ from ..data import (
 from ..data.images import pil_image_module
 from ..errors import ConfigError, VitzooError
 from ..factory import open_model
+from ..optimize import optimize
 
 
 def add_parser(commands: argparse._SubParsersAction) -> None:
@@ -29,7 +32,31 @@ def add_parser(commands: argparse._SubParsersAction) -> None:
                         help="image files (any format Pillow reads, at most "
                              f"{MAX_IMAGE_PIXELS:,} pixels)")
     parser.add_argument("--top-k", type=int, default=5)
+    add_optimize_options(parser)
     parser.set_defaults(run=run)
+
+
+def add_optimize_options(parser: argparse.ArgumentParser) -> None:
+    """``--compile`` and ``--quantize int8``: run the model as :func:`vitzoo.optimize` finds
+    fastest on this machine (shared by predict and validate)."""
+    parser.add_argument("--compile", action="store_true",
+                        help="measure torch.compile (inductor, weights frozen on CPU; CUDA "
+                             "graphs on GPU) against eager on the first batch and use the "
+                             "faster that matches eager's outputs")
+    parser.add_argument("--quantize", choices=["int8"], default=None,
+                        help="also measure int8 dynamic quantization of the Linears (CPU) "
+                             "and use it when faster")
+
+
+def optimized(model: nn.Module, args: argparse.Namespace, example: torch.Tensor) -> nn.Module:
+    """``model`` as ``--compile`` / ``--quantize`` ask (itself without them); the choice and
+    the measured times go to stderr."""
+    if not args.compile and args.quantize is None:
+        return model
+    chosen = optimize(model, example, compile="auto" if args.compile else False,
+                      quantize=args.quantize)
+    print(f"optimize: {chosen.optimize_report.describe()}", file=sys.stderr)
+    return chosen
 
 
 def class_names(model) -> list[str]:
@@ -50,10 +77,13 @@ def run(args: argparse.Namespace) -> int:
         raise VitzooError(f"{args.model} has no classifier head (num_classes=0)")
     transform = create_transform(resolve_data_config(model))
     names = class_names(model)
+    runner: nn.Module | None = None
     for path in args.images:
         image = open_image(path)  # a DatasetError naming the file for a broken one
+        batch = transform(image)[None]  # (1, C, H, W)
+        runner = runner if runner is not None else optimized(model, args, batch)
         with torch.no_grad():
-            probs = model(transform(image)[None]).softmax(dim=-1)[0]
+            probs = runner(batch).softmax(dim=-1)[0]
         top = probs.topk(min(args.top_k, probs.numel()))
         ranked = ", ".join(f"{names[i]} ({100 * p:.1f}%)"
                            for p, i in zip(top.values.tolist(), top.indices.tolist(),

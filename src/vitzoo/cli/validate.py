@@ -5,11 +5,14 @@ from __future__ import annotations
 import argparse
 import json
 
+import torch
+
 from ..data import MAX_IMAGE_PIXELS, create_transform, open_dataset, resolve_data_config
 from ..errors import ConfigError
 from ..factory import open_model
 from ..train import evaluate
 from ..train.sampler import SeededDataset
+from .predict import add_optimize_options, optimized
 
 
 def add_parser(commands: argparse._SubParsersAction) -> None:
@@ -28,6 +31,7 @@ def add_parser(commands: argparse._SubParsersAction) -> None:
     parser.add_argument("--resize", action="store_true",
                         help="resize straight to the input size (Google's evaluation) instead "
                              "of resize + centre crop")
+    add_optimize_options(parser)
     parser.set_defaults(run=run)
 
 
@@ -39,6 +43,10 @@ def run(args: argparse.Namespace) -> int:
     transform = create_transform(resolve_data_config(model),
                                  eval_resize="resize" if args.resize else "crop")
     data = SeededDataset(open_dataset(args.data, train=False), transform)
+    if (args.compile or args.quantize is not None) and len(data):
+        count = min(args.batch_size, len(data))
+        example = torch.stack([data[i][0] for i in range(count)])  # (B, C, H, W)
+        model = optimized(model, args, example)
     metrics = evaluate(model, data, batch_size=args.batch_size, num_workers=args.num_workers)
     print(json.dumps({k: round(v, 4) for k, v in metrics.items()}))
     return 0

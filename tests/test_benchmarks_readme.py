@@ -20,7 +20,8 @@ def _options(script: Path) -> set[str]:
 def test_the_benchmarks_readme_lists_every_script_with_options_it_takes():
     readme = (BENCHMARKS / "README.md").read_text()
     scripts = sorted(p.name for p in BENCHMARKS.glob("bench_*.py"))
-    assert scripts == ["bench_attention.py", "bench_convert.py", "bench_pretrained.py"]
+    assert scripts == ["bench_attention.py", "bench_convert.py", "bench_inference.py",
+                       "bench_pretrained.py"]
     for name in scripts:
         assert f"| `{name}` |" in readme, f"{name} is not in the table"
     commands = re.findall(r"python benchmarks/(bench_\w+\.py)([^\n]*)", readme)

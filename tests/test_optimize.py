@@ -135,3 +135,19 @@ def test_validate_and_predict_take_the_optimize_options(digits_model, tmp_path, 
     captured = capsys.readouterr()
     assert captured.out.startswith(f"{image}: ") and captured.out.count("%") == 2
     assert "compile " in captured.err or "compile failed" in captured.err
+
+
+def test_evaluation_calls_no_dropout_or_drop_path_and_training_still_does(example):
+    from vitzoo.layers import DropPath
+    model = tiny(drop_rate=0.1, pos_drop_rate=0.1, proj_drop_rate=0.1, attn_drop_rate=0.1,
+                 drop_path_rate=0.1)
+    calls: list[str] = []
+    for name, module in model.named_modules():
+        if isinstance(module, (nn.Dropout, DropPath)):
+            module.register_forward_hook(lambda m, i, o, name=name: calls.append(name))
+    with torch.no_grad():
+        model.eval()(example)
+        assert calls == []
+        model.train()(example)
+    assert {"pos_drop", "head_drop", "blocks.0.mlp.drop1", "blocks.0.mlp.drop2",
+            "blocks.0.attn.proj_drop", "blocks.1.drop_path1"} <= set(calls)

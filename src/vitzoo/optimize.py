@@ -32,9 +32,11 @@ logger = logging.getLogger(__name__)
 COMPILE_CHOICES = ("auto", True, False)
 QUANTIZE_CHOICES = (None, "int8")
 
-# Relative tolerances: max |candidate - eager| over max(1, max |eager|).
+# Relative tolerances: max |candidate - eager| over max(1, max |eager|). int8's catches a
+# broken quantization, not rounding: the digits model of docs/api.md measures 0.11 with every
+# prediction unchanged.
 FLOAT_TOLERANCE = 1e-3
-INT8_TOLERANCE = 0.1
+INT8_TOLERANCE = 0.25
 
 
 @dataclass(frozen=True)
@@ -131,7 +133,7 @@ def optimize(model: nn.Module, example: torch.Tensor, *, compile: bool | str = "
         quantize: ``"int8"`` adds the int8 dynamically quantized model (CPU) as a candidate.
         rounds: timed rounds per candidate, interleaved; the median counts.
         tolerance: largest accepted ``max |out - eager| / max(1, max |eager|)``; default
-            1e-3 for float candidates and 0.1 for int8.
+            1e-3 for float candidates and 0.25 for int8.
 
     Returns:
         The chosen module (the model itself for eager, a compiled or quantized version

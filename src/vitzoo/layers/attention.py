@@ -114,6 +114,7 @@ class Attention(SelectableAttention):
         self.scale = self.head_dim ** -0.5
         self.qkv = nn.Linear(dim, dim * 3, bias=qkv_bias)
         make_norm = norm_layer if norm_layer is not None else _default_norm
+        self.qk_norm = qk_norm  # without it q_norm / k_norm are identities, not called
         self.q_norm = make_norm(self.head_dim) if qk_norm else nn.Identity()
         self.k_norm = make_norm(self.head_dim) if qk_norm else nn.Identity()
         self.attn_drop = nn.Dropout(attn_drop)
@@ -131,12 +132,14 @@ class Attention(SelectableAttention):
         B, N, D = x.shape
         qkv = self.qkv(x).reshape(B, N, 3, self.num_heads, self.head_dim)
         q, k, v = qkv.permute(2, 0, 3, 1, 4).unbind(0)  # 3 x (B, H, N, hd)
-        return self.q_norm(q), self.k_norm(k), v
+        if self.qk_norm:
+            return self.q_norm(q), self.k_norm(k), v
+        return q, k, v
 
     def _merge_heads(self, x: torch.Tensor) -> torch.Tensor:
         B, H, N, hd = x.shape
-        x = x.transpose(1, 2).reshape(B, N, H * hd)  # (B, N, D)
-        return self.proj_drop(self.proj(x))
+        x = self.proj(x.transpose(1, 2).reshape(B, N, H * hd))  # (B, N, D)
+        return self.proj_drop(x) if self.training else x
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         q, k, v = self._split_heads(x)

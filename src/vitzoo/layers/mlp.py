@@ -54,8 +54,10 @@ class Mlp(nn.Module):
             init_linear_(linear, mode, jax_bias_std=1e-6)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        x = self.drop1(self.act(self.fc1(x)))
-        return self.drop2(self.fc2(x))
+        x = self.act(self.fc1(x))
+        if not self.training:  # dropout is the identity in evaluation
+            return self.fc2(x)
+        return self.drop2(self.fc2(self.drop1(x)))
 
 
 class SwiGLU(nn.Module):
@@ -91,5 +93,7 @@ class SwiGLU(nn.Module):
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         gate, value = self.fc1(x).chunk(2, dim=-1)
-        x = self.drop1(self.act(gate) * value)
-        return self.drop2(self.fc2(x))
+        x = self.act(gate) * value
+        if not self.training:  # dropout is the identity in evaluation
+            return self.fc2(x)
+        return self.drop2(self.fc2(self.drop1(x)))

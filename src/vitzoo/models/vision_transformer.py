@@ -344,7 +344,9 @@ class VisionTransformer(nn.Module):
             x = self._add_prefix_tokens(x + pos_embed)  # (B, P + N, D)
         else:
             x = self._add_prefix_tokens(x) + pos_embed  # (B, P + N, D)
-        return self.norm_pre(self.pos_drop(x)), (gh, gw)
+        if self.training:
+            x = self.pos_drop(x)
+        return self.norm_pre(x), (gh, gw)
 
     def forward_features(self, x: torch.Tensor) -> torch.Tensor:
         """All tokens after the final norm: ``(B, C, H, W) -> (B, P + N, D)``."""
@@ -372,8 +374,9 @@ class VisionTransformer(nn.Module):
             x: ``(B, P + N, D)`` tokens from :meth:`forward_features`.
             pre_logits: return the head's input ``(B, head_hidden_size)`` instead of logits.
         """
-        x = self.fc_norm(self._pool(x))
-        x = self.head_drop(self.pre_logits(x))
+        x = self.pre_logits(self.fc_norm(self._pool(x)))
+        if self.training:
+            x = self.head_drop(x)
         return x if pre_logits else self.head(x)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:

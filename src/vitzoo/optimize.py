@@ -11,6 +11,7 @@ is assumed.
 
 from __future__ import annotations
 
+import contextlib
 import copy
 import logging
 import statistics
@@ -183,15 +184,11 @@ def _candidates(model: nn.Module, device: torch.device, *, compile: bool | str,
 def _prepare(builders: dict[str, Callable[[], nn.Module]],
              example: torch.Tensor) -> tuple[dict[str, nn.Module], dict[str, str]]:
     """Build each candidate and run it until warm (compilation happens here)."""
-    from torch._inductor import config as inductor_config
-
     runners: dict[str, nn.Module] = {}
     errors: dict[str, str] = {}
     for name, build in builders.items():
         try:
-            # Freezing folds the weights into the graph as constants: inference only, and
-            # read when inductor compiles, which is during these warm-up calls.
-            with inductor_config.patch(freezing=True):
+            with _freezing() if name in ("compile", "cudagraphs") else contextlib.nullcontext():
                 runner = build()
                 for _ in range(3 if name in ("compile", "cudagraphs") else 1):
                     runner(example)
@@ -201,6 +198,14 @@ def _prepare(builders: dict[str, Callable[[], nn.Module]],
             continue
         runners[name] = runner
     return runners, errors
+
+
+def _freezing() -> contextlib.AbstractContextManager:
+    """Inductor's weight freezing: the weights become constants of the graph (inference
+    only). Inductor reads it when it compiles, which is during the warm-up calls."""
+    from torch._inductor import config as inductor_config
+
+    return inductor_config.patch(freezing=True)
 
 
 def _time(runners: dict[str, nn.Module], example: torch.Tensor,

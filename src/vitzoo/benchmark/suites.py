@@ -1,0 +1,146 @@
+"""The in-process suites: inference, training step and matmul FLOP/s."""
+
+from __future__ import annotations
+
+import sys
+from collections.abc import Callable, Sequence
+from typing import Any
+
+import torch
+from torch import nn
+
+from .flops import matmul_seconds, model_flops
+from .machine import library_version
+from .peers import ModelSpec, build_peer, forward_of
+from .report import new_row
+from .timing import interleaved, median
+
+__all__ = ["inference_rows", "matmul_rows", "train_rows"]
+
+
+def _variants(model: nn.Module, library: str, compile_: bool, optimize: bool
+              ) -> dict[str, Callable[[torch.Tensor], torch.Tensor] | str]:
+    """The ways to run ``model`` (a string: why that way has no figures)."""
+    ways: dict[str, Any] = {"eager": forward_of(library, model)}
+    if compile_:
+        ways["compile"] = forward_of(library, torch.compile(model))
+    if optimize and library == "vitzoo":
+        # looked up at run time: vitzoo.optimize is newer than this suite
+        optimizer = getattr(sys.modules["vitzoo"], "optimize", None)
+        if optimizer is None:
+            ways["optimize"] = "vitzoo.optimize not available"
+        else:
+            done = optimizer(model)
+            ways["optimize"] = done[0] if isinstance(done, tuple) else done
+    return ways
+
+
+def _candidates(spec: ModelSpec, libraries: Sequence[str], device: str, dtype: torch.dtype,
+                compile_: bool, optimize: bool) -> tuple[nn.Module, dict[tuple[str, str], Any]]:
+    torch.manual_seed(0)
+    model = spec.build().eval().to(device, dtype)
+    found: dict[tuple[str, str], Any] = {}
+    for library in libraries:
+        peer = build_peer(library, spec, model)
+        if peer is None:
+            found[(library, "eager")] = "not installed"
+            continue
+        for variant, way in _variants(peer.eval(), library, compile_, optimize).items():
+            found[(library, variant)] = way
+    return model, found
+
+
+def inference_rows(spec: ModelSpec, *, libraries: Sequence[str], batches: Sequence[int],
+                   dtype: torch.dtype, device: str, repeats: int, warmup: int, threads: int,
+                   compile_: bool = False, optimize: bool = False, min_round_s: float = 0.2
+                   ) -> list[dict[str, Any]]:
+    """Images/s and latency of every library's forward, per batch size, interleaved."""
+    model, found = _candidates(spec, libraries, device, dtype, compile_, optimize)
+    common = {"suite": "inference", "model": spec.label, "dtype": str(dtype).split(".")[-1],
+              "threads": threads, "repeats": repeats}
+    rows = []
+    for batch in batches:
+        x = torch.randn(batch, model.cfg.in_chans, *model.cfg.img_size, device=device,
+                        dtype=dtype)
+        runnable = {k: v for k, v in found.items() if callable(v)}
+        with torch.inference_mode():
+            reference = model(x).float()
+            diffs = {k: (f(x).float() - reference).abs().max().item()
+                     for k, f in runnable.items()}
+            times = interleaved({f"{k[0]}/{k[1]}": (lambda f=f, x=x: f(x)) for k, f in
+                                 runnable.items()}, repeats=repeats, warmup=warmup,
+                                device=device, min_round_s=min_round_s)
+        gflop = model_flops(model.cfg, batch) / 1e9
+        for (library, variant), way in found.items():
+            if not callable(way):
+                rows.append(new_row(**common, library=library, variant=variant, batch=batch,
+                                    status=way))
+                continue
+            seconds = median(times[f"{library}/{variant}"])
+            rows.append(new_row(**common, library=library, variant=variant, batch=batch,
+                                seconds=seconds, images_per_s=batch / seconds,
+                                latency_ms=seconds * 1e3, gflop=gflop,
+                                gflop_per_s=gflop / seconds,
+                                max_abs_diff=diffs[(library, variant)]))
+    return rows
+
+
+def _train_step(model: nn.Module, library: str, x: torch.Tensor, y: torch.Tensor
+                ) -> Callable[[], None]:
+    forward = forward_of(library, model)
+    optimizer = torch.optim.SGD(model.parameters(), lr=1e-4, momentum=0.9)
+
+    def step() -> None:
+        loss = nn.functional.cross_entropy(forward(x), y)
+        loss.backward()
+        optimizer.step()
+        optimizer.zero_grad(set_to_none=True)
+    return step
+
+
+def train_rows(spec: ModelSpec, *, libraries: Sequence[str], batches: Sequence[int],
+               device: str, repeats: int, warmup: int, threads: int
+               ) -> list[dict[str, Any]]:
+    """Training steps per second (forward, backward, SGD step) in float32, interleaved."""
+    common = {"suite": "train", "model": spec.label, "dtype": "float32", "threads": threads,
+              "repeats": repeats, "variant": "eager"}
+    rows = []
+    for batch in batches:
+        torch.manual_seed(0)
+        model = spec.build().to(device).train()
+        x = torch.randn(batch, model.cfg.in_chans, *model.cfg.img_size, device=device)
+        y = torch.randint(0, model.cfg.num_classes, (batch,), device=device)
+        steps, missing = {}, []
+        for library in libraries:
+            if library != "vitzoo" and library_version(library) is None:
+                missing.append(library)
+                continue
+            peer = model if library == "vitzoo" else build_peer(library, spec, model).train()
+            steps[library] = _train_step(peer, library, x, y)
+        times = interleaved(steps, repeats=repeats, warmup=warmup, device=device)
+        for library in libraries:
+            if library in missing:
+                rows.append(new_row(**common, library=library, batch=batch,
+                                    status="not installed"))
+                continue
+            seconds = median(times[library])
+            rows.append(new_row(**common, library=library, batch=batch, seconds=seconds,
+                                images_per_s=batch / seconds, latency_ms=seconds * 1e3))
+    return rows
+
+
+def matmul_rows(spec: ModelSpec, *, batches: Sequence[int], dtype: torch.dtype, device: str,
+                repeats: int, warmup: int, threads: int) -> list[dict[str, Any]]:
+    """The machine's matmul FLOP/s at the model's own GEMM shapes (see flops.py)."""
+    with torch.device("meta"):
+        cfg = spec.build().cfg
+    rows = []
+    for batch in batches:
+        seconds = median(matmul_seconds(cfg, batch, repeats=repeats, warmup=warmup,
+                                        dtype=dtype, device=device))
+        gflop = model_flops(cfg, batch) / 1e9
+        rows.append(new_row(suite="matmul", model=spec.label, library="torch", variant="gemm",
+                            dtype=str(dtype).split(".")[-1], batch=batch, threads=threads,
+                            repeats=repeats, seconds=seconds, gflop=gflop,
+                            gflop_per_s=gflop / seconds, latency_ms=seconds * 1e3))
+    return rows

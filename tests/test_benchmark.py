@@ -136,6 +136,15 @@ def test_missing_libraries_give_not_installed_rows(monkeypatch):
     assert all(r["vs_timm"] is None for r in rows)
 
 
+def test_a_way_that_fails_is_reported_in_its_row_and_the_others_still_run():
+    def broken(x):
+        raise RuntimeError("no C++ compiler\nmore")
+    found = {("vitzoo", "eager"): lambda x: x * 2, ("timm", "compile"): broken}
+    x = torch.ones(2)
+    assert suites._check(found, x, x * 2) == {("vitzoo", "eager"): 0.0}
+    assert found[("timm", "compile")] == "failed: RuntimeError: no C++ compiler"
+
+
 def test_ratios_are_the_quotients_of_the_columns():
     common = {"model": "m", "dtype": "float32", "batch": 8, "variant": "eager"}
     rows = [new_row(suite="inference", library="vitzoo", images_per_s=12.0, seconds=8 / 12,

@@ -30,7 +30,10 @@ def _variants(model: nn.Module, library: str, compile_: bool, optimize: bool
         if optimizer is None:
             ways["optimize"] = "vitzoo.optimize not available"
         else:
-            done = optimizer(model)
+            try:
+                done = optimizer(model)
+            except Exception as err:  # noqa: BLE001 - reported in the row
+                done = f"failed: {type(err).__name__}: {str(err).splitlines()[0][:160]}"
             ways["optimize"] = done[0] if isinstance(done, tuple) else done
     return ways
 
@@ -50,6 +53,21 @@ def _candidates(spec: ModelSpec, libraries: Sequence[str], device: str, dtype: t
     return model, found
 
 
+def _check(found: dict[tuple[str, str], Any], x: torch.Tensor, reference: torch.Tensor
+           ) -> dict[tuple[str, str], float]:
+    """Each runnable way's largest logit difference from vitzoo's; a way that fails (a
+    compiler missing, say) becomes its error message."""
+    diffs = {}
+    for key, way in list(found.items()):
+        if not callable(way):
+            continue
+        try:
+            diffs[key] = (way(x).float() - reference).abs().max().item()
+        except Exception as err:  # noqa: BLE001 - reported in the row, the others still run
+            found[key] = f"failed: {type(err).__name__}: {str(err).splitlines()[0][:160]}"
+    return diffs
+
+
 def inference_rows(spec: ModelSpec, *, libraries: Sequence[str], batches: Sequence[int],
                    dtype: torch.dtype, device: str, repeats: int, warmup: int, threads: int,
                    compile_: bool = False, optimize: bool = False, min_round_s: float = 0.2
@@ -62,14 +80,11 @@ def inference_rows(spec: ModelSpec, *, libraries: Sequence[str], batches: Sequen
     for batch in batches:
         x = torch.randn(batch, model.cfg.in_chans, *model.cfg.img_size, device=device,
                         dtype=dtype)
-        runnable = {k: v for k, v in found.items() if callable(v)}
         with torch.inference_mode():
-            reference = model(x).float()
-            diffs = {k: (f(x).float() - reference).abs().max().item()
-                     for k, f in runnable.items()}
+            diffs = _check(found, x, model(x).float())
             times = interleaved({f"{k[0]}/{k[1]}": (lambda f=f, x=x: f(x)) for k, f in
-                                 runnable.items()}, repeats=repeats, warmup=warmup,
-                                device=device, min_round_s=min_round_s)
+                                 found.items() if callable(f)}, repeats=repeats,
+                                warmup=warmup, device=device, min_round_s=min_round_s)
         gflop = model_flops(model.cfg, batch) / 1e9
         for (library, variant), way in found.items():
             if not callable(way):

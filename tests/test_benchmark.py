@@ -96,7 +96,7 @@ def _check_inference_rows(rows: list[dict[str, str]]) -> None:
 def test_a_quick_run_writes_csv_markdown_and_the_docs_page(tmp_path, capsys):
     argv = ["benchmark", "--quick", "--suites", "inference,matmul,train", "--threads", "1",
             "--csv", str(tmp_path / "b.csv"), "--markdown", str(tmp_path / "b.md"),
-            "--docs", str(tmp_path / "performance.md")]
+            "--docs", str(tmp_path / "performance.md"), "--note", "a quiet machine"]
     assert main(argv) == 0
     assert torch.get_num_threads() == 1  # pinned
     rows = read_csv(tmp_path / "b.csv")
@@ -114,6 +114,7 @@ def test_a_quick_run_writes_csv_markdown_and_the_docs_page(tmp_path, capsys):
     assert "| threads | 1 |" in page and "| cpu |" in page and "| torch |" in page
     assert "vitzoo benchmark --suites inference,matmul,train --quick" in page
     assert "--docs" in page and "## CSV columns" in page
+    assert "Note: a quiet machine" in page
     assert "### matmul" in capsys.readouterr().out
 
 

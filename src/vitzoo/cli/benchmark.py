@@ -58,6 +58,8 @@ def add_parser(commands: argparse._SubParsersAction) -> None:
     parser.add_argument("--markdown", type=Path, default=None)
     parser.add_argument("--docs", type=Path, default=None,
                         help="write the performance page (docs/performance.md)")
+    parser.add_argument("--note", default=None,
+                        help="a sentence for the performance page (how busy the machine was)")
     parser.add_argument("--quick", action="store_true",
                         help="tiny settings (a 2-block vit_ti16 at 32x32), for tests")
     parser.set_defaults(run=run)
@@ -79,6 +81,8 @@ def _command(args: argparse.Namespace, machine: dict[str, str]) -> str:
               if on]
     if args.device != "cpu":
         words += ["--device", args.device]
+    if args.note:
+        words += ["--note", args.note]
     words += ["--docs", str(args.docs)]
     return " ".join(shlex.quote(w) for w in words)
 
@@ -104,6 +108,6 @@ def run(args: argparse.Namespace) -> int:
         args.markdown.write_text(tables, encoding="utf-8")
     if args.docs is not None:
         args.docs.parent.mkdir(parents=True, exist_ok=True)
-        args.docs.write_text(performance_page(rows, machine, _command(args, machine)),
-                             encoding="utf-8")
+        page = performance_page(rows, machine, _command(args, machine), note=args.note)
+        args.docs.write_text(page, encoding="utf-8")
     return 0

@@ -50,7 +50,7 @@ COLUMN_DOCS = {
 }
 
 THROUGHPUT_SUITES = ("inference", "train")
-_KEY = ("suite", "model", "dtype", "batch")
+_KEY = ("suite", "model", "dtype", "batch", "threads")
 
 
 def new_row(**fields: Any) -> dict[str, Any]:

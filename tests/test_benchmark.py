@@ -64,6 +64,15 @@ def test_the_flop_count_agrees_with_torchs_counter():
     assert model_flops(model.cfg, 8) == 8 * model_flops(model.cfg, 1)
 
 
+def test_the_matmul_suite_alone_times_the_gemm_list():
+    (row,) = suites.matmul_rows(TINY, batches=[2], dtype=torch.float32, device="cpu",
+                                repeats=2, warmup=0, threads=1)
+    with torch.device("meta"):
+        cfg = TINY.build().cfg
+    assert row["gflop"] == model_flops(cfg, 2) / 1e9
+    assert row["seconds"] > 0 and row["gflop_per_s"] == row["gflop"] / row["seconds"]
+
+
 def test_a_hybrid_has_no_gemm_list():
     with pytest.raises(ConfigError, match="hybrid"):
         gemm_list(vitzoo.registry.default_config("vit_base_r50_s16_224"), 1)
@@ -125,7 +134,7 @@ def test_missing_libraries_give_not_installed_rows(monkeypatch):
     monkeypatch.setattr(suites, "library_version", absent)
     rows = suites.inference_rows(TINY, libraries=peers.LIBRARIES, batches=[1],
                                  dtype=torch.float32, device="cpu", repeats=1, warmup=0,
-                                 threads=1, min_round_s=0)
+                                 threads=1, min_round_s=0, matmul=False)
     rows += suites.train_rows(TINY, libraries=["vitzoo", "timm"], batches=[2], device="cpu",
                               repeats=1, warmup=0, threads=1)
     status = {(r["suite"], r["library"]): r["status"] for r in rows}

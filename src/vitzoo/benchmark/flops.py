@@ -20,7 +20,7 @@ import torch
 from ..config import ViTConfig
 from ..errors import ConfigError
 
-__all__ = ["Gemm", "gemm_list", "matmul_seconds", "model_flops", "synchronize"]
+__all__ = ["Gemm", "gemm_list", "matmul_call", "matmul_seconds", "model_flops", "synchronize"]
 
 
 @dataclass(frozen=True)
@@ -125,19 +125,29 @@ def synchronize(device: torch.device) -> None:
         torch.cuda.synchronize(device)
 
 
+def matmul_call(cfg: ViTConfig, batch: int, *, dtype: torch.dtype = torch.float32,
+                device: str | torch.device = "cpu") -> Callable[[], None]:
+    """A function running the GEMM list of one forward back to back (operands made once)."""
+    calls = [_operands(g, dtype, torch.device(device)) for g in gemm_list(cfg, batch)]
+
+    def run() -> None:
+        for call in calls:
+            call()
+    return run
+
+
 def matmul_seconds(cfg: ViTConfig, batch: int, *, repeats: int = 5, warmup: int = 1,
                    dtype: torch.dtype = torch.float32, device: str | torch.device = "cpu"
                    ) -> list[float]:
     """Seconds to run the GEMM list of one forward back to back, once per repeat."""
     device = torch.device(device)
-    calls = [_operands(g, dtype, device) for g in gemm_list(cfg, batch)]
+    run = matmul_call(cfg, batch, dtype=dtype, device=device)
     times = []
     with torch.inference_mode():
         for i in range(warmup + repeats):
             synchronize(device)
             start = time.perf_counter()
-            for call in calls:
-                call()
+            run()
             synchronize(device)
             if i >= warmup:
                 times.append(time.perf_counter() - start)

@@ -85,14 +85,14 @@ def _suite_jobs(o: BenchmarkOptions, threads: int) -> list[tuple[str, Callable[[
     jobs: list[tuple[str, Callable[[], list]]] = []
     for name in o.models:
         for dtype in o.dtype_list():
-            if "matmul" in o.suites:
+            if "matmul" in o.suites and "inference" not in o.suites:
                 jobs.append((f"matmul {name} {dtype}", lambda n=name, d=dtype: matmul_rows(
                     spec(n), batches=o.batches, dtype=d, device=o.device, **timing)))
             if "inference" in o.suites:
                 jobs.append((f"inference {name} {dtype}", lambda n=name, d=dtype: inference_rows(
                     spec(n), libraries=o.libraries, batches=o.batches, dtype=d,
                     device=o.device, compile_=o.compile, optimize=o.optimize,
-                    min_round_s=min_round, **timing)))
+                    min_round_s=min_round, matmul="matmul" in o.suites, **timing)))
     if "train" in o.suites:
         jobs += [(f"train {n}", lambda n=n: train_rows(
             spec(n), libraries=[lib for lib in o.libraries if lib != "transformers"],

@@ -9,7 +9,7 @@ from typing import Any
 import torch
 from torch import nn
 
-from .flops import matmul_seconds, model_flops
+from .flops import matmul_call, matmul_seconds, model_flops
 from .machine import library_version
 from .peers import ModelSpec, build_peer, forward_of
 from .report import new_row
@@ -70,9 +70,11 @@ def _check(found: dict[tuple[str, str], Any], x: torch.Tensor, reference: torch.
 
 def inference_rows(spec: ModelSpec, *, libraries: Sequence[str], batches: Sequence[int],
                    dtype: torch.dtype, device: str, repeats: int, warmup: int, threads: int,
-                   compile_: bool = False, optimize: bool = False, min_round_s: float = 0.2
-                   ) -> list[dict[str, Any]]:
-    """Images/s and latency of every library's forward, per batch size, interleaved."""
+                   compile_: bool = False, optimize: bool = False, min_round_s: float = 0.2,
+                   matmul: bool = True) -> list[dict[str, Any]]:
+    """Images/s and latency of every library's forward, per batch size, interleaved; with
+    ``matmul``, the model's GEMM list runs in the same rounds (the matmul suite's rows), so
+    the fraction of matmul FLOP/s compares figures measured side by side."""
     model, found = _candidates(spec, libraries, device, dtype, compile_, optimize)
     common = {"suite": "inference", "model": spec.label, "dtype": str(dtype).split(".")[-1],
               "threads": threads, "repeats": repeats}
@@ -82,10 +84,16 @@ def inference_rows(spec: ModelSpec, *, libraries: Sequence[str], batches: Sequen
                         dtype=dtype)
         with torch.inference_mode():
             diffs = _check(found, x, model(x).float())
-            times = interleaved({f"{k[0]}/{k[1]}": (lambda f=f, x=x: f(x)) for k, f in
-                                 found.items() if callable(f)}, repeats=repeats,
-                                warmup=warmup, device=device, min_round_s=min_round_s)
+            calls = {f"{k[0]}/{k[1]}": (lambda f=f, x=x: f(x)) for k, f in found.items()
+                     if callable(f)}
+            if matmul:
+                calls["torch/gemm"] = matmul_call(model.cfg, batch, dtype=dtype, device=device)
+            times = interleaved(calls, repeats=repeats, warmup=warmup, device=device,
+                                min_round_s=min_round_s)
         gflop = model_flops(model.cfg, batch) / 1e9
+        if matmul:
+            rows.append(_matmul_row(spec, batch, dtype, threads, repeats,
+                                    median(times["torch/gemm"]), gflop))
         for (library, variant), way in found.items():
             if not callable(way):
                 rows.append(new_row(**common, library=library, variant=variant, batch=batch,
@@ -144,18 +152,21 @@ def train_rows(spec: ModelSpec, *, libraries: Sequence[str], batches: Sequence[i
     return rows
 
 
+def _matmul_row(spec: ModelSpec, batch: int, dtype: torch.dtype, threads: int, repeats: int,
+                seconds: float, gflop: float) -> dict[str, Any]:
+    return new_row(suite="matmul", model=spec.label, library="torch", variant="gemm",
+                   dtype=str(dtype).split(".")[-1], batch=batch, threads=threads,
+                   repeats=repeats, seconds=seconds, gflop=gflop, gflop_per_s=gflop / seconds,
+                   latency_ms=seconds * 1e3)
+
+
 def matmul_rows(spec: ModelSpec, *, batches: Sequence[int], dtype: torch.dtype, device: str,
                 repeats: int, warmup: int, threads: int) -> list[dict[str, Any]]:
-    """The machine's matmul FLOP/s at the model's own GEMM shapes (see flops.py)."""
+    """The machine's matmul FLOP/s at the model's own GEMM shapes (see flops.py), alone (with
+    the inference suite they are measured in its rounds instead)."""
     with torch.device("meta"):
         cfg = spec.build().cfg
-    rows = []
-    for batch in batches:
-        seconds = median(matmul_seconds(cfg, batch, repeats=repeats, warmup=warmup,
-                                        dtype=dtype, device=device))
-        gflop = model_flops(cfg, batch) / 1e9
-        rows.append(new_row(suite="matmul", model=spec.label, library="torch", variant="gemm",
-                            dtype=str(dtype).split(".")[-1], batch=batch, threads=threads,
-                            repeats=repeats, seconds=seconds, gflop=gflop,
-                            gflop_per_s=gflop / seconds, latency_ms=seconds * 1e3))
-    return rows
+    return [_matmul_row(spec, batch, dtype, threads, repeats,
+                        median(matmul_seconds(cfg, batch, repeats=repeats, warmup=warmup,
+                                              dtype=dtype, device=device)),
+                        model_flops(cfg, batch) / 1e9) for batch in batches]

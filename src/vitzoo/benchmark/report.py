@@ -171,8 +171,9 @@ def _summary(rows: Sequence[Mapping[str, Any]]) -> list[str]:
         if r["rss_per_weights"] is not None:
             parts.append(f"peak RSS {_cell(r['rss_per_weights'])}x the weights")
         if parts:
-            lines.append(f"- {r['suite']} {r['model']} {r['variant']} {r['dtype'] or ''} "
-                         f"batch {r['batch']}: " + ", ".join(parts))
+            what = (f"{r['variant']} {r['dtype']} batch {r['batch']}"
+                    if r["suite"] in THROUGHPUT_SUITES else r["variant"])
+            lines.append(f"- {r['suite']} {r['model']} {what}: " + ", ".join(parts))
     return lines
 
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import copy
 import sys
 from collections.abc import Callable, Sequence
 from typing import Any
@@ -31,7 +32,7 @@ def _variants(model: nn.Module, library: str, compile_: bool, optimize: bool
             ways["optimize"] = "vitzoo.optimize not available"
         else:
             try:
-                done = optimizer(model)
+                done = optimizer(copy.deepcopy(model))  # eager stays as it was
             except Exception as err:  # noqa: BLE001 - reported in the row
                 done = f"failed: {type(err).__name__}: {str(err).splitlines()[0][:160]}"
             ways["optimize"] = done[0] if isinstance(done, tuple) else done

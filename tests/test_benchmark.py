@@ -201,3 +201,22 @@ def test_the_benchmark_command_is_registered(capsys):
         main(["benchmark", "--help"])
     assert exit_.value.code == 0
     assert "--threads" in capsys.readouterr().out
+
+
+def test_optimize_rows_use_vitzoo_optimize_when_there_is_one(monkeypatch):
+    seen = []
+
+    def optimize(model):
+        seen.append(model)
+        return model
+    kwargs = {"libraries": ["vitzoo"], "batches": [1], "dtype": torch.float32, "device": "cpu",
+              "repeats": 1, "warmup": 0, "threads": 1, "min_round_s": 0, "matmul": False,
+              "optimize": True}
+    monkeypatch.delattr(vitzoo, "optimize", raising=False)
+    rows = suites.inference_rows(TINY, **kwargs)
+    assert [(r["variant"], r["status"]) for r in rows] == [
+        ("eager", "ok"), ("optimize", "vitzoo.optimize not available")]
+    monkeypatch.setattr(vitzoo, "optimize", optimize, raising=False)
+    rows = suites.inference_rows(TINY, **kwargs)
+    assert [(r["variant"], r["status"]) for r in rows] == [("eager", "ok"), ("optimize", "ok")]
+    assert len(seen) == 1 and rows[1]["max_abs_diff"] == 0

@@ -34,9 +34,10 @@ __all__ = ["LOAD_WAYS", "convert_rows", "load_rows", "write_random_npz"]
 _PRELUDE = r"""
 import json, os, sys, time
 job = json.loads(sys.argv[1])
-import torch
-torch.set_num_threads(job["threads"])
-import vitzoo
+if job["way"] != "baseline":  # copying bytes needs neither (their RSS is not counted anyway)
+    import torch
+    torch.set_num_threads(job["threads"])
+    import vitzoo
 
 def status(field):
     try:

@@ -6,7 +6,8 @@ Writes a published-layout .npz of random float32 arrays with the architecture's 
 then converts it in a fresh child process (Linux: its peak RSS, VmHWM, is reset after the
 imports, so the peak is the conversion's own) and prints
 the wall time, the peak resident memory above the process's size after imports, and that peak
-as a multiple of the checkpoint size.
+as a multiple of the checkpoint size. ``vitzoo benchmark --suites convert`` measures the same
+against a read-and-write-the-bytes baseline.
 """
 
 from __future__ import annotations
@@ -18,11 +19,8 @@ import sys
 import tempfile
 from pathlib import Path
 
-import numpy as np
-import torch
-
-import vitzoo
-from vitzoo.adapters import jax_npz
+from vitzoo.benchmark.peers import ModelSpec
+from vitzoo.benchmark.processes import write_random_npz
 
 CHILD = r"""
 import json, sys, time
@@ -43,17 +41,6 @@ print(json.dumps({"seconds": took, "rss_before_kib": before, "rss_peak_kib": sta
 """
 
 
-def write_random_npz(arch: str, path: Path) -> int:
-    with torch.device("meta"):
-        model = vitzoo.create_model(arch, num_classes=1000, gelu_approximate="tanh")
-    rng = np.random.default_rng(0)
-    state = {k: rng.standard_normal(tuple(v.shape), dtype=np.float32) * 0.02
-             for k, v in model.state_dict().items()}
-    arrays = jax_npz.from_vitzoo(state, num_heads=model.cfg.num_heads)
-    np.savez(path, **arrays)
-    return sum(a.nbytes for a in arrays.values())
-
-
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--arch", default="vit_base_patch16_224")
@@ -61,7 +48,7 @@ def main() -> None:
     args = parser.parse_args()
     with tempfile.TemporaryDirectory() as tmp:
         src, dst = Path(tmp) / "model.npz", Path(tmp) / "model.safetensors"
-        nbytes = write_random_npz(args.arch, src)
+        nbytes = write_random_npz(ModelSpec(args.arch), src)
         result = subprocess.run([sys.executable, "-c", CHILD, str(src), str(dst),
                                  "1" if args.verify else "0"],
                                 capture_output=True, text=True, check=True)

@@ -176,7 +176,7 @@ LAYERS_ORDER = [("errors", "_utils", "_version"), ("layers",), ("config",), ("mo
                 ("pretrained",), ("registry",), ("io", "_torchscript", "adapters"),
                 ("loading",), ("reference",),
                 ("convert",), ("hub",), ("factory",), ("info",),
-                ("export", "explain", "optimize"), ("data",), ("train",), ("cli",)]
+                ("export", "explain", "optimize"), ("data",), ("train",), ("benchmark",), ("cli",)]
 
 
 def test_dependencies_point_one_way_as_the_architecture_page_says(modules):

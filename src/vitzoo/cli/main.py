@@ -10,6 +10,7 @@ from .._version import __version__
 from ..errors import VitzooError
 from . import (
     attention,
+    benchmark,
     cache,
     convert,
     download,
@@ -22,14 +23,14 @@ from . import (
 )
 
 _COMMANDS = (list_models, info, convert, download, cache, finetune, validate, predict, export,
-             attention)
+             attention, benchmark)
 
 
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="vitzoo",
         description="Vision Transformer model zoo: list, inspect, convert, fine-tune, evaluate, "
-                    "run, export and explain ViT/DeiT models.",
+                    "run, export, explain and benchmark ViT/DeiT models.",
     )
     parser.add_argument("--version", action="version", version=f"vitzoo {__version__}")
     commands = parser.add_subparsers(dest="command", metavar="COMMAND")

@@ -23,7 +23,6 @@ import os
 import pickle
 import stat
 import struct
-import tempfile
 import tokenize
 import zipfile
 import zlib
@@ -39,13 +38,16 @@ from torch import nn
 from . import _torchscript
 from ._utils import atomic_path
 from ._version import __version__
+from .adapters.lazy import LazyArray
 from .config import ViTConfig
 from .errors import CheckpointError
 
 __all__ = ["FORMAT_NAME", "MAX_ARCHIVE_MEMBERS", "MAX_JSON_BYTES", "MAX_JSON_DEPTH",
            "MAX_METADATA_CHARS", "MAX_NPZ_EXPANSION", "MAX_SAFETENSORS_HEADER", "detect_format",
-           "load_state_dict", "parse_vitzoo_metadata", "read_json", "read_npz",
-           "read_safetensors", "read_safetensors_metadata", "save_model", "save_state_dict",
+           "load_state_dict", "open_npz", "parse_vitzoo_metadata", "read_json", "read_npz",
+           "numpy_entries", "read_safetensors", "read_safetensors_metadata", "safetensors_header",
+           "save_model",
+           "save_state_dict",
            "vitzoo_metadata", "write_safetensors"]
 
 FORMAT_NAME = "vitzoo"
@@ -538,38 +540,115 @@ def _npy_dtype_problem(dtype: np.dtype) -> str | None:
             "(V2) arrays")
 
 
-def _read_npy(archive: zipfile.ZipFile, info: zipfile.ZipInfo, path: Path) -> np.ndarray:
-    """One ``.npy`` member: its header first (``numpy.lib.format``), then, only when the
-    shape's byte size is what the member holds, exactly that many bytes."""
+def _npy_header(f: IO[bytes], info: zipfile.ZipInfo, path: Path
+                ) -> tuple[tuple[int, ...], bool, np.dtype]:
+    """``(shape, fortran order, dtype)`` of the ``.npy`` member open as ``f`` (positioned at its
+    start; left at its data), checked: a format numpy writes, a dtype vitzoo reads, and a
+    shape whose byte size is what the member holds (so a forged header allocates nothing)."""
     member = info.filename
+    version = np.lib.format.read_magic(f)
+    if version == (1, 0):
+        shape, fortran, dtype = np.lib.format.read_array_header_1_0(f)
+    elif version == (2, 0):
+        shape, fortran, dtype = np.lib.format.read_array_header_2_0(f)
+    else:
+        raise CheckpointError(f"{path}: member {member!r} is an .npy file of format "
+                              f"{version}; vitzoo reads formats 1.0 and 2.0")
+    problem = _npy_dtype_problem(dtype)
+    if problem:
+        raise CheckpointError(f"{path}: array {member!r} {problem}")
+    nbytes = math.prod(shape) * dtype.itemsize
+    held = info.file_size - f.tell()
+    if nbytes != held:
+        raise CheckpointError(
+            f"{path}: array {member!r} declares shape {shape} of {dtype} ({nbytes} bytes) "
+            f"but its member holds {held} bytes; the file is damaged or forged, and nothing "
+            "was allocated for it")
+    return tuple(shape), bool(fortran), dtype
+
+
+def _read_npy(archive: zipfile.ZipFile, info: zipfile.ZipInfo, path: Path) -> np.ndarray:
+    """One ``.npy`` member: its header first (:func:`_npy_header`), then exactly the bytes it
+    declares, read into one buffer (the CRC-32 checked at the end)."""
     with archive.open(info) as f:
-        version = np.lib.format.read_magic(f)
-        if version == (1, 0):
-            shape, fortran, dtype = np.lib.format.read_array_header_1_0(f)
-        elif version == (2, 0):
-            shape, fortran, dtype = np.lib.format.read_array_header_2_0(f)
-        else:
-            raise CheckpointError(f"{path}: member {member!r} is an .npy file of format "
-                                  f"{version}; vitzoo reads formats 1.0 and 2.0")
-        problem = _npy_dtype_problem(dtype)
-        if problem:
-            raise CheckpointError(f"{path}: array {member!r} {problem}")
+        shape, fortran, dtype = _npy_header(f, info, path)
         nbytes = math.prod(shape) * dtype.itemsize
-        held = info.file_size - f.tell()
-        if nbytes != held:
-            raise CheckpointError(
-                f"{path}: array {member!r} declares shape {shape} of {dtype} ({nbytes} bytes) "
-                f"but its member holds {held} bytes; the file is damaged or forged, and nothing "
-                "was allocated for it")
         data = bytearray(nbytes)
         view, done = memoryview(data), 0
         # in pieces: a zip member's readinto reads into a temporary bytes object first
         while done < nbytes and (count := f.readinto(view[done:done + (16 << 20)])):
             done += count
         if done != nbytes or f.read(1):  # reading to the end checks the CRC-32
-            raise CheckpointError(f"{path}: array {member!r} is truncated")
+            raise CheckpointError(f"{path}: array {info.filename!r} is truncated")
     array = np.frombuffer(data, dtype=dtype).reshape(shape, order="F" if fortran else "C")
     return array if dtype.isnative else array.astype(dtype.newbyteorder("="))
+
+
+def _npz_problem(path: Path, err: Exception) -> CheckpointError:
+    # (numpy parses an .npy header with tokenize and ast: a forged one fails there)
+    return CheckpointError(
+        f"cannot read {path} as an .npz archive: {err}. The file is truncated, corrupt or "
+        "not a NumPy archive; download it again")
+
+
+_NPZ_ERRORS = (zipfile.BadZipFile, EOFError, OSError, ValueError, TypeError, RecursionError,
+               SyntaxError, tokenize.TokenError, NotImplementedError, zlib.error)
+
+
+def _npz_members(archive: zipfile.ZipFile, size: int, path: Path) -> list[zipfile.ZipInfo]:
+    infos = _check_zip_members(archive, size, path)
+    odd = [i.filename for i in infos if not i.filename.endswith(".npy")]
+    if odd:
+        raise CheckpointError(
+            f"{path} is not a NumPy .npz archive: its member {odd[0]!r} is not a .npy "
+            "array (a PyTorch file is a zip too: load it with vitzoo.load_checkpoint)")
+    if not infos:
+        raise CheckpointError(f"{path} holds no arrays")
+    return infos
+
+
+def _lazy_member(archive: zipfile.ZipFile, info: zipfile.ZipInfo, path: Path) -> LazyArray:
+    """A member described by its checked header; its data is read (and checked) when loaded."""
+    with archive.open(info) as f:
+        shape, _, dtype = _npy_header(f, info, path)
+
+    def load() -> np.ndarray:
+        try:
+            return _read_npy(archive, info, path)
+        except CheckpointError:
+            raise
+        except _NPZ_ERRORS as err:
+            raise _npz_problem(path, err) from err
+
+    return LazyArray(shape, dtype if dtype.isnative else dtype.newbyteorder("="), load)
+
+
+@contextlib.contextmanager
+def open_npz(path: str | Path) -> Iterator[dict[str, LazyArray]]:
+    """Every array of an ``.npz`` file as a :class:`~vitzoo.adapters.lazy.LazyArray`, keyed by
+    member name without ``.npy``: the archive's members and every ``.npy`` header are checked
+    as :func:`read_npz` checks them, but no data is read until an array is loaded (each load
+    reads the member again, its CRC-32 checked), so a converter holds one array at a time.
+    The arrays can be loaded while the block runs.
+
+    Raises:
+        CheckpointError: as :func:`read_npz`, for the headers here and for the data on load.
+    """
+    path = Path(path)
+    size = _require_file(path)
+    if not _head(path, 4).startswith(_ZIP_MAGICS):
+        raise CheckpointError(f"{path} is not a NumPy .npz archive (not a zip file); "
+                              "vitzoo.load_model tells the formats apart by their content")
+    with contextlib.ExitStack() as stack:
+        try:
+            archive = stack.enter_context(zipfile.ZipFile(stack.enter_context(_open(path))))
+            arrays = {i.filename[:-len(".npy")]: _lazy_member(archive, i, path)
+                      for i in _npz_members(archive, size, path)}
+        except CheckpointError:
+            raise
+        except _NPZ_ERRORS as err:
+            raise _npz_problem(path, err) from err
+        yield arrays
 
 
 def read_npz(path: str | Path) -> dict[str, np.ndarray]:
@@ -581,38 +660,14 @@ def read_npz(path: str | Path) -> dict[str, np.ndarray]:
     declared shape's byte size must be what the member holds (so a header that claims a huge
     shape allocates nothing). Arrays of every rank and size are returned (0-d and empty ones
     too) in bool, integer, float16/32/64 or bfloat16 (``V2``), in native byte order; NaN and
-    infinity are left to the caller.
+    infinity are left to the caller. :func:`open_npz` reads them one at a time.
 
     Raises:
         CheckpointError: missing, not a regular file, truncated, corrupt (CRC-32), empty, or a
             member or dtype vitzoo does not read.
     """
-    path = Path(path)
-    size = _require_file(path)
-    if not _head(path, 4).startswith(_ZIP_MAGICS):
-        raise CheckpointError(f"{path} is not a NumPy .npz archive (not a zip file); "
-                              "vitzoo.load_model tells the formats apart by their content")
-    try:
-        with _open(path) as f, zipfile.ZipFile(f) as archive:
-            infos = _check_zip_members(archive, size, path)
-            odd = [i.filename for i in infos if not i.filename.endswith(".npy")]
-            if odd:
-                raise CheckpointError(
-                    f"{path} is not a NumPy .npz archive: its member {odd[0]!r} is not a .npy "
-                    "array (a PyTorch file is a zip too: load it with vitzoo.load_checkpoint)")
-            arrays = {i.filename[:-len(".npy")]: _read_npy(archive, i, path) for i in infos}
-    except CheckpointError:
-        raise
-    except (zipfile.BadZipFile, EOFError, OSError, ValueError, TypeError, RecursionError,
-            SyntaxError, tokenize.TokenError, NotImplementedError, zlib.error) as err:
-        # (numpy parses an .npy header with tokenize and ast: a forged one fails there)
-        raise CheckpointError(
-            f"cannot read {path} as an .npz archive: {err}. The file is truncated, corrupt or "
-            "not a NumPy archive; download it again"
-        ) from err
-    if not arrays:
-        raise CheckpointError(f"{path} holds no arrays")
-    return arrays
+    with open_npz(path) as arrays:
+        return {name: array.load() for name, array in arrays.items()}
 
 
 # -- JSON -----------------------------------------------------------------------------------------
@@ -726,50 +781,94 @@ _DTYPES = {
 }
 
 
-def write_safetensors(path: str | Path, tensors: Iterable[tuple[str, np.ndarray]],
-                      metadata: Mapping[str, str] | None = None) -> None:
-    """Write ``(name, array)`` pairs to ``path`` as they are produced (not atomically: wrap
-    in ``atomic_path``).
+Entry = tuple[str, np.dtype, tuple[int, ...]]
+"""One tensor of a safetensors file as its header lists it: name, dtype, shape."""
 
-    The format is an 8-byte little-endian header length, a JSON header (name -> dtype, shape,
-    byte offsets; ``__metadata__`` -> str -> str) padded with spaces to 8 bytes, then the raw
-    little-endian data. The header must come first, so the data goes to a scratch file and is
-    copied behind the header at the end: memory holds one array at a time.
-    """
+
+def _st_dtype(name: str, dtype: np.dtype) -> str:
+    found = _DTYPES.get(np.dtype(dtype).newbyteorder("<"))
+    if found is None:
+        raise ValueError(f"cannot store dtype {dtype} of {name!r} in safetensors")
+    return found
+
+
+def safetensors_header(entries: Iterable[Entry], metadata: Mapping[str, str] | None = None
+                       ) -> bytes:
+    """The 8-byte length and the JSON header (``__metadata__`` first, then every tensor in
+    order with its dtype, shape and byte offsets) padded with spaces to 8 bytes: everything a
+    safetensors file holds before its data, made from names, dtypes and shapes alone."""
     header: dict[str, object] = {}
     if metadata:
         header["__metadata__"] = {str(k): str(v) for k, v in metadata.items()}
     offset = 0
-    with tempfile.TemporaryFile(dir=Path(path).parent) as scratch:
-        for name, array in tensors:
-            if name in header:
-                raise ValueError(f"tensor {name!r} written twice")
-            array = np.ascontiguousarray(array)
-            dtype = _DTYPES.get(array.dtype.newbyteorder("<"))
-            if dtype is None:
-                raise ValueError(f"cannot store dtype {array.dtype} of {name!r} in safetensors")
-            data = array.astype(array.dtype.newbyteorder("<"), copy=False).tobytes()
-            scratch.write(data)
-            header[name] = {"dtype": dtype, "shape": list(array.shape),
-                            "data_offsets": [offset, offset + len(data)]}
-            offset += len(data)
-        _write_with_header(path, header, scratch)
-
-
-def _write_with_header(path: str | Path, header: Mapping[str, object], scratch: Any) -> None:
+    for name, dtype, shape in entries:
+        if name in header:
+            raise ValueError(f"tensor {name!r} written twice")
+        nbytes = math.prod(shape) * np.dtype(dtype).itemsize
+        header[name] = {"dtype": _st_dtype(name, dtype), "shape": [int(n) for n in shape],
+                        "data_offsets": [offset, offset + nbytes]}
+        offset += nbytes
     encoded = json.dumps(header, separators=(",", ":")).encode("utf-8")
     encoded += b" " * (-len(encoded) % 8)
-    scratch.seek(0)
+    return struct.pack("<Q", len(encoded)) + encoded
+
+
+def _write_array(out: IO[bytes], array: np.ndarray) -> None:
+    """``array``'s bytes in C order, little-endian, written from one contiguous buffer: no copy
+    of an array that already is one (a transposed view is copied once, here)."""
+    array = np.ascontiguousarray(array)
+    if array.dtype.byteorder == ">":
+        array = array.astype(array.dtype.newbyteorder("<"))
+    out.write(array.reshape(-1).view(np.uint8).data)
+
+
+def write_safetensors(path: str | Path,
+                      tensors: Mapping[str, np.ndarray] | Iterable[tuple[str, np.ndarray]],
+                      metadata: Mapping[str, str] | None = None, *,
+                      entries: Iterable[Entry] | None = None) -> None:
+    """Write arrays to ``path`` as safetensors in one pass (not atomically: wrap in
+    ``atomic_path``).
+
+    The format is an 8-byte little-endian header length, a JSON header (name -> dtype, shape,
+    byte offsets; ``__metadata__`` -> str -> str) padded with spaces to 8 bytes, then the raw
+    little-endian data. The header comes first and is made from ``entries`` (names, dtypes,
+    shapes: known before any data for a converted file) or from a mapping's arrays, so each
+    array is written once, into its final place, as it is produced: a stream of ``(name,
+    array)`` pairs with ``entries`` holds one array at a time.
+
+    Raises:
+        ValueError: a dtype safetensors cannot store, a name twice, or a produced array that
+            is not the one ``entries`` announced (name, dtype or shape).
+    """
+    if entries is None:
+        tensors = tensors if isinstance(tensors, Mapping) else dict(tensors)
+        entries = [(k, v.dtype, v.shape) for k, v in tensors.items()]
+    entries = list(entries)
+    pairs = tensors.items() if isinstance(tensors, Mapping) else tensors
     with open(path, "wb") as out:
-        out.write(struct.pack("<Q", len(encoded)))
-        out.write(encoded)
-        while chunk := scratch.read(16 << 20):
-            out.write(chunk)
+        out.write(safetensors_header(entries, metadata))
+        count = 0
+        for (name, array), (want, dtype, shape) in zip(pairs, entries, strict=False):
+            if (name, np.dtype(array.dtype).newbyteorder("<"), tuple(array.shape)) != (
+                    want, np.dtype(dtype).newbyteorder("<"), tuple(shape)):
+                raise ValueError(f"tensor {name!r} {array.dtype} {tuple(array.shape)} is not "
+                                 f"the announced {want!r} {dtype} {tuple(shape)}")
+            _write_array(out, array)
+            count += 1
+        if count != len(entries):
+            raise ValueError(f"{count} tensors written of the {len(entries)} announced")
 
 
-def _numpy_items(state: Mapping[str, torch.Tensor]) -> Iterable[tuple[str, np.ndarray]]:
+def _numpy_items(state: Mapping[str, torch.Tensor]) -> Iterator[tuple[str, np.ndarray]]:
     for key, value in state.items():
         yield key, value.detach().cpu().contiguous().numpy()
+
+
+def numpy_entries(state: Mapping[str, torch.Tensor]) -> list[Entry]:
+    """The safetensors header entries of a state dict, from its tensors' dtypes and shapes
+    (no data is read)."""
+    return [(k, torch.empty((), dtype=v.dtype).numpy().dtype, tuple(v.shape))
+            for k, v in state.items()]
 
 
 def save_state_dict(state: Mapping[str, torch.Tensor], path: str | Path,
@@ -777,7 +876,8 @@ def save_state_dict(state: Mapping[str, torch.Tensor], path: str | Path,
     """Write a state dict as ``.safetensors`` atomically (no config: see :func:`save_model`)."""
     path = Path(path)
     with atomic_path(path) as tmp:
-        write_safetensors(tmp, _numpy_items(state), dict(metadata or {}))
+        write_safetensors(tmp, _numpy_items(state), dict(metadata or {}),
+                          entries=numpy_entries(state))
     return path
 
 

@@ -19,10 +19,12 @@ import contextlib
 import errno
 import json
 import math
+import mmap
 import os
 import pickle
 import stat
 import struct
+import sys
 import tokenize
 import zipfile
 import zlib
@@ -75,6 +77,9 @@ MAX_JSON_DEPTH = 32
 """The deepest nesting of lists and objects accepted in a config (vitzoo's have depth 3)."""
 
 _ZIP_MAGICS = (b"PK\x03\x04", b"PK\x05\x06")  # a member first, or an empty archive
+# a zip member's local header: signature, versions, flags, method, time, date, CRC-32, sizes,
+# then the lengths of the name and the extra field that precede the member's data
+_LOCAL_HEADER = struct.Struct("<4s2B4HL2L2H")
 _PICKLE_PROTOCOL_2 = b"\x80"  # torch.save's legacy format and every pickle since protocol 2
 _SLACK = 1 << 20
 
@@ -333,19 +338,77 @@ def read_safetensors_metadata(path: str | Path) -> dict[str, str]:
     return dict(_safetensors_header(Path(path)).get("__metadata__") or {})
 
 
-def read_safetensors(path: str | Path) -> tuple[dict[str, torch.Tensor], dict[str, str]]:
-    """Tensors and metadata of a ``.safetensors`` file.
+_TORCH_DTYPES = {"BOOL": torch.bool, "U8": torch.uint8, "I8": torch.int8,
+                 "F8_E5M2": torch.float8_e5m2, "F8_E4M3": torch.float8_e4m3fn,
+                 "I16": torch.int16, "U16": torch.uint16, "F16": torch.float16,
+                 "BF16": torch.bfloat16, "I32": torch.int32, "U32": torch.uint32,
+                 "F32": torch.float32, "C64": torch.complex64, "F64": torch.float64,
+                 "I64": torch.int64, "U64": torch.uint64}
 
-    The header is checked before any tensor is read: its length (at most
+
+def _mapped_safetensors(path: Path) -> tuple[mmap.mmap, int, dict[str, Any]]:
+    """``(map, start of the data, header)``: the header read and checked from the descriptor
+    that is then mapped, privately (copy-on-write: writing to a tensor never changes the
+    file), so what was checked is what is mapped."""
+    size = _require_file(path)
+    with _open(path) as f:
+        header = _read_header(f, size, path)
+        start = f.tell()
+        try:
+            if os.fstat(f.fileno()).st_size != size:
+                raise OSError(errno.EIO, "the file changed while it was read")
+            mapped = mmap.mmap(f.fileno(), size, access=mmap.ACCESS_COPY)
+        except (OSError, ValueError) as err:
+            raise CheckpointError(f"cannot read {path}: {err} (is it a complete .safetensors "
+                                  "file?)") from err
+    return mapped, start, header
+
+
+def _mapped_tensor(mapped: mmap.mmap, start: int, entry: Mapping[str, Any]) -> torch.Tensor:
+    """One tensor over the map, without a copy (pages are read when touched); its own storage,
+    so saving it saves its bytes only. A tensor whose offset is not a multiple of its element
+    size (possible after odd-sized ones) is copied once, aligned."""
+    dtype, shape = _TORCH_DTYPES[entry["dtype"]], entry["shape"]
+    begin, end = entry["data_offsets"]
+    if end == begin:
+        return torch.empty(shape, dtype=dtype)
+    offset = start + begin
+    if offset % _ST_ITEMSIZE[entry["dtype"]]:
+        raw = torch.frombuffer(mapped, dtype=torch.uint8, count=end - begin, offset=offset)
+        return raw.clone().view(dtype).reshape(shape)
+    count = (end - begin) // _ST_ITEMSIZE[entry["dtype"]]
+    return torch.frombuffer(mapped, dtype=dtype, count=count, offset=offset).reshape(shape)
+
+
+def read_safetensors(path: str | Path) -> tuple[dict[str, torch.Tensor], dict[str, str]]:
+    """Tensors and metadata of a ``.safetensors`` file, memory-mapped.
+
+    The header is checked before any tensor is made: its length (at most
     :data:`MAX_SAFETENSORS_HEADER` and within the file), UTF-8 JSON without duplicate keys, an
     object of entries with known dtypes, shapes and offsets that match each other and tile the
-    data exactly.
+    data exactly. The tensors are views of a private (copy-on-write) map of the file, not
+    copies: nothing is read until a tensor is used, and a model that takes them as its
+    parameters (``load_state_dict(assign=True)``) holds the weights once. (Like every reader
+    that maps a file, a process that truncates the file in place while its tensors live
+    makes them unreadable; vitzoo's own writes replace files by renaming, which does not.)
 
     Raises:
         CheckpointError: missing, truncated, malformed, not safetensors, or a tensor vitzoo does
             not load (complex).
     """
     path = Path(path)
+    if sys.byteorder != "little":  # the data is little-endian: let safetensors swap it
+        return _read_safetensors_swapped(path)
+    mapped, start, header = _mapped_safetensors(path)
+    tensors = {k: _mapped_tensor(mapped, start, v) for k, v in header.items()
+               if k != "__metadata__"}
+    for key, value in tensors.items():
+        _check_tensor(path, key, value)
+    return tensors, dict(header.get("__metadata__") or {})
+
+
+def _read_safetensors_swapped(path: Path) -> tuple[dict[str, torch.Tensor], dict[str, str]]:
+    """:func:`read_safetensors` on a big-endian machine: ``safe_open``'s copies."""
     with _opened_safetensors(path) as f:
         tensors = {k: f.get_tensor(k) for k in f.keys()}  # noqa: SIM118
         metadata = dict(f.metadata() or {})
@@ -569,19 +632,51 @@ def _npy_header(f: IO[bytes], info: zipfile.ZipInfo, path: Path
 
 def _read_npy(archive: zipfile.ZipFile, info: zipfile.ZipInfo, path: Path) -> np.ndarray:
     """One ``.npy`` member: its header first (:func:`_npy_header`), then exactly the bytes it
-    declares, read into one buffer (the CRC-32 checked at the end)."""
+    declares, read into one buffer, and the member's CRC-32 checked. A stored member (what
+    ``np.savez`` writes) is read straight from the archive's file into that buffer."""
     with archive.open(info) as f:
         shape, fortran, dtype = _npy_header(f, info, path)
         nbytes = math.prod(shape) * dtype.itemsize
         data = bytearray(nbytes)
-        view, done = memoryview(data), 0
-        # in pieces: a zip member's readinto reads into a temporary bytes object first
-        while done < nbytes and (count := f.readinto(view[done:done + (16 << 20)])):
-            done += count
-        if done != nbytes or f.read(1):  # reading to the end checks the CRC-32
-            raise CheckpointError(f"{path}: array {info.filename!r} is truncated")
+        if info.compress_type == zipfile.ZIP_STORED and archive.fp is not None:
+            _read_stored(archive.fp, info, f.tell(), memoryview(data), path)
+        else:
+            _read_member(f, memoryview(data), info, path)
     array = np.frombuffer(data, dtype=dtype).reshape(shape, order="F" if fortran else "C")
     return array if dtype.isnative else array.astype(dtype.newbyteorder("="))
+
+
+def _read_member(f: IO[bytes], view: memoryview, info: zipfile.ZipInfo, path: Path) -> None:
+    """The rest of a (deflated) member into ``view``; zipfile checks the CRC-32 at the end."""
+    done = 0
+    # in pieces: a zip member's readinto reads into a temporary bytes object first
+    while done < len(view) and (count := f.readinto(view[done:done + (16 << 20)])):
+        done += count
+    if done != len(view) or f.read(1):  # reading to the end checks the CRC-32
+        raise CheckpointError(f"{path}: array {info.filename!r} is truncated")
+
+
+def _read_stored(fp: IO[bytes], info: zipfile.ZipInfo, skip: int, view: memoryview,
+                 path: Path) -> None:
+    """The data of a stored member after its first ``skip`` bytes (the ``.npy`` header), read
+    from the archive's file into ``view`` without intermediate copies; the CRC-32 of the whole
+    member (header and data) must be the one the archive records."""
+    fp.seek(info.header_offset)
+    local = fp.read(_LOCAL_HEADER.size)
+    if len(local) != _LOCAL_HEADER.size or local[:4] != _ZIP_MAGICS[0]:
+        raise _npz_problem(path, zipfile.BadZipFile(f"member {info.filename!r} has no valid "
+                                                    "local header"))
+    *_, name_length, extra_length = _LOCAL_HEADER.unpack(local)
+    fp.seek(info.header_offset + _LOCAL_HEADER.size + name_length + extra_length)
+    crc = zlib.crc32(fp.read(skip))
+    done = 0
+    while done < len(view) and (count := fp.readinto(view[done:done + (64 << 20)])):
+        crc = zlib.crc32(view[done:done + count], crc)
+        done += count
+    if done != len(view):
+        raise CheckpointError(f"{path}: array {info.filename!r} is truncated")
+    if crc != info.CRC:
+        raise _npz_problem(path, zipfile.BadZipFile(f"Bad CRC-32 for file {info.filename!r}"))
 
 
 def _npz_problem(path: Path, err: Exception) -> CheckpointError:

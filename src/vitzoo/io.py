@@ -41,6 +41,7 @@ from . import _torchscript
 from ._utils import atomic_path
 from ._version import __version__
 from .adapters.lazy import LazyArray
+from .adapters.rename import contiguous
 from .config import ViTConfig
 from .errors import CheckpointError
 
@@ -911,7 +912,7 @@ def safetensors_header(entries: Iterable[Entry], metadata: Mapping[str, str] | N
 def _write_array(out: IO[bytes], array: np.ndarray) -> None:
     """``array``'s bytes in C order, little-endian, written from one contiguous buffer: no copy
     of an array that already is one (a transposed view is copied once, here)."""
-    array = np.ascontiguousarray(array)
+    array = contiguous(np.asarray(array))
     if array.dtype.byteorder == ">":
         array = array.astype(array.dtype.newbyteorder("<"))
     out.write(array.reshape(-1).view(np.uint8).data)

@@ -20,7 +20,6 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-import numpy as np
 import torch
 from torch import nn
 
@@ -37,6 +36,7 @@ from .adapters import (
     timm,
 )
 from .adapters.in_chans import adapt_input_conv
+from .adapters.rename import contiguous
 from .config import ViTConfig
 from .errors import (
     CheckpointError,
@@ -348,7 +348,7 @@ def jax_source(path: Path, arrays: Mapping[str, Any], img_size: tuple[int, int] 
 
 
 def iter_jax_state(path: Path, tree: dict[str, Any], progress: ProgressCallback | None = None,
-                   ) -> Iterator[tuple[str, np.ndarray]]:
+                   ) -> Iterator[tuple[str, Any]]:
     """:func:`jax_npz.iter_vitzoo` (each array read as it is converted, then given up), its
     errors as a :class:`CheckpointError` naming ``path``."""
     try:
@@ -362,7 +362,7 @@ def _read_jax(path: Path, img_size: tuple[int, int] | None,
     with io.open_npz(path) as arrays:
         tree, source = jax_source(path, arrays, img_size)
         source.zero_head = jax_npz.head_is_zero(tree)
-        source.state.update((k, torch.from_numpy(np.ascontiguousarray(v)))
+        source.state.update((k, torch.from_numpy(contiguous(v)))
                             for k, v in iter_jax_state(path, tree, progress))
     return source
 

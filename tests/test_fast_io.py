@@ -290,3 +290,16 @@ def test_pretrained_from_the_weights_dir_never_initialises(tmp_path, monkeypatch
     assert init_calls == []
     for key, value in state.items():
         assert torch.equal(model.state_dict()[key], value), key
+
+
+def test_the_finite_check_sees_nan_and_inf_but_not_an_overflowing_sum():
+    from vitzoo.loading import _all_finite
+
+    big = torch.full((4,), 3e38)  # finite values whose float32 sum is infinite
+    assert _all_finite(big) and _all_finite(torch.randn(10))
+    for bad in (float("nan"), float("inf"), -float("inf")):
+        value = torch.randn(10)
+        value[3] = bad
+        assert not _all_finite(value)
+    mixed = torch.tensor([float("inf"), -float("inf")])  # the sum is NaN
+    assert not _all_finite(mixed)

@@ -638,7 +638,7 @@ def _read_npy(archive: zipfile.ZipFile, info: zipfile.ZipInfo, path: Path) -> np
     with archive.open(info) as f:
         shape, fortran, dtype = _npy_header(f, info, path)
         nbytes = math.prod(shape) * dtype.itemsize
-        data = bytearray(nbytes)
+        data = np.empty(nbytes, np.uint8)  # (not zero-filled: every byte is read into it)
         if info.compress_type == zipfile.ZIP_STORED and archive.fp is not None:
             _read_stored(archive.fp, info, f.tell(), memoryview(data), path)
         else:

@@ -20,6 +20,7 @@ import math
 import re
 from collections import defaultdict
 from collections.abc import Callable, Iterable, Iterator, Mapping
+from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
 import numpy as np
@@ -295,6 +296,25 @@ def _incomplete(pending: Mapping[str, list[int]]) -> None:
     raise KeyError(f"incomplete attention projections (q, k, v) for {missing}")
 
 
+def _read_ahead(tree: dict[str, Any]) -> Iterator[tuple[str, np.ndarray]]:
+    """``tree``'s entries in key order, each removed from it and read (a
+    :class:`~vitzoo.adapters.lazy.LazyArray`), the next one read in a thread while the caller
+    converts and writes this one (reading, checking and copying release the GIL): two arrays
+    in memory, the reading overlapped with the rest."""
+    keys = sorted(tree)
+    if not any(isinstance(v, LazyArray) for v in tree.values()):
+        for key in keys:
+            yield key, np.asarray(tree.pop(key))
+        return
+    with ThreadPoolExecutor(max_workers=1, thread_name_prefix="vitzoo-read") as pool:
+        ahead = pool.submit(np.asarray, tree.pop(keys[0])) if keys else None
+        for i, key in enumerate(keys):
+            value = ahead.result()
+            ahead = pool.submit(np.asarray, tree.pop(keys[i + 1])) if i + 1 < len(keys) else None
+            yield key, value
+            del value
+
+
 def iter_vitzoo(tree: dict[str, np.ndarray],
                 progress: Callable[[int, int], None] | None = None,
                 ) -> Iterator[tuple[str, np.ndarray]]:
@@ -315,9 +335,9 @@ def iter_vitzoo(tree: dict[str, np.ndarray],
     current = [""]
 
     def popped() -> Iterator[tuple[str, np.ndarray]]:
-        for done, key in enumerate(sorted(tree), start=1):
+        for done, (key, value) in enumerate(_read_ahead(tree), start=1):
             current[0] = key
-            yield key, np.asarray(tree.pop(key))  # a LazyArray is read here
+            yield key, value
             if progress is not None:
                 progress(done, total)
 

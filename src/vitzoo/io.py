@@ -29,6 +29,7 @@ import tokenize
 import zipfile
 import zlib
 from collections.abc import Iterable, Iterator, Mapping
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import IO, Any
 
@@ -941,16 +942,22 @@ def write_safetensors(path: str | Path,
         entries = [(k, v.dtype, v.shape) for k, v in tensors.items()]
     entries = list(entries)
     pairs = tensors.items() if isinstance(tensors, Mapping) else tensors
-    with open(path, "wb") as out:
+    # the writing (and a transposed array's one copy) runs in a thread while the next array
+    # is produced: one array waits at most, and the order is the header's
+    with open(path, "wb") as out, ThreadPoolExecutor(1, thread_name_prefix="vitzoo-write") as pool:
         out.write(safetensors_header(entries, metadata))
-        count = 0
+        count, writing = 0, None
         for (name, array), (want, dtype, shape) in zip(pairs, entries, strict=False):
             if (name, np.dtype(array.dtype).newbyteorder("<"), tuple(array.shape)) != (
                     want, np.dtype(dtype).newbyteorder("<"), tuple(shape)):
                 raise ValueError(f"tensor {name!r} {array.dtype} {tuple(array.shape)} is not "
                                  f"the announced {want!r} {dtype} {tuple(shape)}")
-            _write_array(out, array)
+            if writing is not None:
+                writing.result()
+            writing = pool.submit(_write_array, out, array)
             count += 1
+        if writing is not None:
+            writing.result()
         if count != len(entries):
             raise ValueError(f"{count} tensors written of the {len(entries)} announced")
 

@@ -144,9 +144,10 @@ def stream_npz_to_vitzoo(src: Path, dst: Path, *, img_size: tuple[int, int] | No
     :func:`write_vitzoo` writes for it: the header is made first from the member headers alone
     (names, dtypes and shapes of the converted tensors are known before any data is read),
     then each array is read, transformed once and written once into its final place, so
-    memory holds about one array (a scanned big_vision array: the stacked one, until its
-    last block is written). With ``verify``, the written file must reproduce Google's forward
-    pass before it is put in place.
+    memory holds a few arrays (the one read ahead, the one converted, the one being written;
+    a scanned big_vision array: the stacked one, until its last block is written). With
+    ``verify``, the written file must reproduce Google's forward pass before it is put in
+    place.
     """
     with io.open_npz(src) as arrays:
         tree, source = jax_source(src, arrays, img_size)

@@ -41,8 +41,8 @@ def convert_and_stall(url: str, sha256: str, marker: str) -> None:
 
     real = vitzoo.io.write_safetensors
 
-    def half_then_stall(path, tensors, metadata=None):
-        real(path, tensors, metadata)
+    def half_then_stall(path, tensors, metadata=None, **options):
+        real(path, tensors, metadata, **options)
         with open(path, "r+b") as f:  # a torn file: only its first half reached the disk
             f.truncate(os.path.getsize(path) // 2)
         _stall(marker)

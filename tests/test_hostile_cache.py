@@ -343,7 +343,7 @@ def test_a_full_disk_leaves_the_previous_file_and_no_temporary(tmp_path, monkeyp
     dst = vitzoo.save_model(vitzoo.build_model(tiny_cfg()), tmp_path / "m.safetensors")
     old = dst.read_bytes()
 
-    def full_disk(path, tensors, metadata=None):
+    def full_disk(path, tensors, metadata=None, **_options):
         Path(path).write_bytes(b"half a fi")
         raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC))
 

@@ -508,7 +508,21 @@ def test_safetensors_own_errors_become_checkpoint_errors_naming_the_file(tmp_pat
         raise SafetensorError("Error while deserializing header: boom")
 
     monkeypatch.setattr(io, "safe_open", failing)
+    monkeypatch.setattr(io.sys, "byteorder", "big")  # where vitzoo reads through safe_open
     with pytest.raises(CheckpointError, match="boom") as err:
+        io.read_safetensors(path)
+    assert str(path) in str(err.value)
+
+
+def test_a_file_that_cannot_be_mapped_is_a_checkpoint_error_naming_it(tmp_path, monkeypatch):
+    path = tmp_path / "w.safetensors"
+    save_file(_state(), str(path))
+
+    def failing(*_args: object, **_kwargs: object) -> None:
+        raise OSError(12, "Cannot allocate memory")
+
+    monkeypatch.setattr(io.mmap, "mmap", failing)
+    with pytest.raises(CheckpointError, match="Cannot allocate memory") as err:
         io.read_safetensors(path)
     assert str(path) in str(err.value)
 

@@ -20,10 +20,18 @@ from ._utils import atomic_path
 from .adapters import hf_transformers, jax_npz
 from .config import ViTConfig
 from .errors import CheckpointError, VerificationError
-from .loading import ProgressCallback, Source, load_state, read_source
+from .loading import (
+    ProgressCallback,
+    Source,
+    iter_jax_state,
+    jax_source,
+    load_state,
+    read_source,
+)
 from .reference import verify_against_jax
 
-__all__ = ["TARGET_FORMATS", "convert_checkpoint", "write_hf", "write_npz", "write_vitzoo"]
+__all__ = ["TARGET_FORMATS", "convert_checkpoint", "stream_npz_to_vitzoo", "write_hf", "write_npz",
+           "write_vitzoo"]
 
 TARGET_FORMATS = ("vitzoo", "jax_npz", "hf")
 
@@ -121,13 +129,48 @@ def write_vitzoo(source: Source, dst: Path, *, verify_against: Path | None = Non
     metadata = io.vitzoo_metadata(source.native, source.pretrained_cfg, source.metadata)
     tensors = ((k, v.detach().cpu().contiguous().numpy()) for k, v in source.state.items())
     with atomic_path(dst) as tmp:
-        io.write_safetensors(tmp, tensors, metadata)
+        io.write_safetensors(tmp, tensors, metadata, entries=io.numpy_entries(source.state))
         if verify_against is not None:
             verify_against_jax(verify_against, _model_from(read_source(tmp,
                                                                        source_format="vitzoo")))
         elif verify:
             verify_round_trip(tmp, source)
     return dst
+
+
+def stream_npz_to_vitzoo(src: Path, dst: Path, *, img_size: tuple[int, int] | None = None,
+                         verify: bool = False, progress: ProgressCallback | None = None) -> Path:
+    """A Google ``.npz`` converted to vitzoo's safetensors in one pass, the same bytes as
+    :func:`write_vitzoo` writes for it: the header is made first from the member headers alone
+    (names, dtypes and shapes of the converted tensors are known before any data is read),
+    then each array is read, transformed once and written once into its final place, so
+    memory holds a few arrays (the one read ahead, the one converted, the one being written;
+    a scanned big_vision array: the stacked one, until its last block is written). With
+    ``verify``, the written file must reproduce Google's forward pass before it is put in
+    place.
+    """
+    with io.open_npz(src) as arrays:
+        tree, source = jax_source(src, arrays, img_size)
+        metadata = io.vitzoo_metadata(source.native, source.pretrained_cfg, source.metadata)
+        entries = _entries(src, tree)
+        with atomic_path(dst) as tmp:
+            try:
+                io.write_safetensors(tmp, iter_jax_state(src, tree, progress), metadata,
+                                     entries=entries)
+            except ValueError as err:  # (a CheckpointError too) naming the file
+                if isinstance(err, CheckpointError):
+                    raise
+                raise CheckpointError(f"cannot convert {src}: {err}") from err
+            if verify:
+                verify_against_jax(src, _model_from(read_source(tmp, source_format="vitzoo")))
+    return dst
+
+
+def _entries(src: Path, tree: dict[str, object]) -> list[io.Entry]:
+    try:
+        return jax_npz.vitzoo_entries(tree)
+    except (KeyError, ValueError) as err:
+        raise CheckpointError(f"{src} is not a ViT checkpoint vitzoo can read: {err}") from err
 
 
 # -- Hugging Face transformers --------------------------------------------------------------------
@@ -203,6 +246,13 @@ def _target_format(dst: Path, target_format: str | None) -> str:
                           ".npz, or pass target_format='hf' for a transformers directory")
 
 
+def _is_google(src: Path, source_format: str) -> bool:
+    """Whether ``src`` is read as a Google ``.npz`` (named, or detected from its content)."""
+    if source_format == "auto":
+        return io.detect_format(src) == "jax_npz"
+    return source_format == "jax_npz"
+
+
 def convert_checkpoint(src: str | Path, dst: str | Path, *, source_format: str = "auto",
                        target_format: str | None = None, layout: str | None = None,
                        img_size: int | tuple[int, int] | None = None, verify: bool = False,
@@ -239,6 +289,9 @@ def convert_checkpoint(src: str | Path, dst: str | Path, *, source_format: str =
     fmt = _target_format(dst, target_format)
     if isinstance(img_size, int):
         img_size = (img_size, img_size)
+    if fmt == "vitzoo" and _is_google(Path(src), source_format):
+        return stream_npz_to_vitzoo(Path(src), dst, img_size=img_size, verify=verify,
+                                    progress=progress)
     source = read_source(src, source_format=source_format, img_size=img_size,
                          progress=progress)
     google = source.source_format == "jax_npz"

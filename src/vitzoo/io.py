@@ -19,15 +19,17 @@ import contextlib
 import errno
 import json
 import math
+import mmap
 import os
 import pickle
 import stat
 import struct
-import tempfile
+import sys
 import tokenize
 import zipfile
 import zlib
 from collections.abc import Iterable, Iterator, Mapping
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import IO, Any
 
@@ -39,13 +41,17 @@ from torch import nn
 from . import _torchscript
 from ._utils import atomic_path
 from ._version import __version__
+from .adapters.lazy import LazyArray
+from .adapters.rename import contiguous
 from .config import ViTConfig
 from .errors import CheckpointError
 
 __all__ = ["FORMAT_NAME", "MAX_ARCHIVE_MEMBERS", "MAX_JSON_BYTES", "MAX_JSON_DEPTH",
            "MAX_METADATA_CHARS", "MAX_NPZ_EXPANSION", "MAX_SAFETENSORS_HEADER", "detect_format",
-           "load_state_dict", "parse_vitzoo_metadata", "read_json", "read_npz",
-           "read_safetensors", "read_safetensors_metadata", "save_model", "save_state_dict",
+           "load_state_dict", "open_npz", "parse_vitzoo_metadata", "read_json", "read_npz",
+           "numpy_entries", "read_safetensors", "read_safetensors_metadata", "safetensors_header",
+           "save_model",
+           "save_state_dict",
            "vitzoo_metadata", "write_safetensors"]
 
 FORMAT_NAME = "vitzoo"
@@ -73,6 +79,9 @@ MAX_JSON_DEPTH = 32
 """The deepest nesting of lists and objects accepted in a config (vitzoo's have depth 3)."""
 
 _ZIP_MAGICS = (b"PK\x03\x04", b"PK\x05\x06")  # a member first, or an empty archive
+# a zip member's local header: signature, versions, flags, method, time, date, CRC-32, sizes,
+# then the lengths of the name and the extra field that precede the member's data
+_LOCAL_HEADER = struct.Struct("<4s2B4HL2L2H")
 _PICKLE_PROTOCOL_2 = b"\x80"  # torch.save's legacy format and every pickle since protocol 2
 _SLACK = 1 << 20
 
@@ -331,19 +340,77 @@ def read_safetensors_metadata(path: str | Path) -> dict[str, str]:
     return dict(_safetensors_header(Path(path)).get("__metadata__") or {})
 
 
-def read_safetensors(path: str | Path) -> tuple[dict[str, torch.Tensor], dict[str, str]]:
-    """Tensors and metadata of a ``.safetensors`` file.
+_TORCH_DTYPES = {"BOOL": torch.bool, "U8": torch.uint8, "I8": torch.int8,
+                 "F8_E5M2": torch.float8_e5m2, "F8_E4M3": torch.float8_e4m3fn,
+                 "I16": torch.int16, "U16": torch.uint16, "F16": torch.float16,
+                 "BF16": torch.bfloat16, "I32": torch.int32, "U32": torch.uint32,
+                 "F32": torch.float32, "C64": torch.complex64, "F64": torch.float64,
+                 "I64": torch.int64, "U64": torch.uint64}
 
-    The header is checked before any tensor is read: its length (at most
+
+def _mapped_safetensors(path: Path) -> tuple[mmap.mmap, int, dict[str, Any]]:
+    """``(map, start of the data, header)``: the header read and checked from the descriptor
+    that is then mapped, privately (copy-on-write: writing to a tensor never changes the
+    file), so what was checked is what is mapped."""
+    size = _require_file(path)
+    with _open(path) as f:
+        header = _read_header(f, size, path)
+        start = f.tell()
+        try:
+            if os.fstat(f.fileno()).st_size != size:
+                raise OSError(errno.EIO, "the file changed while it was read")
+            mapped = mmap.mmap(f.fileno(), size, access=mmap.ACCESS_COPY)
+        except (OSError, ValueError) as err:
+            raise CheckpointError(f"cannot read {path}: {err} (is it a complete .safetensors "
+                                  "file?)") from err
+    return mapped, start, header
+
+
+def _mapped_tensor(mapped: mmap.mmap, start: int, entry: Mapping[str, Any]) -> torch.Tensor:
+    """One tensor over the map, without a copy (pages are read when touched); its own storage,
+    so saving it saves its bytes only. A tensor whose offset is not a multiple of its element
+    size (possible after odd-sized ones) is copied once, aligned."""
+    dtype, shape = _TORCH_DTYPES[entry["dtype"]], entry["shape"]
+    begin, end = entry["data_offsets"]
+    if end == begin:
+        return torch.empty(shape, dtype=dtype)
+    offset = start + begin
+    if offset % _ST_ITEMSIZE[entry["dtype"]]:
+        raw = torch.frombuffer(mapped, dtype=torch.uint8, count=end - begin, offset=offset)
+        return raw.clone().view(dtype).reshape(shape)
+    count = (end - begin) // _ST_ITEMSIZE[entry["dtype"]]
+    return torch.frombuffer(mapped, dtype=dtype, count=count, offset=offset).reshape(shape)
+
+
+def read_safetensors(path: str | Path) -> tuple[dict[str, torch.Tensor], dict[str, str]]:
+    """Tensors and metadata of a ``.safetensors`` file, memory-mapped.
+
+    The header is checked before any tensor is made: its length (at most
     :data:`MAX_SAFETENSORS_HEADER` and within the file), UTF-8 JSON without duplicate keys, an
     object of entries with known dtypes, shapes and offsets that match each other and tile the
-    data exactly.
+    data exactly. The tensors are views of a private (copy-on-write) map of the file, not
+    copies: nothing is read until a tensor is used, and a model that takes them as its
+    parameters (``load_state_dict(assign=True)``) holds the weights once. (Like every reader
+    that maps a file, a process that truncates the file in place while its tensors live
+    makes them unreadable; vitzoo's own writes replace files by renaming, which does not.)
 
     Raises:
         CheckpointError: missing, truncated, malformed, not safetensors, or a tensor vitzoo does
             not load (complex).
     """
     path = Path(path)
+    if sys.byteorder != "little":  # the data is little-endian: let safetensors swap it
+        return _read_safetensors_swapped(path)
+    mapped, start, header = _mapped_safetensors(path)
+    tensors = {k: _mapped_tensor(mapped, start, v) for k, v in header.items()
+               if k != "__metadata__"}
+    for key, value in tensors.items():
+        _check_tensor(path, key, value)
+    return tensors, dict(header.get("__metadata__") or {})
+
+
+def _read_safetensors_swapped(path: Path) -> tuple[dict[str, torch.Tensor], dict[str, str]]:
+    """:func:`read_safetensors` on a big-endian machine: ``safe_open``'s copies."""
     with _opened_safetensors(path) as f:
         tensors = {k: f.get_tensor(k) for k in f.keys()}  # noqa: SIM118
         metadata = dict(f.metadata() or {})
@@ -538,38 +605,147 @@ def _npy_dtype_problem(dtype: np.dtype) -> str | None:
             "(V2) arrays")
 
 
-def _read_npy(archive: zipfile.ZipFile, info: zipfile.ZipInfo, path: Path) -> np.ndarray:
-    """One ``.npy`` member: its header first (``numpy.lib.format``), then, only when the
-    shape's byte size is what the member holds, exactly that many bytes."""
+def _npy_header(f: IO[bytes], info: zipfile.ZipInfo, path: Path
+                ) -> tuple[tuple[int, ...], bool, np.dtype]:
+    """``(shape, fortran order, dtype)`` of the ``.npy`` member open as ``f`` (positioned at its
+    start; left at its data), checked: a format numpy writes, a dtype vitzoo reads, and a
+    shape whose byte size is what the member holds (so a forged header allocates nothing)."""
     member = info.filename
+    version = np.lib.format.read_magic(f)
+    if version == (1, 0):
+        shape, fortran, dtype = np.lib.format.read_array_header_1_0(f)
+    elif version == (2, 0):
+        shape, fortran, dtype = np.lib.format.read_array_header_2_0(f)
+    else:
+        raise CheckpointError(f"{path}: member {member!r} is an .npy file of format "
+                              f"{version}; vitzoo reads formats 1.0 and 2.0")
+    problem = _npy_dtype_problem(dtype)
+    if problem:
+        raise CheckpointError(f"{path}: array {member!r} {problem}")
+    nbytes = math.prod(shape) * dtype.itemsize
+    held = info.file_size - f.tell()
+    if nbytes != held:
+        raise CheckpointError(
+            f"{path}: array {member!r} declares shape {shape} of {dtype} ({nbytes} bytes) "
+            f"but its member holds {held} bytes; the file is damaged or forged, and nothing "
+            "was allocated for it")
+    return tuple(shape), bool(fortran), dtype
+
+
+def _read_npy(archive: zipfile.ZipFile, info: zipfile.ZipInfo, path: Path) -> np.ndarray:
+    """One ``.npy`` member: its header first (:func:`_npy_header`), then exactly the bytes it
+    declares, read into one buffer, and the member's CRC-32 checked. A stored member (what
+    ``np.savez`` writes) is read straight from the archive's file into that buffer."""
     with archive.open(info) as f:
-        version = np.lib.format.read_magic(f)
-        if version == (1, 0):
-            shape, fortran, dtype = np.lib.format.read_array_header_1_0(f)
-        elif version == (2, 0):
-            shape, fortran, dtype = np.lib.format.read_array_header_2_0(f)
-        else:
-            raise CheckpointError(f"{path}: member {member!r} is an .npy file of format "
-                                  f"{version}; vitzoo reads formats 1.0 and 2.0")
-        problem = _npy_dtype_problem(dtype)
-        if problem:
-            raise CheckpointError(f"{path}: array {member!r} {problem}")
+        shape, fortran, dtype = _npy_header(f, info, path)
         nbytes = math.prod(shape) * dtype.itemsize
-        held = info.file_size - f.tell()
-        if nbytes != held:
-            raise CheckpointError(
-                f"{path}: array {member!r} declares shape {shape} of {dtype} ({nbytes} bytes) "
-                f"but its member holds {held} bytes; the file is damaged or forged, and nothing "
-                "was allocated for it")
-        data = bytearray(nbytes)
-        view, done = memoryview(data), 0
-        # in pieces: a zip member's readinto reads into a temporary bytes object first
-        while done < nbytes and (count := f.readinto(view[done:done + (16 << 20)])):
-            done += count
-        if done != nbytes or f.read(1):  # reading to the end checks the CRC-32
-            raise CheckpointError(f"{path}: array {member!r} is truncated")
+        data = np.empty(nbytes, np.uint8)  # (not zero-filled: every byte is read into it)
+        if info.compress_type == zipfile.ZIP_STORED and archive.fp is not None:
+            _read_stored(archive.fp, info, f.tell(), memoryview(data), path)
+        else:
+            _read_member(f, memoryview(data), info, path)
     array = np.frombuffer(data, dtype=dtype).reshape(shape, order="F" if fortran else "C")
     return array if dtype.isnative else array.astype(dtype.newbyteorder("="))
+
+
+def _read_member(f: IO[bytes], view: memoryview, info: zipfile.ZipInfo, path: Path) -> None:
+    """The rest of a (deflated) member into ``view``; zipfile checks the CRC-32 at the end."""
+    done = 0
+    # in pieces: a zip member's readinto reads into a temporary bytes object first
+    while done < len(view) and (count := f.readinto(view[done:done + (16 << 20)])):
+        done += count
+    if done != len(view) or f.read(1):  # reading to the end checks the CRC-32
+        raise CheckpointError(f"{path}: array {info.filename!r} is truncated")
+
+
+def _read_stored(fp: IO[bytes], info: zipfile.ZipInfo, skip: int, view: memoryview,
+                 path: Path) -> None:
+    """The data of a stored member after its first ``skip`` bytes (the ``.npy`` header), read
+    from the archive's file into ``view`` without intermediate copies; the CRC-32 of the whole
+    member (header and data) must be the one the archive records."""
+    fp.seek(info.header_offset)
+    local = fp.read(_LOCAL_HEADER.size)
+    if len(local) != _LOCAL_HEADER.size or local[:4] != _ZIP_MAGICS[0]:
+        raise _npz_problem(path, zipfile.BadZipFile(f"member {info.filename!r} has no valid "
+                                                    "local header"))
+    *_, name_length, extra_length = _LOCAL_HEADER.unpack(local)
+    fp.seek(info.header_offset + _LOCAL_HEADER.size + name_length + extra_length)
+    crc = zlib.crc32(fp.read(skip))
+    done = 0
+    while done < len(view) and (count := fp.readinto(view[done:done + (64 << 20)])):
+        crc = zlib.crc32(view[done:done + count], crc)
+        done += count
+    if done != len(view):
+        raise CheckpointError(f"{path}: array {info.filename!r} is truncated")
+    if crc != info.CRC:
+        raise _npz_problem(path, zipfile.BadZipFile(f"Bad CRC-32 for file {info.filename!r}"))
+
+
+def _npz_problem(path: Path, err: Exception) -> CheckpointError:
+    # (numpy parses an .npy header with tokenize and ast: a forged one fails there)
+    return CheckpointError(
+        f"cannot read {path} as an .npz archive: {err}. The file is truncated, corrupt or "
+        "not a NumPy archive; download it again")
+
+
+_NPZ_ERRORS = (zipfile.BadZipFile, EOFError, OSError, ValueError, TypeError, RecursionError,
+               SyntaxError, tokenize.TokenError, NotImplementedError, zlib.error)
+
+
+def _npz_members(archive: zipfile.ZipFile, size: int, path: Path) -> list[zipfile.ZipInfo]:
+    infos = _check_zip_members(archive, size, path)
+    odd = [i.filename for i in infos if not i.filename.endswith(".npy")]
+    if odd:
+        raise CheckpointError(
+            f"{path} is not a NumPy .npz archive: its member {odd[0]!r} is not a .npy "
+            "array (a PyTorch file is a zip too: load it with vitzoo.load_checkpoint)")
+    if not infos:
+        raise CheckpointError(f"{path} holds no arrays")
+    return infos
+
+
+def _lazy_member(archive: zipfile.ZipFile, info: zipfile.ZipInfo, path: Path) -> LazyArray:
+    """A member described by its checked header; its data is read (and checked) when loaded."""
+    with archive.open(info) as f:
+        shape, _, dtype = _npy_header(f, info, path)
+
+    def load() -> np.ndarray:
+        try:
+            return _read_npy(archive, info, path)
+        except CheckpointError:
+            raise
+        except _NPZ_ERRORS as err:
+            raise _npz_problem(path, err) from err
+
+    return LazyArray(shape, dtype if dtype.isnative else dtype.newbyteorder("="), load)
+
+
+@contextlib.contextmanager
+def open_npz(path: str | Path) -> Iterator[dict[str, LazyArray]]:
+    """Every array of an ``.npz`` file as a :class:`~vitzoo.adapters.lazy.LazyArray`, keyed by
+    member name without ``.npy``: the archive's members and every ``.npy`` header are checked
+    as :func:`read_npz` checks them, but no data is read until an array is loaded (each load
+    reads the member again, its CRC-32 checked), so a converter holds one array at a time.
+    The arrays can be loaded while the block runs.
+
+    Raises:
+        CheckpointError: as :func:`read_npz`, for the headers here and for the data on load.
+    """
+    path = Path(path)
+    size = _require_file(path)
+    if not _head(path, 4).startswith(_ZIP_MAGICS):
+        raise CheckpointError(f"{path} is not a NumPy .npz archive (not a zip file); "
+                              "vitzoo.load_model tells the formats apart by their content")
+    with contextlib.ExitStack() as stack:
+        try:
+            archive = stack.enter_context(zipfile.ZipFile(stack.enter_context(_open(path))))
+            arrays = {i.filename[:-len(".npy")]: _lazy_member(archive, i, path)
+                      for i in _npz_members(archive, size, path)}
+        except CheckpointError:
+            raise
+        except _NPZ_ERRORS as err:
+            raise _npz_problem(path, err) from err
+        yield arrays
 
 
 def read_npz(path: str | Path) -> dict[str, np.ndarray]:
@@ -581,38 +757,14 @@ def read_npz(path: str | Path) -> dict[str, np.ndarray]:
     declared shape's byte size must be what the member holds (so a header that claims a huge
     shape allocates nothing). Arrays of every rank and size are returned (0-d and empty ones
     too) in bool, integer, float16/32/64 or bfloat16 (``V2``), in native byte order; NaN and
-    infinity are left to the caller.
+    infinity are left to the caller. :func:`open_npz` reads them one at a time.
 
     Raises:
         CheckpointError: missing, not a regular file, truncated, corrupt (CRC-32), empty, or a
             member or dtype vitzoo does not read.
     """
-    path = Path(path)
-    size = _require_file(path)
-    if not _head(path, 4).startswith(_ZIP_MAGICS):
-        raise CheckpointError(f"{path} is not a NumPy .npz archive (not a zip file); "
-                              "vitzoo.load_model tells the formats apart by their content")
-    try:
-        with _open(path) as f, zipfile.ZipFile(f) as archive:
-            infos = _check_zip_members(archive, size, path)
-            odd = [i.filename for i in infos if not i.filename.endswith(".npy")]
-            if odd:
-                raise CheckpointError(
-                    f"{path} is not a NumPy .npz archive: its member {odd[0]!r} is not a .npy "
-                    "array (a PyTorch file is a zip too: load it with vitzoo.load_checkpoint)")
-            arrays = {i.filename[:-len(".npy")]: _read_npy(archive, i, path) for i in infos}
-    except CheckpointError:
-        raise
-    except (zipfile.BadZipFile, EOFError, OSError, ValueError, TypeError, RecursionError,
-            SyntaxError, tokenize.TokenError, NotImplementedError, zlib.error) as err:
-        # (numpy parses an .npy header with tokenize and ast: a forged one fails there)
-        raise CheckpointError(
-            f"cannot read {path} as an .npz archive: {err}. The file is truncated, corrupt or "
-            "not a NumPy archive; download it again"
-        ) from err
-    if not arrays:
-        raise CheckpointError(f"{path} holds no arrays")
-    return arrays
+    with open_npz(path) as arrays:
+        return {name: array.load() for name, array in arrays.items()}
 
 
 # -- JSON -----------------------------------------------------------------------------------------
@@ -726,50 +878,100 @@ _DTYPES = {
 }
 
 
-def write_safetensors(path: str | Path, tensors: Iterable[tuple[str, np.ndarray]],
-                      metadata: Mapping[str, str] | None = None) -> None:
-    """Write ``(name, array)`` pairs to ``path`` as they are produced (not atomically: wrap
-    in ``atomic_path``).
+Entry = tuple[str, np.dtype, tuple[int, ...]]
+"""One tensor of a safetensors file as its header lists it: name, dtype, shape."""
 
-    The format is an 8-byte little-endian header length, a JSON header (name -> dtype, shape,
-    byte offsets; ``__metadata__`` -> str -> str) padded with spaces to 8 bytes, then the raw
-    little-endian data. The header must come first, so the data goes to a scratch file and is
-    copied behind the header at the end: memory holds one array at a time.
-    """
+
+def _st_dtype(name: str, dtype: np.dtype) -> str:
+    found = _DTYPES.get(np.dtype(dtype).newbyteorder("<"))
+    if found is None:
+        raise ValueError(f"cannot store dtype {dtype} of {name!r} in safetensors")
+    return found
+
+
+def safetensors_header(entries: Iterable[Entry], metadata: Mapping[str, str] | None = None
+                       ) -> bytes:
+    """The 8-byte length and the JSON header (``__metadata__`` first, then every tensor in
+    order with its dtype, shape and byte offsets) padded with spaces to 8 bytes: everything a
+    safetensors file holds before its data, made from names, dtypes and shapes alone."""
     header: dict[str, object] = {}
     if metadata:
         header["__metadata__"] = {str(k): str(v) for k, v in metadata.items()}
     offset = 0
-    with tempfile.TemporaryFile(dir=Path(path).parent) as scratch:
-        for name, array in tensors:
-            if name in header:
-                raise ValueError(f"tensor {name!r} written twice")
-            array = np.ascontiguousarray(array)
-            dtype = _DTYPES.get(array.dtype.newbyteorder("<"))
-            if dtype is None:
-                raise ValueError(f"cannot store dtype {array.dtype} of {name!r} in safetensors")
-            data = array.astype(array.dtype.newbyteorder("<"), copy=False).tobytes()
-            scratch.write(data)
-            header[name] = {"dtype": dtype, "shape": list(array.shape),
-                            "data_offsets": [offset, offset + len(data)]}
-            offset += len(data)
-        _write_with_header(path, header, scratch)
-
-
-def _write_with_header(path: str | Path, header: Mapping[str, object], scratch: Any) -> None:
+    for name, dtype, shape in entries:
+        if name in header:
+            raise ValueError(f"tensor {name!r} written twice")
+        nbytes = math.prod(shape) * np.dtype(dtype).itemsize
+        header[name] = {"dtype": _st_dtype(name, dtype), "shape": [int(n) for n in shape],
+                        "data_offsets": [offset, offset + nbytes]}
+        offset += nbytes
     encoded = json.dumps(header, separators=(",", ":")).encode("utf-8")
     encoded += b" " * (-len(encoded) % 8)
-    scratch.seek(0)
-    with open(path, "wb") as out:
-        out.write(struct.pack("<Q", len(encoded)))
-        out.write(encoded)
-        while chunk := scratch.read(16 << 20):
-            out.write(chunk)
+    return struct.pack("<Q", len(encoded)) + encoded
 
 
-def _numpy_items(state: Mapping[str, torch.Tensor]) -> Iterable[tuple[str, np.ndarray]]:
+def _write_array(out: IO[bytes], array: np.ndarray) -> None:
+    """``array``'s bytes in C order, little-endian, written from one contiguous buffer: no copy
+    of an array that already is one (a transposed view is copied once, here)."""
+    array = contiguous(np.asarray(array))
+    if array.dtype.byteorder == ">":
+        array = array.astype(array.dtype.newbyteorder("<"))
+    out.write(array.reshape(-1).view(np.uint8).data)
+
+
+def write_safetensors(path: str | Path,
+                      tensors: Mapping[str, np.ndarray] | Iterable[tuple[str, np.ndarray]],
+                      metadata: Mapping[str, str] | None = None, *,
+                      entries: Iterable[Entry] | None = None) -> None:
+    """Write arrays to ``path`` as safetensors in one pass (not atomically: wrap in
+    ``atomic_path``).
+
+    The format is an 8-byte little-endian header length, a JSON header (name -> dtype, shape,
+    byte offsets; ``__metadata__`` -> str -> str) padded with spaces to 8 bytes, then the raw
+    little-endian data. The header comes first and is made from ``entries`` (names, dtypes,
+    shapes: known before any data for a converted file) or from a mapping's arrays, so each
+    array is written once, into its final place, as it is produced: a stream of ``(name,
+    array)`` pairs with ``entries`` holds one array at a time.
+
+    Raises:
+        ValueError: a dtype safetensors cannot store, a name twice, or a produced array that
+            is not the one ``entries`` announced (name, dtype or shape).
+    """
+    if entries is None:
+        tensors = tensors if isinstance(tensors, Mapping) else dict(tensors)
+        entries = [(k, v.dtype, v.shape) for k, v in tensors.items()]
+    entries = list(entries)
+    pairs = tensors.items() if isinstance(tensors, Mapping) else tensors
+    # the writing (and a transposed array's one copy) runs in a thread while the next array
+    # is produced: one array waits at most, and the order is the header's
+    with open(path, "wb") as out, ThreadPoolExecutor(1, thread_name_prefix="vitzoo-write") as pool:
+        out.write(safetensors_header(entries, metadata))
+        count, writing = 0, None
+        for (name, array), (want, dtype, shape) in zip(pairs, entries, strict=False):
+            if (name, np.dtype(array.dtype).newbyteorder("<"), tuple(array.shape)) != (
+                    want, np.dtype(dtype).newbyteorder("<"), tuple(shape)):
+                raise ValueError(f"tensor {name!r} {array.dtype} {tuple(array.shape)} is not "
+                                 f"the announced {want!r} {dtype} {tuple(shape)}")
+            if writing is not None:
+                writing.result()
+            writing = pool.submit(_write_array, out, array)
+            count += 1
+        if writing is not None:
+            writing.result()
+        if count != len(entries):
+            raise ValueError(f"{count} tensors written of the {len(entries)} announced")
+
+
+def _numpy_items(state: Mapping[str, torch.Tensor]) -> Iterator[tuple[str, np.ndarray]]:
     for key, value in state.items():
         yield key, value.detach().cpu().contiguous().numpy()
+
+
+def numpy_entries(state: Mapping[str, torch.Tensor]) -> list[Entry]:
+    """The safetensors header entries of a state dict, from its tensors' dtypes and shapes
+    (no data is read)."""
+    return [(k, torch.empty((), dtype=v.dtype).numpy().dtype, tuple(v.shape))
+            for k, v in state.items()]
 
 
 def save_state_dict(state: Mapping[str, torch.Tensor], path: str | Path,
@@ -777,7 +979,8 @@ def save_state_dict(state: Mapping[str, torch.Tensor], path: str | Path,
     """Write a state dict as ``.safetensors`` atomically (no config: see :func:`save_model`)."""
     path = Path(path)
     with atomic_path(path) as tmp:
-        write_safetensors(tmp, _numpy_items(state), dict(metadata or {}))
+        write_safetensors(tmp, _numpy_items(state), dict(metadata or {}),
+                          entries=numpy_entries(state))
     return path
 
 

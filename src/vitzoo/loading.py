@@ -15,7 +15,7 @@ import logging
 import re
 import warnings
 from collections import Counter
-from collections.abc import Callable, Iterable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -36,6 +36,7 @@ from .adapters import (
     timm,
 )
 from .adapters.in_chans import adapt_input_conv
+from .adapters.rename import contiguous
 from .config import ViTConfig
 from .errors import (
     CheckpointError,
@@ -50,9 +51,9 @@ from .models import build_model
 from .pretrained import GOOGLE_PREPROCESSING
 
 __all__ = ["CheckpointFacts", "LoadReport", "Source", "StateDict", "compare_state_dict",
-           "explain_mismatch", "fit_dtypes", "fit_state", "load_checkpoint",
-           "load_state", "matching_architectures", "read_source", "read_state_dict",
-           "warn_non_finite"]
+           "explain_mismatch", "fit_dtypes", "fit_state", "iter_jax_state", "jax_source",
+           "load_checkpoint", "load_state", "matching_architectures", "read_source",
+           "read_state_dict", "warn_non_finite"]
 
 logger = logging.getLogger(__name__)
 
@@ -319,21 +320,21 @@ def _origin(config: Mapping[str, Any]) -> str:
     return "jax" if config.get("gelu_approximate") == "tanh" else "pytorch"
 
 
-def _read_jax(path: Path, img_size: tuple[int, int] | None,
-              progress: ProgressCallback | None = None) -> Source:
-    arrays = io.read_npz(path)
+def jax_source(path: Path, arrays: Mapping[str, Any], img_size: tuple[int, int] | None
+               ) -> tuple[dict[str, Any], Source]:
+    """A Google file's canonical tree and its :class:`Source` without tensors yet (config,
+    numerics, provenance), from ``arrays`` (``io.open_npz``'s lazy ones: no data is read
+    here but a big_vision position table's). :func:`iter_jax_state` gives the tensors.
+
+    Raises:
+        CheckpointError: the arrays are not a ViT vitzoo reads (naming ``path``).
+    """
     prefix = big_vision.params_prefix(arrays)
     try:
         tree, notes = jax_npz.canonicalize(arrays)
-        del arrays  # the tree now holds the only reference, and gives each array up as converted
         config = jax_npz.infer_config(tree, notes, img_size)
     except ValueError as err:  # CheckpointError too: say which file
         raise CheckpointError(f"{path}: {err}") from err
-    zero_head = jax_npz.head_is_zero(tree)
-    try:
-        state = {k: torch.from_numpy(v) for k, v in jax_npz.iter_vitzoo(tree, progress)}
-    except (KeyError, ValueError) as err:
-        raise CheckpointError(f"{path} is not a ViT checkpoint vitzoo can read: {err}") from err
     metadata = {"source_format": "jax_npz", "source_layout": notes["layout"],
                 "source_scanned": str(notes["scanned"]).lower(),
                 "source_dtypes": ",".join(notes["dtypes"]), "source_prefix": prefix}
@@ -342,8 +343,28 @@ def _read_jax(path: Path, img_size: tuple[int, int] | None,
         metadata["source_ignored"] = ",".join(ignored)
     said = [f"{name} ({count} arrays) ignored: not part of the image tower"
             for name, count in ignored.items()]
-    return Source(StateDict(state, notes=said), config, "jax", metadata,
-                  dict(GOOGLE_PREPROCESSING), zero_head, "jax_npz")
+    return tree, Source(StateDict({}, notes=said), config, "jax", metadata,
+                        dict(GOOGLE_PREPROCESSING), source_format="jax_npz")
+
+
+def iter_jax_state(path: Path, tree: dict[str, Any], progress: ProgressCallback | None = None,
+                   ) -> Iterator[tuple[str, Any]]:
+    """:func:`jax_npz.iter_vitzoo` (each array read as it is converted, then given up), its
+    errors as a :class:`CheckpointError` naming ``path``."""
+    try:
+        yield from jax_npz.iter_vitzoo(tree, progress)
+    except (KeyError, ValueError) as err:
+        raise CheckpointError(f"{path} is not a ViT checkpoint vitzoo can read: {err}") from err
+
+
+def _read_jax(path: Path, img_size: tuple[int, int] | None,
+              progress: ProgressCallback | None = None) -> Source:
+    with io.open_npz(path) as arrays:
+        tree, source = jax_source(path, arrays, img_size)
+        source.zero_head = jax_npz.head_is_zero(tree)
+        source.state.update((k, torch.from_numpy(contiguous(v)))
+                            for k, v in iter_jax_state(path, tree, progress))
+    return source
 
 
 def _read_vitzoo(path: Path) -> Source:
@@ -757,10 +778,17 @@ def fit_dtypes(state: Mapping[str, torch.Tensor], own: Mapping[str, torch.Tensor
     return out
 
 
+def _all_finite(value: torch.Tensor) -> bool:
+    """Whether every element is finite. A NaN or infinity makes the sum NaN or infinite, so a
+    finite sum (one pass, no allocation) answers at once; only a non-finite one (which finite
+    values can reach by overflow) is checked element by element."""
+    return bool(torch.isfinite(value.sum())) or bool(torch.isfinite(value).all())
+
+
 def warn_non_finite(state: Mapping[str, torch.Tensor], report: LoadReport, name: str) -> None:
     """Warn (:class:`~vitzoo.errors.NonFiniteWeightsWarning`) when weights hold NaN or inf."""
     bad = [k for k, v in state.items() if v.is_floating_point() and not v.is_meta
-           and not bool(torch.isfinite(v).all())]
+           and not _all_finite(v)]
     if bad:
         what = f"{len(bad)} tensor{'s' if len(bad) > 1 else ''} with NaN or infinite values"
         report.notes.append(f"{what}: {_group_keys(bad)}")

@@ -23,7 +23,8 @@ import numpy as np
 from ..errors import CheckpointError
 from .rename import Rule
 
-__all__ = ["MAP_HEAD_RENAMES", "SCANNED", "bfloat16_to_float32", "float32_to_bfloat16",
+__all__ = ["MAP_HEAD_RENAMES", "SCANNED", "bfloat16_to_float32", "check_weight_dtype",
+           "float32_to_bfloat16",
            "ignored_entries", "join_pos_embedding", "params_prefix", "scan_blocks",
            "select_params", "split_pos_embedding", "to_float32", "unscan"]
 
@@ -100,6 +101,22 @@ def float32_to_bfloat16(a: np.ndarray) -> np.ndarray:
     return bits.astype(np.uint16).view("V2")
 
 
+def _is_bfloat16(dtype: np.dtype) -> bool:
+    return dtype.kind == "V" and dtype.itemsize == 2 and dtype.fields is None
+
+
+def check_weight_dtype(dtype: np.dtype) -> None:
+    """Refuse a dtype no weight has.
+
+    Raises:
+        CheckpointError: a dtype that is not bool, integer, float or bfloat16 (complex,
+            strings, objects, structured records).
+    """
+    if not _is_bfloat16(dtype) and (dtype.kind not in "biuf" or dtype.itemsize > 8):
+        raise CheckpointError(f"an array of dtype {dtype} cannot be a weight; Google's "
+                              "checkpoints hold float32, float16 or bfloat16 arrays")
+
+
 def to_float32(a: np.ndarray) -> np.ndarray:
     """A stored array as float32: bfloat16 (``V2``) decoded exactly, no copy of float32.
 
@@ -108,11 +125,9 @@ def to_float32(a: np.ndarray) -> np.ndarray:
             strings, objects, structured records).
     """
     a = np.asarray(a)
-    if a.dtype.kind == "V" and a.dtype.itemsize == 2 and a.dtype.fields is None:
+    check_weight_dtype(a.dtype)
+    if _is_bfloat16(a.dtype):
         a = bfloat16_to_float32(a)
-    elif a.dtype.kind not in "biuf" or a.dtype.itemsize > 8:
-        raise CheckpointError(f"an array of dtype {a.dtype} cannot be a weight; Google's "
-                              "checkpoints hold float32, float16 or bfloat16 arrays")
     return a.astype(np.float32, copy=False)
 
 
@@ -132,9 +147,9 @@ def unscan(tree: Mapping[str, np.ndarray]) -> dict[str, np.ndarray]:
         raise CheckpointError(f"the scanned encoder blocks have no common depth axis ({found} "
                               "...): the file is damaged or not a big_vision ViT")
     for key, value in tree.items():
-        if key.startswith(SCANNED):
-            for i in range(value.shape[0]):
-                out[f"Transformer/encoderblock_{i}/{key[len(SCANNED):]}"] = value[i]
+        if key.startswith(SCANNED):  # (iterated: a lazy stacked array is read once)
+            for i, row in enumerate(value):
+                out[f"Transformer/encoderblock_{i}/{key[len(SCANNED):]}"] = row
     return out
 
 
@@ -173,6 +188,7 @@ def split_pos_embedding(tree: Mapping[str, np.ndarray]
     rows = table.shape[1]
     old_style = math.isqrt(rows - 1) ** 2 == rows - 1 and math.isqrt(rows) ** 2 != rows
     if "cls" in rest and not old_style:
+        table = np.asarray(table)  # (read now when lazy: a small array)
         table = np.concatenate([np.zeros_like(table[:, :1]), table], axis=1)
     return rest, table
 

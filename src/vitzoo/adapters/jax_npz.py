@@ -20,6 +20,7 @@ import math
 import re
 from collections import defaultdict
 from collections.abc import Callable, Iterable, Iterator, Mapping
+from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
 import numpy as np
@@ -28,17 +29,18 @@ from ..errors import CheckpointError
 from ..pretrained import numerics_of
 from . import big_vision
 from .big_vision import bfloat16_to_float32, float32_to_bfloat16, scan_blocks, select_params
+from .lazy import LazyArray
 from .rename import RenameTable, Rule, Transform, contiguous, fuse_parts
 
 logger = logging.getLogger(__name__)
 
 __all__ = [
     "RENAMES", "TABLE", "TRANSFORMS", "bfloat16_to_float32", "canonicalize", "check_ranks",
-    "conv_kernel_to_jax",
-    "conv_kernel_to_torch", "dense_to_torch", "flatten", "float32_to_bfloat16", "from_vitzoo",
-    "fuse_parts", "head_is_zero", "heads_bias_to_jax", "heads_in_to_jax", "heads_in_to_torch",
-    "heads_out_to_jax", "heads_out_to_torch", "infer_config", "iter_vitzoo", "renumber_pre_linen",
-    "scan_blocks", "select_params", "to_vitzoo",
+    "conv_kernel_to_jax", "conv_kernel_to_torch", "dense_to_jax", "dense_to_torch", "flatten",
+    "float32_to_bfloat16", "from_vitzoo", "fuse_parts", "head_is_zero", "heads_bias_to_jax",
+    "heads_in_to_jax", "heads_in_to_torch", "heads_out_to_jax", "heads_out_to_torch",
+    "infer_config", "iter_vitzoo", "renumber_pre_linen", "scan_blocks", "select_params",
+    "to_vitzoo", "vitzoo_entries",
 ]
 
 # -- the rename table -----------------------------------------------------------------------------
@@ -96,8 +98,8 @@ RENAMES: tuple[Rule, ...] = (
 
 # -- array transforms (each tested on its own) ----------------------------------------------------
 def conv_kernel_to_torch(k: np.ndarray) -> np.ndarray:
-    """HWIO -> OIHW."""
-    return np.ascontiguousarray(k.transpose(3, 2, 0, 1))
+    """HWIO -> OIHW (a view: the writer or the loader makes it contiguous, copying once)."""
+    return k.transpose(3, 2, 0, 1)
 
 
 def conv_kernel_to_jax(w: np.ndarray) -> np.ndarray:
@@ -106,13 +108,20 @@ def conv_kernel_to_jax(w: np.ndarray) -> np.ndarray:
 
 
 def dense_to_torch(k: np.ndarray) -> np.ndarray:
-    """``(in, out)`` kernel -> ``(out, in)`` Linear weight."""
-    return np.ascontiguousarray(k.T)
+    """``(in, out)`` kernel -> ``(out, in)`` Linear weight (a view)."""
+    return k.T
+
+
+def dense_to_jax(w: np.ndarray) -> np.ndarray:
+    """``(out, in)`` Linear weight -> ``(in, out)`` kernel, C-contiguous (as ``np.savez``
+    writes it)."""
+    return np.ascontiguousarray(w.T)
 
 
 def heads_in_to_torch(k: np.ndarray) -> np.ndarray:
-    """``(D, H, hd)`` query/key/value kernel -> ``(H*hd, D)``, rows head-major."""
-    return np.ascontiguousarray(k.reshape(k.shape[0], -1).T)
+    """``(D, H, hd)`` query/key/value kernel -> ``(H*hd, D)``, rows head-major (a view: fused
+    q, k, v are copied once, into the qkv tensor)."""
+    return k.reshape(k.shape[0], -1).T
 
 
 def heads_in_to_jax(w: np.ndarray, num_heads: int) -> np.ndarray:
@@ -121,8 +130,8 @@ def heads_in_to_jax(w: np.ndarray, num_heads: int) -> np.ndarray:
 
 
 def heads_out_to_torch(k: np.ndarray) -> np.ndarray:
-    """``(H, hd, D)`` output kernel -> ``(D, H*hd)``."""
-    return np.ascontiguousarray(k.reshape(-1, k.shape[-1]).T)
+    """``(H, hd, D)`` output kernel -> ``(D, H*hd)`` (a view)."""
+    return k.reshape(-1, k.shape[-1]).T
 
 
 def heads_out_to_jax(w: np.ndarray, num_heads: int) -> np.ndarray:
@@ -142,7 +151,7 @@ def heads_bias_to_jax(b: np.ndarray, num_heads: int) -> np.ndarray:
 
 TRANSFORMS = {
     "conv": Transform(conv_kernel_to_torch, conv_kernel_to_jax),
-    "dense": Transform(dense_to_torch, dense_to_torch),  # a transpose is its own inverse
+    "dense": Transform(dense_to_torch, dense_to_jax),
     "heads_in": Transform(heads_in_to_torch, heads_in_to_jax, needs=("num_heads",)),
     "heads_out": Transform(heads_out_to_torch, heads_out_to_jax, needs=("num_heads",)),
     "heads_bias": Transform(flatten, heads_bias_to_jax, needs=("num_heads",)),
@@ -193,8 +202,21 @@ def renumber_pre_linen(keys: Iterable[str]) -> dict[str, str]:
     return mapping
 
 
+def _float32(value: np.ndarray | LazyArray) -> np.ndarray | LazyArray:
+    """A stored array as float32 (:func:`big_vision.to_float32`); a lazy one's dtype is
+    checked now and its data decoded when it is loaded."""
+    if isinstance(value, LazyArray):
+        big_vision.check_weight_dtype(value.dtype)
+        return value.map(big_vision.to_float32, dtype=np.float32)
+    return big_vision.to_float32(value)
+
+
 def canonicalize(arrays: Mapping[str, np.ndarray]) -> tuple[dict[str, np.ndarray], dict[str, Any]]:
     """Bring any supported layout to the canonical one.
+
+    ``arrays`` may be :class:`~vitzoo.adapters.lazy.LazyArray` s (``io.open_npz``): the
+    canonical arrays are then lazy too, and no data is read here but a big_vision position
+    table's.
 
     Returns the canonical arrays (float32, GroupNorm vectors flat, one key per block, the
     position table in vitzoo's row order: class row first when there is a class token) and
@@ -211,7 +233,7 @@ def canonicalize(arrays: Mapping[str, np.ndarray]) -> tuple[dict[str, np.ndarray
     notes: dict[str, Any] = {"layout": "vision_transformer", "scanned": False,
                              "dtypes": sorted({str(v.dtype) for v in params.values()}),
                              "ignored": ignored}
-    decoded = {key: big_vision.to_float32(value) for key, value in params.items()}
+    decoded = {key: _float32(value) for key, value in params.items()}
     mapping = renumber_pre_linen(decoded)
     tree = {mapping[k]: v for k, v in decoded.items()}
     if any(k.startswith(big_vision.SCANNED) for k in tree):
@@ -274,13 +296,34 @@ def _incomplete(pending: Mapping[str, list[int]]) -> None:
     raise KeyError(f"incomplete attention projections (q, k, v) for {missing}")
 
 
+def _read_ahead(tree: dict[str, Any]) -> Iterator[tuple[str, np.ndarray]]:
+    """``tree``'s entries in key order, each removed from it and read (a
+    :class:`~vitzoo.adapters.lazy.LazyArray`), the next one read in a thread while the caller
+    converts and writes this one (reading, checking and copying release the GIL): two arrays
+    in memory, the reading overlapped with the rest."""
+    keys = sorted(tree)
+    if not any(isinstance(v, LazyArray) for v in tree.values()):
+        for key in keys:
+            yield key, np.asarray(tree.pop(key))
+        return
+    with ThreadPoolExecutor(max_workers=1, thread_name_prefix="vitzoo-read") as pool:
+        ahead = pool.submit(np.asarray, tree.pop(keys[0])) if keys else None
+        for i, key in enumerate(keys):
+            value = ahead.result()
+            ahead = pool.submit(np.asarray, tree.pop(keys[i + 1])) if i + 1 < len(keys) else None
+            yield key, value
+            del value
+
+
 def iter_vitzoo(tree: dict[str, np.ndarray],
                 progress: Callable[[int, int], None] | None = None,
                 ) -> Iterator[tuple[str, np.ndarray]]:
     """Canonical JAX arrays -> vitzoo ``(key, array)`` pairs, one at a time.
 
-    Entries are removed from ``tree`` as they are converted, so a caller that streams the
-    output keeps about one copy of the checkpoint in memory.
+    Entries are removed from ``tree`` as they are converted (and read, when they are
+    :class:`~vitzoo.adapters.lazy.LazyArray` s), so a caller that streams the output keeps
+    about one array in memory. Transposed tensors are yielded as views (fused ones as one new
+    array): make them contiguous where needed (``np.ascontiguousarray``, one copy).
 
     Raises:
         KeyError: an array has no place in vitzoo (the message names it).
@@ -292,9 +335,9 @@ def iter_vitzoo(tree: dict[str, np.ndarray],
     current = [""]
 
     def popped() -> Iterator[tuple[str, np.ndarray]]:
-        for done, key in enumerate(sorted(tree), start=1):
+        for done, (key, value) in enumerate(_read_ahead(tree), start=1):
             current[0] = key
-            yield key, tree.pop(key)
+            yield key, value
             if progress is not None:
                 progress(done, total)
 
@@ -311,8 +354,23 @@ def iter_vitzoo(tree: dict[str, np.ndarray],
 
 
 def to_vitzoo(tree: Mapping[str, np.ndarray]) -> dict[str, np.ndarray]:
-    """Canonical JAX arrays -> a vitzoo state dict (numpy, float32); ``tree`` is not changed."""
-    return dict(iter_vitzoo(dict(tree)))
+    """Canonical JAX arrays -> a vitzoo state dict (numpy, float32, C-contiguous); ``tree`` is
+    not changed."""
+    return {k: np.ascontiguousarray(v) for k, v in iter_vitzoo(dict(tree))}
+
+
+def vitzoo_entries(tree: Mapping[str, Any]) -> list[tuple[str, np.dtype, tuple[int, ...]]]:
+    """The ``(key, dtype, shape)`` of every tensor :func:`iter_vitzoo` makes of ``tree``, in its
+    order, without reading any data: the same conversion runs on stand-ins of the canonical
+    shapes that hold one element each (``np.broadcast_to``), whose transposes and reshapes are
+    views. A file's safetensors header is made from them before its first array is read.
+
+    Raises:
+        KeyError, CheckpointError: as :func:`iter_vitzoo`.
+    """
+    stand_ins = {k: np.broadcast_to(np.zeros((), np.float32), np.shape(v))
+                 for k, v in tree.items()}
+    return [(k, v.dtype, tuple(v.shape)) for k, v in iter_vitzoo(stand_ins)]
 
 
 def _no_equivalent(key: str, value: np.ndarray) -> None:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import pytest
+import torch
 
 import vitzoo
 
@@ -43,3 +44,18 @@ def test_info_names_tags_and_aliases():
     assert info.aliases == ["ViT-B_16", "vit_b16"]
     data = info.to_dict()
     assert data["config"]["embed_dim"] == 768 and data["tags"][0] == info.default_tag
+
+
+@pytest.mark.parametrize("name", ["vit_base_patch16_siglip_224", "vit_so400m_patch14_siglip_224",
+                                  "vit_base_patch16_224"])
+def test_flops_of_map_head_models_are_counted_and_agree_with_the_benchmark_count(name):
+    from vitzoo.benchmark.flops import model_flops
+    from vitzoo.info import count_flops
+
+    with torch.device("meta"):
+        model = vitzoo.create_model(name)
+    # was: AssertionError from torch's module tracker (the MAP head's probe is a parameter
+    # passed to a submodule under no_grad), so `vitzoo info` failed on SigLIP models
+    macs = count_flops(model, (3, *model.cfg.img_size))
+    assert 2 * macs == model_flops(model.cfg, 1)  # two independent counts, exactly equal
+    assert all(p.requires_grad for p in model.parameters())  # restored

@@ -65,8 +65,18 @@ def count_flops(model: nn.Module, input_size: tuple[int, int, int]) -> int:
     """
     device = next(model.parameters()).device
     x = torch.empty(1, *input_size, device=device)
-    with FlopCounterMode(display=False) as counter, torch.no_grad():
-        model(x)
+    # parameters stop requiring grad while counting: the counter's module tracker hooks every
+    # module input that requires grad, and fails on a parameter passed as one under no_grad
+    # (the MAP head's probe)
+    wanted = [(p, p.requires_grad) for p in model.parameters()]
+    try:
+        for p, _ in wanted:
+            p.requires_grad_(False)
+        with FlopCounterMode(display=False) as counter, torch.no_grad():
+            model(x)
+    finally:
+        for p, flag in wanted:
+            p.requires_grad_(flag)
     return counter.get_total_flops() // 2  # the counter counts a multiply-add as two
 
 

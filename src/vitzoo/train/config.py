@@ -63,8 +63,6 @@ class TrainConfig:
 
     def __post_init__(self) -> None:
         _check_types_and_ranges(self)
-        if self.steps < 1 or self.batch_size < 1 or self.micro_batch < 1:
-            raise ConfigError("steps, batch_size and micro_batch must be positive")
         if self.optimizer not in ("sgd", "adamw"):
             raise ConfigError(f"optimizer={self.optimizer!r} is not 'sgd' or 'adamw'")
         if self.schedule not in ("cosine", "linear"):
@@ -73,15 +71,9 @@ class TrainConfig:
             raise ConfigError(f"amp={self.amp!r} is not 'auto', 'off', 'bf16' or 'fp16'")
         if self.distill not in (None, "soft", "hard"):
             raise ConfigError(f"distill={self.distill!r} is not None, 'soft' or 'hard'")
-        if self.warmup_steps < 0:
-            raise ConfigError(f"warmup_steps={self.warmup_steps} must be 0 or more")
         if self.warmup_steps >= self.steps:
             raise ConfigError(f"warmup_steps={self.warmup_steps} must be less than "
                               f"steps={self.steps}: pass --warmup-steps N with N < {self.steps}")
-        for name in ("eval_every", "log_every", "checkpoint_every"):
-            value = getattr(self, name)
-            if value is not None and value < 1:
-                raise ConfigError(f"{name}={value} must be a positive number of steps")
         if self.layer_decay is not None and self.optimizer != "adamw":
             raise ConfigError("layer_decay needs optimizer='adamw'")
 

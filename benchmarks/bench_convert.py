@@ -22,11 +22,9 @@ import sys
 import tempfile
 from pathlib import Path
 
-import numpy as np
-import torch
-
 import vitzoo
-from vitzoo.adapters import jax_npz
+from vitzoo.benchmark.peers import ModelSpec
+from vitzoo.benchmark.processes import write_random_npz
 
 CHILD = r"""
 import json, os, sys, time
@@ -54,17 +52,6 @@ print(json.dumps({"seconds": took, "rss_before_kib": before, "rss_peak_kib": sta
 """
 
 
-def write_random_npz(arch: str, path: Path) -> int:
-    with torch.device("meta"):
-        model = vitzoo.create_model(arch, num_classes=1000, gelu_approximate="tanh")
-    rng = np.random.default_rng(0)
-    state = {k: rng.standard_normal(tuple(v.shape), dtype=np.float32) * 0.02
-             for k, v in model.state_dict().items()}
-    arrays = jax_npz.from_vitzoo(state, num_heads=model.cfg.num_heads)
-    np.savez(path, **arrays)
-    return sum(a.nbytes for a in arrays.values())
-
-
 def _child(src: Path, dst: Path, mode: str) -> dict[str, float]:
     result = subprocess.run([sys.executable, "-c", CHILD, str(src), str(dst), mode],
                             capture_output=True, text=True, check=True)
@@ -82,7 +69,7 @@ def main() -> None:
     runs: dict[str, list[dict[str, float]]] = {mode: [], "copy": []}
     with tempfile.TemporaryDirectory() as tmp:
         src, dst = Path(tmp) / "model.npz", Path(tmp) / "model.safetensors"
-        nbytes = write_random_npz(args.arch, src)
+        nbytes = write_random_npz(ModelSpec(args.arch), src)
         file_size = src.stat().st_size
         vitzoo.convert_checkpoint(src, dst)  # the output's size, and a warm page cache
         out_size = dst.stat().st_size

@@ -66,6 +66,18 @@ def _outcome(read: Callable[[], object]) -> str:
     return "ok"
 
 
+def _bit_flips(whole: bytes, path: Path, seed: int, count: int) -> Iterator[None]:
+    """Write ``count`` copies of ``whole`` to ``path``, each with one random bit flipped (the
+    position and the bit drawn from ``seed``), pausing after each write for the caller to
+    read it."""
+    rnd = random.Random(seed)
+    for _ in range(count):
+        flipped = bytearray(whole)
+        flipped[rnd.randrange(len(whole))] ^= 1 << rnd.randrange(8)
+        path.write_bytes(bytes(flipped))
+        yield
+
+
 # -- detection by content -------------------------------------------------------------------------
 def test_a_torch_zip_named_npz_is_a_pickle_and_never_read_as_arrays(tmp_path):
     path = tmp_path / "weights.npz"
@@ -542,13 +554,8 @@ def test_truncated_and_bit_flipped_safetensors_load_or_are_refused(tmp_path):
     for cut in range(0, len(whole), 7):
         target.write_bytes(whole[:cut])
         assert _outcome(lambda: io.load_state_dict(target)) == "refused"
-    rnd = random.Random(1)
-    outcomes = []
-    for _ in range(120):
-        flipped = bytearray(whole)
-        flipped[rnd.randrange(len(whole))] ^= 1 << rnd.randrange(8)
-        target.write_bytes(bytes(flipped))
-        outcomes.append(_outcome(lambda: io.load_state_dict(target)))
+    outcomes = [_outcome(lambda: io.load_state_dict(target))
+                for _ in _bit_flips(whole, target, seed=1, count=120)]
     assert {"ok", "refused"} == set(outcomes)  # flipped weights carry no checksum
 
 
@@ -649,13 +656,8 @@ def test_bit_flipped_pickles_load_or_are_refused(tmp_path, legacy):
     torch.save(_state(), source, _use_new_zipfile_serialization=not legacy)
     whole = source.read_bytes()
     path = tmp_path / "flip.pth"
-    rnd = random.Random(2)
-    outcomes = []
-    for _ in range(120):
-        flipped = bytearray(whole)
-        flipped[rnd.randrange(len(whole))] ^= 1 << rnd.randrange(8)
-        path.write_bytes(bytes(flipped))
-        outcomes.append(_outcome(lambda: io.load_state_dict(path)))
+    outcomes = [_outcome(lambda: io.load_state_dict(path))
+                for _ in _bit_flips(whole, path, seed=2, count=120)]
     assert "refused" in outcomes
 
 
@@ -739,12 +741,8 @@ def test_truncated_torchscript_archives_are_refused(tmp_path, fraction):
 def test_bit_flipped_torchscript_archives_load_or_are_refused(tmp_path):
     whole = CLIP_ARCHIVE.read_bytes()
     path = tmp_path / "flip.pt"
-    rnd = random.Random(3)
     outcomes = []
-    for _ in range(60):
-        flipped = bytearray(whole)
-        flipped[rnd.randrange(len(whole))] ^= 1 << rnd.randrange(8)
-        path.write_bytes(bytes(flipped))
+    for _ in _bit_flips(whole, path, seed=3, count=60):
         outcomes.append(_outcome(lambda: io.load_state_dict(path)))
         assert _outcome(lambda: read_archive(path)) in ("ok", "refused")
     assert "refused" in outcomes

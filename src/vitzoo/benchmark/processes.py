@@ -87,7 +87,7 @@ _CONVERT = _PRELUDE + r"""
 import zipfile
 before, t0 = start()
 if job["way"] == "convert":
-    vitzoo.convert_checkpoint(job["src"], job["dst"])
+    vitzoo.convert_checkpoint(job["src"], job["dst"], verify=job.get("verify", False))
 else:  # read every member of the .npz and write the same bytes, flushed to disk
     with zipfile.ZipFile(job["src"]) as archive, open(job["dst"], "wb") as out:
         for info in archive.infolist():
@@ -189,14 +189,18 @@ def write_random_npz(spec: ModelSpec, path: Path) -> int:
     return sum(a.nbytes for a in arrays.values())
 
 
-def convert_rows(spec: ModelSpec, *, repeats: int, threads: int) -> list[dict[str, Any]]:
-    """Seconds and peak RSS of ``convert_checkpoint(.npz -> .safetensors)`` against reading
+def convert_rows(spec: ModelSpec, *, repeats: int, threads: int, verify: bool = False
+                 ) -> list[dict[str, Any]]:
+    """Seconds and peak RSS of ``convert_checkpoint(.npz -> .safetensors)`` (with ``verify``:
+    and its comparison with Google's forward pass, variant ``convert_verify``) against reading
     the same members and writing the same bytes."""
+    variant = "convert_verify" if verify else "convert"
     with tempfile.TemporaryDirectory() as tmp:
         src = Path(tmp) / "model.npz"
         nbytes = write_random_npz(spec, src)
-        jobs = {("vitzoo", "convert"): {"way": "convert", "src": str(src), "threads": threads,
-                                        "dst": str(Path(tmp) / "model.safetensors")},
+        jobs = {("vitzoo", variant): {"way": "convert", "src": str(src), "threads": threads,
+                                      "verify": verify,
+                                      "dst": str(Path(tmp) / "model.safetensors")},
                 ("baseline", "read_write"): {"way": "baseline", "src": str(src),
                                              "threads": threads, "dst": str(Path(tmp) / "copy")}}
         measured = _measure(_CONVERT, jobs, _env(threads), repeats)

@@ -9,11 +9,14 @@ from collections.abc import Iterable, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
+from .timing import paired_ratio
+
 __all__ = ["COLUMNS", "THROUGHPUT_SUITES", "add_ratios", "markdown_tables", "new_row",
-           "performance_page", "read_csv", "write_csv"]
+           "performance_page", "read_csv", "with_samples", "write_csv"]
 
 COLUMNS = ("suite", "model", "library", "variant", "dtype", "batch", "threads", "repeats",
-           "status", "seconds", "images_per_s", "latency_ms", "vs_timm", "vs_transformers",
+           "status", "seconds", "images_per_s", "latency_ms", "vs_timm", "vs_timm_q1",
+           "vs_timm_q3", "vs_transformers", "vs_transformers_q1", "vs_transformers_q3",
            "gflop", "gflop_per_s", "matmul_fraction", "peak_rss_mib", "weights_mib",
            "rss_per_weights", "baseline_seconds", "vs_baseline", "max_abs_diff")
 
@@ -32,14 +35,21 @@ COLUMN_DOCS = {
     "seconds": "median seconds per batch (per step, per load, per conversion)",
     "images_per_s": "batch / seconds (inference and train)",
     "latency_ms": "seconds x 1000",
-    "vs_timm": "inference and train: images_per_s / timm's images_per_s in the same variant "
-               "(or eager; above 1: faster); load: seconds / the seconds of timm's fastest way "
-               "(below 1: faster)",
+    "vs_timm": "inference and train: timm's seconds / vitzoo's in the same variant (or "
+               "eager), round by round, the median over rounds (above 1: faster); load: "
+               "seconds / the seconds of timm's fastest way (below 1: faster)",
+    "vs_timm_q1": "inference and train: the lower quartile of those per-round ratios",
+    "vs_timm_q3": "inference and train: their upper quartile (q1 above 1: faster in at least "
+                  "three rounds of four)",
     "vs_transformers": "the same against transformers",
+    "vs_transformers_q1": "the same against transformers",
+    "vs_transformers_q3": "the same against transformers",
     "gflop": "matrix-multiply GFLOP of one batch (vitzoo.benchmark.flops.model_flops / 1e9)",
     "gflop_per_s": "gflop / seconds; in matmul rows the machine's matmul GFLOP/s at the "
                    "model's own GEMM shapes",
-    "matmul_fraction": "gflop_per_s / the matmul row's gflop_per_s (same model, batch, dtype)",
+    "matmul_fraction": "the matmul row's seconds / this row's (same model, batch, dtype), "
+                       "round by round, the median over rounds: the fraction of the "
+                       "machine's matmul FLOP/s the model reaches",
     "peak_rss_mib": "peak resident memory (VmHWM) above the child process after its imports",
     "weights_mib": "bytes of the weights file (load) or of the .npz arrays (convert)",
     "rss_per_weights": "peak_rss_mib / weights_mib",
@@ -59,6 +69,24 @@ def new_row(**fields: Any) -> dict[str, Any]:
     if unknown:
         raise KeyError(f"not benchmark columns: {sorted(unknown)}")
     return {c: fields.get(c, "ok" if c == "status" else None) for c in COLUMNS}
+
+
+_SAMPLES = "_samples"  # per-round seconds, kept beside the columns (not written to CSV)
+
+
+def with_samples(row: dict[str, Any], samples: Sequence[float]) -> dict[str, Any]:
+    """``row`` with the per-round seconds it was measured from, for paired ratios."""
+    row[_SAMPLES] = list(samples)
+    return row
+
+
+def _paired(row: Mapping[str, Any], ref: Mapping[str, Any]) -> tuple[float, float, float] | None:
+    """``ref``'s seconds / ``row``'s, round by round (median, q1, q3), when both rows come
+    from the same interleaved rounds."""
+    mine, theirs = row.get(_SAMPLES), ref.get(_SAMPLES)
+    if not mine or not theirs or len(mine) != len(theirs):
+        return None
+    return paired_ratio(list(theirs), list(mine))
 
 
 def _reference(rows: Sequence[Mapping[str, Any]], row: Mapping[str, Any], library: str
@@ -86,13 +114,20 @@ def add_ratios(rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
             if ref is None:
                 continue
             if row["suite"] in THROUGHPUT_SUITES:
-                row[f"vs_{library}"] = row["images_per_s"] / ref["images_per_s"]
+                paired = _paired(row, ref)
+                if paired is None:
+                    row[f"vs_{library}"] = row["images_per_s"] / ref["images_per_s"]
+                else:
+                    (row[f"vs_{library}"], row[f"vs_{library}_q1"],
+                     row[f"vs_{library}_q3"]) = paired
             else:
                 row[f"vs_{library}"] = row["seconds"] / ref["seconds"]
         if row["suite"] == "inference":
             matmul = _reference(rows, {**row, "suite": "matmul", "variant": "gemm"}, "torch")
             if matmul is not None and row["gflop_per_s"]:
-                row["matmul_fraction"] = row["gflop_per_s"] / matmul["gflop_per_s"]
+                paired = _paired(row, matmul)
+                row["matmul_fraction"] = (row["gflop_per_s"] / matmul["gflop_per_s"]
+                                          if paired is None else paired[0])
         if row["suite"] == "convert" and row["baseline_seconds"]:
             row["vs_baseline"] = row["seconds"] / row["baseline_seconds"]
     return rows
@@ -157,13 +192,18 @@ def markdown_tables(rows: Sequence[Mapping[str, Any]]) -> str:
     return out.getvalue()
 
 
+def _quartiles(row: Mapping[str, Any], library: str) -> str:
+    low, high = row[f"vs_{library}_q1"], row[f"vs_{library}_q3"]
+    return "" if low is None or high is None else f" ({_cell(low)}-{_cell(high)})"
+
+
 def _summary(rows: Sequence[Mapping[str, Any]]) -> list[str]:
     lines = []
     for r in rows:
         if r["library"] != "vitzoo" or r["status"] != "ok":
             continue
-        parts = [f"{name} {_cell(r[f'vs_{name}'])}x" for name in ("timm", "transformers")
-                 if r[f"vs_{name}"] is not None]
+        parts = [f"{name} {_cell(r[f'vs_{name}'])}x{_quartiles(r, name)}"
+                 for name in ("timm", "transformers") if r[f"vs_{name}"] is not None]
         if r["matmul_fraction"] is not None:
             parts.append(f"{_cell(r['matmul_fraction'])} of matmul FLOP/s")
         if r["vs_baseline"] is not None:
@@ -183,7 +223,8 @@ def performance_page(rows: Sequence[Mapping[str, Any]], machine: Mapping[str, st
     lines = ["# Performance", "",
              "<!-- generated by `vitzoo benchmark --docs`; edits are overwritten -->", "",
              "vitzoo against timm and Hugging Face transformers, measured side by side in one "
-             "run: identical weights, threads pinned, interleaved rounds, medians over repeats, "
+             "run: identical weights, threads pinned, interleaved rounds in shuffled order, "
+             "ratios taken round by round and their medians over repeats, "
              "`torch.inference_mode`. Regenerate this page with:", "", "```bash",
              command, "```", "", "## Machine", "", "| | |", "|---|---|"]
     lines += [f"| {k} | {v} |" for k, v in machine.items()]
@@ -191,7 +232,8 @@ def performance_page(rows: Sequence[Mapping[str, Any]], machine: Mapping[str, st
         lines += ["", f"Note: {note}"]
     lines += ["", "## Ratios", "",
               "vs timm / transformers: images/s ratios (above 1: vitzoo faster) for inference "
-              "and training, time ratios (below 1: vitzoo faster) for loading and conversion.",
+              "and training, the median of the per-round ratios with their quartiles in "
+              "brackets; time ratios (below 1: vitzoo faster) for loading and conversion.",
               "", *(_summary(rows) or ["- (no vitzoo rows)"]), "", "## Tables", "",
               markdown_tables(rows).rstrip(), "", "## CSV columns", "",
               "`--csv PATH` writes one row per measurement with these columns, in this order:",

@@ -13,7 +13,7 @@ from ..optimize import optimize
 from .flops import matmul_call, matmul_seconds, model_flops
 from .machine import library_version
 from .peers import ModelSpec, build_peer, forward_of
-from .report import new_row
+from .report import new_row, with_samples
 from .timing import interleaved, median
 
 __all__ = ["inference_rows", "matmul_rows", "train_rows"]
@@ -99,18 +99,19 @@ def inference_rows(spec: ModelSpec, *, libraries: Sequence[str], batches: Sequen
         gflop = model_flops(model.cfg, batch) / 1e9
         if matmul:
             rows.append(_matmul_row(spec, batch, dtype, threads, repeats,
-                                    median(times["torch/gemm"]), gflop))
+                                    median(times["torch/gemm"]), gflop,
+                                    samples=times["torch/gemm"]))
         for (library, variant), way in found.items():
             if not callable(way):
                 rows.append(new_row(**common, library=library, variant=variant, batch=batch,
                                     status=way))
                 continue
-            seconds = median(times[f"{library}/{variant}"])
-            rows.append(new_row(**common, library=library, variant=variant, batch=batch,
-                                seconds=seconds, images_per_s=batch / seconds,
-                                latency_ms=seconds * 1e3, gflop=gflop,
-                                gflop_per_s=gflop / seconds,
-                                max_abs_diff=diffs[(library, variant)]))
+            samples = times[f"{library}/{variant}"]
+            seconds = median(samples)
+            rows.append(with_samples(new_row(
+                **common, library=library, variant=variant, batch=batch, seconds=seconds,
+                images_per_s=batch / seconds, latency_ms=seconds * 1e3, gflop=gflop,
+                gflop_per_s=gflop / seconds, max_abs_diff=diffs[(library, variant)]), samples))
     return rows
 
 
@@ -153,17 +154,20 @@ def train_rows(spec: ModelSpec, *, libraries: Sequence[str], batches: Sequence[i
                                     status="not installed"))
                 continue
             seconds = median(times[library])
-            rows.append(new_row(**common, library=library, batch=batch, seconds=seconds,
-                                images_per_s=batch / seconds, latency_ms=seconds * 1e3))
+            rows.append(with_samples(new_row(**common, library=library, batch=batch,
+                                             seconds=seconds, images_per_s=batch / seconds,
+                                             latency_ms=seconds * 1e3), times[library]))
     return rows
 
 
 def _matmul_row(spec: ModelSpec, batch: int, dtype: torch.dtype, threads: int, repeats: int,
-                seconds: float, gflop: float) -> dict[str, Any]:
-    return new_row(suite="matmul", model=spec.label, library="torch", variant="gemm",
-                   dtype=str(dtype).split(".")[-1], batch=batch, threads=threads,
-                   repeats=repeats, seconds=seconds, gflop=gflop, gflop_per_s=gflop / seconds,
-                   latency_ms=seconds * 1e3)
+                seconds: float, gflop: float, samples: list[float] | None = None
+                ) -> dict[str, Any]:
+    row = new_row(suite="matmul", model=spec.label, library="torch", variant="gemm",
+                  dtype=str(dtype).split(".")[-1], batch=batch, threads=threads,
+                  repeats=repeats, seconds=seconds, gflop=gflop, gflop_per_s=gflop / seconds,
+                  latency_ms=seconds * 1e3)
+    return with_samples(row, samples) if samples is not None else row
 
 
 def matmul_rows(spec: ModelSpec, *, batches: Sequence[int], dtype: torch.dtype, device: str,

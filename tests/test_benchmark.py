@@ -263,3 +263,16 @@ def test_optimize_rows_are_measured_per_batch_and_name_the_choice(monkeypatch):
     rows = suites.inference_rows(TINY, **{**kwargs, "batches": [1]})
     assert rows[1]["variant"] == "optimize"
     assert rows[1]["status"] == "failed: RuntimeError: no compiler"
+
+
+def test_int8_rows_run_in_the_same_rounds_with_their_speed_against_eager():
+    rows = suites.inference_rows(TINY, libraries=["vitzoo"], batches=[2], dtype=torch.float32,
+                                 device="cpu", repeats=3, warmup=1, threads=1, min_round_s=0,
+                                 int8=True)
+    add_ratios(rows)
+    by_variant = {r["variant"]: r for r in rows if r["suite"] == "inference"}
+    assert set(by_variant) == {"eager", "int8"}
+    int8, eager = by_variant["int8"], by_variant["eager"]
+    assert int8["status"] == "ok" and int8["vs_eager"] > 0 and eager["vs_eager"] is None
+    assert 0 < int8["max_abs_diff"] < 0.5  # quantized: close to float32, not equal
+    assert suites._int8(torch.nn.Linear(2, 2), "cpu", torch.bfloat16).startswith("skipped")

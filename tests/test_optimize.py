@@ -3,6 +3,7 @@ the --compile / --quantize options of predict and validate."""
 
 from __future__ import annotations
 
+import importlib
 import json
 import math
 
@@ -151,3 +152,22 @@ def test_evaluation_calls_no_dropout_or_drop_path_and_training_still_does(exampl
         model.train()(example)
     assert {"pos_drop", "head_drop", "blocks.0.mlp.drop1", "blocks.0.mlp.drop2",
             "blocks.0.attn.proj_drop", "blocks.1.drop_path1"} <= set(calls)
+
+
+def test_candidates_are_timed_in_a_shuffled_order_each_round():
+    """A fixed order biases the candidate that always runs after another (the allocator's and
+    caches' state); the order changes between rounds and repeats from run to run."""
+    optimize_module = importlib.import_module("vitzoo.optimize")  # vitzoo.optimize: the function
+    calls: list[str] = []
+
+    def runner(name):
+        return lambda x: calls.append(name)
+
+    runners = {name: runner(name) for name in ("eager", "compile", "int8")}
+    times = optimize_module._time(runners, torch.zeros(1), rounds=8)
+    assert set(times) == set(runners)
+    rounds = [tuple(calls[i:i + 3]) for i in range(0, 24, 3)]
+    assert all(sorted(r) == sorted(runners) for r in rounds) and len(set(rounds)) > 1
+    calls.clear()
+    optimize_module._time(runners, torch.zeros(1), rounds=8)
+    assert [tuple(calls[i:i + 3]) for i in range(0, 24, 3)] == rounds

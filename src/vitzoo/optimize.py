@@ -14,6 +14,7 @@ from __future__ import annotations
 import contextlib
 import copy
 import logging
+import random
 import statistics
 import time
 import warnings
@@ -210,11 +211,17 @@ def _freezing() -> contextlib.AbstractContextManager:
 
 def _time(runners: dict[str, nn.Module], example: torch.Tensor,
           rounds: int) -> dict[str, float]:
-    """Median ms per forward, one call of each candidate per round (interleaved)."""
+    """Median ms per forward, one call of each candidate per round (interleaved), in an order
+    shuffled each round with a fixed seed: a forward's time depends on what ran just before it
+    (the allocator's and caches' state), which a fixed order turns into a bias of a few
+    percent for one candidate."""
     samples: dict[str, list[float]] = {name: [] for name in runners}
     sync = torch.cuda.synchronize if example.device.type == "cuda" else (lambda: None)
+    order = list(runners.items())
+    shuffle = random.Random(0).shuffle
     for _ in range(rounds):
-        for name, runner in runners.items():
+        shuffle(order)
+        for name, runner in order:
             sync()
             start = time.perf_counter()
             runner(example)

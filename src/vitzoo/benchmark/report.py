@@ -17,7 +17,7 @@ __all__ = ["COLUMNS", "THROUGHPUT_SUITES", "add_ratios", "markdown_tables", "new
 COLUMNS = ("suite", "model", "library", "variant", "dtype", "batch", "threads", "repeats",
            "status", "seconds", "images_per_s", "latency_ms", "vs_timm", "vs_timm_q1",
            "vs_timm_q3", "vs_transformers", "vs_transformers_q1", "vs_transformers_q3",
-           "gflop", "gflop_per_s", "matmul_fraction", "peak_rss_mib", "weights_mib",
+           "vs_eager", "gflop", "gflop_per_s", "matmul_fraction", "peak_rss_mib", "weights_mib",
            "rss_per_weights", "baseline_seconds", "vs_baseline", "max_abs_diff")
 
 COLUMN_DOCS = {
@@ -44,6 +44,8 @@ COLUMN_DOCS = {
     "vs_transformers": "the same against transformers",
     "vs_transformers_q1": "the same against transformers",
     "vs_transformers_q3": "the same against transformers",
+    "vs_eager": "inference: vitzoo's eager seconds / this vitzoo variant's (optimize, "
+                "compile, int8), round by round, the median over rounds (above 1: faster)",
     "gflop": "matrix-multiply GFLOP of one batch (vitzoo.benchmark.flops.model_flops / 1e9)",
     "gflop_per_s": "gflop / seconds; in matmul rows the machine's matmul GFLOP/s at the "
                    "model's own GEMM shapes",
@@ -122,6 +124,12 @@ def add_ratios(rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
                      row[f"vs_{library}_q3"]) = paired
             else:
                 row[f"vs_{library}"] = row["seconds"] / ref["seconds"]
+        if row["suite"] == "inference" and row["library"] == "vitzoo" \
+                and row["variant"] != "eager":
+            eager = _reference(rows, {**row, "variant": "eager"}, "vitzoo")
+            paired = _paired(row, eager) if eager is not None else None
+            if paired is not None:
+                row["vs_eager"] = paired[0]
         if row["suite"] == "inference":
             matmul = _reference(rows, {**row, "suite": "matmul", "variant": "gemm"}, "torch")
             if matmul is not None and row["gflop_per_s"]:
@@ -162,7 +170,8 @@ def read_csv(path: str | Path) -> list[dict[str, str]]:
 
 _SHOWN = {
     "inference": ("model", "library", "variant", "dtype", "batch", "status", "images_per_s",
-                  "latency_ms", "vs_timm", "vs_transformers", "gflop_per_s", "matmul_fraction",
+                  "latency_ms", "vs_timm", "vs_transformers", "vs_eager", "gflop_per_s",
+                  "matmul_fraction",
                   "max_abs_diff"),
     "train": ("model", "library", "variant", "dtype", "batch", "status", "images_per_s",
               "latency_ms", "vs_timm"),
@@ -204,6 +213,8 @@ def _summary(rows: Sequence[Mapping[str, Any]]) -> list[str]:
             continue
         parts = [f"{name} {_cell(r[f'vs_{name}'])}x{_quartiles(r, name)}"
                  for name in ("timm", "transformers") if r[f"vs_{name}"] is not None]
+        if r["vs_eager"] is not None:
+            parts.append(f"{_cell(r['vs_eager'])}x vitzoo eager")
         if r["matmul_fraction"] is not None:
             parts.append(f"{_cell(r['matmul_fraction'])} of matmul FLOP/s")
         if r["vs_baseline"] is not None:

@@ -42,6 +42,7 @@ class BenchmarkOptions:
     file_repeats: int = 3
     compile: bool = False
     optimize: bool = False
+    int8: bool = False
     device: str = "cpu"
     dtypes: tuple[str, ...] | None = None
     quick: bool = False
@@ -67,7 +68,8 @@ class BenchmarkOptions:
             suites=self.suites, models=("vit_ti16",), batches=(1, 2),
             train_models=("vit_ti16",), train_batches=(2,), load_models=("vit_ti16",),
             libraries=self.libraries, threads=self.threads, repeats=2, warmup=1,
-            file_repeats=1, compile=self.compile, optimize=self.optimize, device=self.device,
+            file_repeats=1, compile=self.compile, optimize=self.optimize, int8=self.int8,
+            device=self.device,
             dtypes=self.dtypes, quick=True, overrides=dict(QUICK_OVERRIDES))
 
     def dtype_list(self) -> list[torch.dtype]:
@@ -91,7 +93,7 @@ def _suite_jobs(o: BenchmarkOptions, threads: int) -> list[tuple[str, Callable[[
             if "inference" in o.suites:
                 jobs.append((f"inference {name} {dtype}", lambda n=name, d=dtype: inference_rows(
                     spec(n), libraries=o.libraries, batches=o.batches, dtype=d,
-                    device=o.device, compile_=o.compile, optimize=o.optimize,
+                    device=o.device, compile_=o.compile, optimize=o.optimize, int8=o.int8,
                     min_round_s=min_round, matmul="matmul" in o.suites, **timing)))
     if "train" in o.suites:
         jobs += [(f"train {n}", lambda n=n: train_rows(

@@ -9,7 +9,7 @@ from typing import Any
 import torch
 from torch import nn
 
-from ..optimize import optimize
+from ..optimize import optimize, quantize_int8
 from .flops import matmul_call, matmul_seconds, model_flops
 from .machine import library_version
 from .peers import ModelSpec, build_peer, forward_of
@@ -38,6 +38,16 @@ def _optimized(model: nn.Module, x: torch.Tensor) -> tuple[str, Any]:
         return "optimize", f"failed: {type(err).__name__}: {str(err).splitlines()[0][:160]}"
     report = getattr(done, "optimize_report", None)
     return (f"optimize ({report.applied})" if report is not None else "optimize"), done
+
+
+def _int8(model: nn.Module, device: str, dtype: torch.dtype) -> Any:
+    """``vitzoo.quantize_int8`` of a copy of ``model`` (CPU float32 only), or why not."""
+    if device != "cpu" or dtype != torch.float32:
+        return "skipped: int8 dynamic quantization is for float32 on the CPU"
+    try:
+        return quantize_int8(copy.deepcopy(model))
+    except Exception as err:  # noqa: BLE001 - reported in the row
+        return f"failed: {type(err).__name__}: {str(err).splitlines()[0][:160]}"
 
 
 def _candidates(spec: ModelSpec, libraries: Sequence[str], device: str, dtype: torch.dtype,
@@ -73,11 +83,14 @@ def _check(found: dict[tuple[str, str], Any], x: torch.Tensor, reference: torch.
 def inference_rows(spec: ModelSpec, *, libraries: Sequence[str], batches: Sequence[int],
                    dtype: torch.dtype, device: str, repeats: int, warmup: int, threads: int,
                    compile_: bool = False, optimize: bool = False, min_round_s: float = 0.2,
-                   matmul: bool = True) -> list[dict[str, Any]]:
+                   matmul: bool = True, int8: bool = False) -> list[dict[str, Any]]:
     """Images/s and latency of every library's forward, per batch size, interleaved; with
     ``matmul``, the model's GEMM list runs in the same rounds (the matmul suite's rows), so
-    the fraction of matmul FLOP/s compares figures measured side by side."""
+    the fraction of matmul FLOP/s compares figures measured side by side; with ``int8``,
+    vitzoo's int8 dynamically quantized model runs in them too (variant ``int8``)."""
     model, shared = _candidates(spec, libraries, device, dtype, compile_)
+    if int8:
+        shared[("vitzoo", "int8")] = _int8(model, device, dtype)
     common = {"suite": "inference", "model": spec.label, "dtype": str(dtype).split(".")[-1],
               "threads": threads, "repeats": repeats}
     rows = []

@@ -51,6 +51,8 @@ def add_parser(commands: argparse._SubParsersAction) -> None:
                         help="fresh processes per way in the load and convert suites")
     parser.add_argument("--compile", action="store_true", help="add torch.compile rows")
     parser.add_argument("--optimize", action="store_true", help="add vitzoo.optimize rows")
+    parser.add_argument("--int8", action="store_true",
+                        help="add vitzoo's int8 dynamically quantized model (CPU float32)")
     parser.add_argument("--device", default=d.device)
     parser.add_argument("--dtypes", type=_names, default=None,
                         help="default: float32 on CPU; float32,bfloat16,float16 on CUDA")
@@ -77,8 +79,8 @@ def _command(args: argparse.Namespace, machine: dict[str, str]) -> str:
                   "--repeats", str(args.repeats), "--warmup", str(args.warmup),
                   "--file-repeats", str(args.file_repeats)]
     words += ["--libraries", ",".join(args.libraries), "--threads", machine["threads"]]
-    words += [flag for flag, on in (("--compile", args.compile), ("--optimize", args.optimize))
-              if on]
+    words += [flag for flag, on in (("--compile", args.compile), ("--optimize", args.optimize),
+                                    ("--int8", args.int8)) if on]
     if args.device != "cpu":
         words += ["--device", args.device]
     if args.note:
@@ -94,7 +96,7 @@ def run(args: argparse.Namespace) -> int:
         load_models=tuple(args.load_models), libraries=tuple(args.libraries),
         threads=args.threads, repeats=args.repeats, warmup=args.warmup,
         file_repeats=args.file_repeats, compile=args.compile, optimize=args.optimize,
-        device=args.device, dtypes=tuple(args.dtypes) if args.dtypes else None,
+        int8=args.int8, device=args.device, dtypes=tuple(args.dtypes) if args.dtypes else None,
         quick=args.quick)
     rows = run_benchmark(options, progress=lambda line: print(line, file=sys.stderr))
     machine = describe_machine(args.device)

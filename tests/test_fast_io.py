@@ -310,3 +310,17 @@ def test_the_finite_check_sees_nan_and_inf_but_not_an_overflowing_sum():
         assert not _all_finite(value)
     mixed = torch.tensor([float("inf"), -float("inf")])  # the sum is NaN
     assert not _all_finite(mixed)
+
+
+def test_a_stream_that_differs_from_its_announced_entries_is_refused(tmp_path):
+    a, b = np.zeros((2, 3), np.float32), np.ones(4, np.float16)
+    entries = [("a", a.dtype, a.shape)]
+    path = tmp_path / "w.safetensors"
+    io.write_safetensors(path, iter([("a", a)]), entries=entries)
+    assert np.array_equal(io.read_safetensors(path)[0]["a"].numpy(), a)
+    with pytest.raises(ValueError, match="'b' is beyond the 1 announced"):
+        io.write_safetensors(path, iter([("a", a), ("b", b)]), entries=entries)
+    with pytest.raises(ValueError, match="0 tensors written of the 1 announced"):
+        io.write_safetensors(path, iter([]), entries=entries)
+    with pytest.raises(ValueError, match="is not the announced"):
+        io.write_safetensors(path, iter([("a", a.T)]), entries=entries)

@@ -947,7 +947,10 @@ def write_safetensors(path: str | Path,
     with open(path, "wb") as out, ThreadPoolExecutor(1, thread_name_prefix="vitzoo-write") as pool:
         out.write(safetensors_header(entries, metadata))
         count, writing = 0, None
-        for (name, array), (want, dtype, shape) in zip(pairs, entries, strict=False):
+        for name, array in pairs:
+            if count == len(entries):  # (zip would drop the extra one silently)
+                raise ValueError(f"tensor {name!r} is beyond the {len(entries)} announced")
+            want, dtype, shape = entries[count]
             if (name, np.dtype(array.dtype).newbyteorder("<"), tuple(array.shape)) != (
                     want, np.dtype(dtype).newbyteorder("<"), tuple(shape)):
                 raise ValueError(f"tensor {name!r} {array.dtype} {tuple(array.shape)} is not "

@@ -28,7 +28,8 @@ def add_parser(commands: argparse._SubParsersAction) -> None:
         "benchmark", help="measure vitzoo against timm and transformers",
         description="Inference and training images/s, time and peak memory to a ready model "
                     "and of .npz conversion, and matmul FLOP/s at each model's GEMM shapes; "
-                    "identical weights, pinned threads, interleaved rounds, medians. timm and "
+                    "identical weights, pinned threads, interleaved rounds in shuffled order, "
+                    "ratios taken round by round (median, quartiles). timm and "
                     "transformers rows say 'not installed' where they are missing.",
     )
     d = BenchmarkOptions()

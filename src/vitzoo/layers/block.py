@@ -12,9 +12,9 @@ from torch import nn
 
 from .attention import Attention
 from .drop_path import DropPath
-from .helpers import layer_norm
+from .helpers import layer_norm, overwritable
 from .layer_scale import LayerScale
-from .mlp import Mlp
+from .mlp import Mlp, SwiGLU
 
 __all__ = ["Block"]
 
@@ -65,9 +65,25 @@ class Block(nn.Module):
             x = x + self.drop_path2(self.ls2(self.mlp(self.norm2(x))))
             return x
         # Evaluation: DropPath is the identity, so it is not called.
+        if not torch.jit.is_scripting():  # TorchScript compiles none of this branch
+            if self._sums_in_place():
+                # The same sums, written into each branch's fresh output (y + x == x + y).
+                x = self.ls1(self.attn(self.norm1(x))).add_(x)
+                return self.ls2(self.mlp(self.norm2(x))).add_(x)
         x = x + self.ls1(self.attn(self.norm1(x)))
         x = x + self.ls2(self.mlp(self.norm2(x)))
         return x
+
+    def _sums_in_place(self) -> bool:
+        """Whether both residual branches end in a buffer of their own that nobody else can
+        see: vitzoo's attention and MLP (their last Linear makes the output) or a LayerScale
+        (its product does), with no hooks on the way (:func:`overwritable`)."""
+        attn, mlp = self.attn, self.mlp
+        if not (isinstance(attn, Attention) and isinstance(attn.proj, nn.Linear)
+                and isinstance(mlp, (Mlp, SwiGLU)) and isinstance(mlp.fc2, nn.Linear)
+                and isinstance(self.ls1, _FRESH_OR_PASS) and isinstance(self.ls2, _FRESH_OR_PASS)):
+            return False
+        return overwritable(attn, attn.proj, self.ls1, mlp, mlp.fc2, self.ls2)
 
     def forward_with_attn(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         """Like :meth:`forward`, also returning the attention probabilities ``(B, H, N, N)``."""
@@ -75,6 +91,9 @@ class Block(nn.Module):
         x = x + self.drop_path1(self.ls1(y))
         x = x + self.drop_path2(self.ls2(self.mlp(self.norm2(x))))
         return x, probs
+
+
+_FRESH_OR_PASS = (nn.Identity, LayerScale)  # return their input as it is, or a new product
 
 
 def _layer_scale(dim: int, init_values: float | None) -> nn.Module:

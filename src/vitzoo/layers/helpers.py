@@ -5,9 +5,11 @@ from __future__ import annotations
 import math
 from collections.abc import Sequence
 
+import torch
 from torch import nn
+from torch.nn.modules import module as _module
 
-__all__ = ["is_square", "layer_norm", "patch_grid", "to_2tuple"]
+__all__ = ["is_square", "layer_norm", "overwritable", "patch_grid", "to_2tuple"]
 
 
 def to_2tuple(value: int | Sequence[int]) -> tuple[int, int]:
@@ -36,3 +38,29 @@ def layer_norm(dim: int) -> nn.LayerNorm:
 def is_square(n: int) -> bool:
     """Whether ``n`` is a positive perfect square (a square grid of position rows)."""
     return n > 0 and math.isqrt(n) ** 2 == n
+
+
+_fx_tracing = getattr(torch.fx._symbolic_trace, "is_fx_symbolic_tracing",
+                      torch.fx._symbolic_trace.is_fx_tracing)
+
+
+def _tracing() -> bool:
+    """Inside a tracer or compiler (``torch.jit.trace``, ``torch.fx``, dynamo/export), which
+    record the plain out-of-place arithmetic instead."""
+    return torch.jit.is_tracing() or torch.compiler.is_compiling() or _fx_tracing()
+
+
+def overwritable(*producers: nn.Module) -> bool:
+    """Whether the caller may overwrite the output of ``producers`` (the module that made a
+    tensor and the modules that returned it unchanged): no autograd is recording (evaluation
+    under ``torch.no_grad`` / ``torch.inference_mode``), nothing is tracing, and no forward
+    hook of theirs, or a global one, could have kept a reference to it.
+
+    The evaluation paths then compute the same values in place, without a fresh buffer:
+    at ViT-B/16 batch 8 on a 2-core CPU the buffers' page faults were about 5 % of the
+    forward (see docs/performance.md). Python only: the callers check it behind
+    ``if not torch.jit.is_scripting():``, which TorchScript does not compile.
+    """
+    if torch.is_grad_enabled() or _tracing() or _module._global_forward_hooks:
+        return False
+    return not any(m._forward_hooks for m in producers)

@@ -12,6 +12,7 @@ from collections.abc import Callable
 import torch
 from torch import nn
 
+from .helpers import overwritable
 from .weight_init import init_linear_
 
 __all__ = ["Mlp", "QuickGELU", "SwiGLU"]
@@ -22,6 +23,9 @@ class QuickGELU(nn.Module):
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return x * torch.sigmoid(1.702 * x)
+
+
+_IN_PLACE_ACTS = (nn.GELU, QuickGELU)
 
 
 class Mlp(nn.Module):
@@ -54,10 +58,24 @@ class Mlp(nn.Module):
             init_linear_(linear, mode, jax_bias_std=1e-6)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        x = self.act(self.fc1(x))
-        if not self.training:  # dropout is the identity in evaluation
-            return self.fc2(x)
-        return self.drop2(self.fc2(self.drop1(x)))
+        if self.training:
+            return self.drop2(self.fc2(self.drop1(self.act(self.fc1(x)))))
+        # Evaluation: dropout is the identity; the activation overwrites fc1's output when
+        # nobody else can see it (the same values, one buffer fewer).
+        if not torch.jit.is_scripting():  # TorchScript compiles none of this branch
+            if self._act_may_overwrite():
+                return self.fc2(self._act_in_place(self.fc1(x)))
+        return self.fc2(self.act(self.fc1(x)))
+
+    def _act_may_overwrite(self) -> bool:
+        return type(self.act) in _IN_PLACE_ACTS and isinstance(self.fc1, nn.Linear) \
+            and overwritable(self.fc1, self.act)
+
+    def _act_in_place(self, x: torch.Tensor) -> torch.Tensor:
+        """``act(x)`` written into ``x``, bit for bit the values ``act`` returns."""
+        if type(self.act) is QuickGELU:
+            return x.mul_(torch.sigmoid(1.702 * x))
+        return torch.ops.aten.gelu_(x, approximate=self.act.approximate)
 
 
 class SwiGLU(nn.Module):
@@ -92,8 +110,17 @@ class SwiGLU(nn.Module):
         init_linear_(self.fc2, mode, jax_bias_std=1e-6)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        gate, value = self.fc1(x).chunk(2, dim=-1)
-        x = self.act(gate) * value
-        if not self.training:  # dropout is the identity in evaluation
-            return self.fc2(x)
-        return self.drop2(self.fc2(self.drop1(x)))
+        h = self.fc1(x)
+        gate, value = h.chunk(2, dim=-1)
+        if self.training:
+            return self.drop2(self.fc2(self.drop1(self.act(gate) * value)))
+        # Evaluation: dropout is the identity; the gate is activated in place when nobody
+        # else can see fc1's output.
+        if not torch.jit.is_scripting():  # TorchScript compiles none of this branch
+            if self._gate_may_overwrite():
+                return self.fc2(torch.nn.functional.silu(gate, inplace=True) * value)
+        return self.fc2(self.act(gate) * value)
+
+    def _gate_may_overwrite(self) -> bool:
+        return type(self.act) is nn.SiLU and isinstance(self.fc1, nn.Linear) \
+            and overwritable(self.fc1, self.act)

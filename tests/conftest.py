@@ -2,14 +2,21 @@
 
 from __future__ import annotations
 
+import hashlib
+import os
 from collections.abc import Iterator
+from pathlib import Path
 
 import pytest
 import torch
+from safetensors.torch import save_file
 
 import vitzoo
 from _http_server import FileServer
 from vitzoo import registry
+
+if os.environ.get("PYTEST_XDIST_WORKER"):  # tests in parallel processes: one thread each, so
+    torch.set_num_threads(1)               # that the workers do not fight over the cores
 
 
 def tiny_cfg(**overrides) -> vitzoo.ViTConfig:
@@ -93,3 +100,37 @@ def server(monkeypatch) -> Iterator[FileServer]:
     s = FileServer()
     yield s
     s.close()
+
+
+def hf_cache_with(name: str, state: dict[str, torch.Tensor]) -> Path:
+    """Write ``timm/<name>``'s model.safetensors in huggingface_hub's cache layout."""
+    hub = Path(os.environ["HF_HOME"]) / "hub"
+    repo = hub / f"models--timm--{name}"
+    tmp = repo / "tmp.safetensors"
+    repo.mkdir(parents=True, exist_ok=True)
+    save_file(state, str(tmp), metadata={"format": "pt"})
+    digest = hashlib.sha256(tmp.read_bytes()).hexdigest()
+    (repo / "blobs").mkdir(exist_ok=True)
+    tmp.rename(repo / "blobs" / digest)
+    commit = hashlib.sha1(name.encode()).hexdigest()
+    (repo / "refs").mkdir(exist_ok=True)
+    (repo / "refs" / "main").write_text(commit)
+    snapshot = repo / "snapshots" / commit
+    snapshot.mkdir(parents=True)
+    (snapshot / "model.safetensors").symlink_to(f"../../blobs/{digest}")
+    return snapshot / "model.safetensors"
+
+
+def record_figures(monkeypatch) -> list:
+    """Every matplotlib Figure saved from now on (drawn, so tick labels are filled in)."""
+    from matplotlib.figure import Figure
+
+    saved: list = []
+    real = Figure.savefig
+
+    def savefig(self, *args, **kwargs):
+        real(self, *args, **kwargs)
+        saved.append(self)
+
+    monkeypatch.setattr(Figure, "savefig", savefig)
+    return saved

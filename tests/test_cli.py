@@ -113,3 +113,36 @@ def test_info_describes_map_pooling():
     info = vitzoo.ModelInfo(name="vit_map", config=cfg, num_params=1, gflops=1.0,
                             model_class="VisionTransformer")
     assert "  pooling        attention pooling (MAP head)\n" in format_info(info)
+
+
+def _numeric_options():
+    import argparse
+
+    from vitzoo.cli.main import build_parser
+
+    commands = next(a for a in build_parser()._actions
+                    if isinstance(a, argparse._SubParsersAction))
+    for name, parser in commands.choices.items():
+        for action in parser._actions:
+            value = action.default
+            numeric = action.type in (int, float) or getattr(action.type, "__name__", "") in (
+                "finite_float", "_positive_int") or (
+                isinstance(value, int | float | tuple | list) and not isinstance(value, bool)
+                and action.nargs != 0)
+            if action.option_strings and numeric:
+                yield name, parser, action
+
+
+def test_every_numeric_option_shows_its_default_in_help():
+    found = list(_numeric_options())
+    assert len(found) > 25  # finetune alone has 12: the walk found the options
+    for name, parser, action in found:
+        text = " ".join(parser.format_help().split())
+        option = action.option_strings[-1]
+        entry = text[text.index(f" {option} ", text.index("options:")):]
+        nxt = re.search(r" --?[a-z][\w-]* ", entry[len(option) + 2:])
+        entry = entry[: len(option) + 2 + (nxt.start() if nxt else len(entry))]
+        assert "default" in entry, (name, option, entry)
+    validate = " ".join(subprocess.run([sys.executable, "-m", "vitzoo", "validate", "--help"],
+                                       capture_output=True, text=True, check=True).stdout.split())
+    assert "--batch-size BATCH_SIZE images per forward pass (default: 128)" in validate

@@ -12,7 +12,7 @@ import vitzoo
 from vitzoo.errors import ConfigError, MissingDependencyError
 from vitzoo.explain import attention_rollout, class_token_map, fuse_heads, save_heatmap
 
-from conftest import random_weights, tiny_cfg
+from conftest import random_weights, record_figures, tiny_cfg
 
 needs_matplotlib = pytest.mark.skipif(importlib.util.find_spec("matplotlib") is None,
                                       reason='needs pip install "vitzoo[plot]"')
@@ -121,6 +121,24 @@ def test_save_heatmap_writes_the_picture(tmp_path):
     with Image.open(out) as picture:
         assert picture.format == "PNG" and picture.size == (1440, 510)  # 9.6 x 3.4 in, 150 dpi
     assert sorted(p.name for p in tmp_path.iterdir()) == ["map.png"]  # nothing else left
+
+
+@needs_matplotlib
+def test_the_heat_map_has_titled_pixel_axes_with_ticks_and_a_labelled_colour_bar(tmp_path,
+                                                                                  monkeypatch):
+    figures = record_figures(monkeypatch)
+    save_heatmap(torch.rand(3, 32, 48), torch.rand(2, 3), tmp_path / "map.png")
+    (figure,) = figures
+    *panels, bar = figure.axes
+    assert [a.get_title() for a in panels] == ["input", "attention", "overlay"]
+    assert [a.get_xlabel() for a in panels] == ["x (pixels)"] * 3
+    assert panels[0].get_ylabel() == "y (pixels)" and bar.get_ylabel() == "attention"
+    for axes in panels:
+        assert axes.axison
+        xticks = [t.get_text() for t in axes.get_xticklabels() if t.get_text()]
+        yticks = [t.get_text() for t in axes.get_yticklabels() if t.get_text()]
+        assert len(xticks) >= 3 and len(yticks) >= 3, (xticks, yticks)
+        assert axes.get_xlim() == (-0.5, 47.5) and axes.get_ylim() == (31.5, -0.5)
 
 
 @needs_matplotlib

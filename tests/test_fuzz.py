@@ -4,7 +4,8 @@ clear vitzoo error (tests/fuzz_inputs.py says what is generated and how outcomes
 It runs in a child process under ``RLIMIT_AS`` (3 GiB), so an allocation a hostile file asks for
 fails there as a ``MemoryError``, which the suite counts as a failure; deleting or renaming
 anything outside its sandbox is refused there and counted as an escape. ``VITZOO_FUZZ_CASES``
-(default 10,000) raises the count for a longer local run.
+(default 6,000, above the 5,000 issue 12 asks for, to keep CI's run in its time budget)
+raises the count for a longer local run.
 """
 
 from __future__ import annotations
@@ -20,7 +21,7 @@ import pytest
 pytest.importorskip("hypothesis")
 
 HERE = Path(__file__).parent
-CASES = int(os.environ.get("VITZOO_FUZZ_CASES", "10000"))
+CASES = int(os.environ.get("VITZOO_FUZZ_CASES", "6000"))
 
 
 def test_every_generated_input_ends_in_a_result_or_a_clear_error(tmp_path):

@@ -52,6 +52,25 @@ def test_optimize_returns_a_model_matching_eager_and_reports_every_candidate(exa
     assert "\n" not in line
 
 
+def test_the_compiled_candidate_serves_inference_mode_without_compiling_again(example):
+    from vitzoo.optimize import _prepare
+
+    model = tiny()
+    with torch.no_grad():  # as optimize() runs it
+        runners, errors = _prepare({"compile": lambda: torch.compile(model)}, example)
+        expected = model(example)
+    assert errors == {}
+    # Dynamo guards on the inputs' dispatch keys, which inference mode changes: without the
+    # warm-up under inference_mode this call would compile again, and without freezing
+    with torch._dynamo.config.patch(error_on_recompile=True):
+        with torch.inference_mode():
+            inferred = runners["compile"](example)
+        with torch.no_grad():
+            plain = runners["compile"](example)
+    torch.testing.assert_close(inferred, expected, atol=1e-5, rtol=1e-5)
+    torch.testing.assert_close(plain, expected, atol=1e-5, rtol=1e-5)
+
+
 def test_compile_false_measures_eager_and_int8_only(example):
     model = tiny()
     chosen = optimize(model, example, compile=False, rounds=2)

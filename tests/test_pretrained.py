@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import hashlib
 import json
 import os
 import re
@@ -11,14 +10,14 @@ from pathlib import Path
 import pytest
 import scipy.ndimage
 import torch
-from safetensors.torch import load_file, save_file
+from safetensors.torch import load_file
 
 import vitzoo
 from vitzoo.cli import main
 from vitzoo.models.archs import FAMILIES
 from vitzoo.pretrained import all_entries, get_entry, tags_for
 
-from conftest import random_weights
+from conftest import hf_cache_with, random_weights
 
 # models.md: default tag and its classes for every architecture
 DEFAULTS = {
@@ -117,31 +116,12 @@ def test_list_pretrained_covers_every_entry_with_weights():
 
 
 # -- a real Hugging Face cache --------------------------------------------------------------------
-def _hf_cache_with(name: str, state: dict[str, torch.Tensor]) -> Path:
-    """Write ``timm/<name>``'s model.safetensors in huggingface_hub's cache layout."""
-    hub = Path(os.environ["HF_HOME"]) / "hub"
-    repo = hub / f"models--timm--{name}"
-    tmp = repo / "tmp.safetensors"
-    repo.mkdir(parents=True, exist_ok=True)
-    save_file(state, str(tmp), metadata={"format": "pt"})
-    digest = hashlib.sha256(tmp.read_bytes()).hexdigest()
-    (repo / "blobs").mkdir(exist_ok=True)
-    tmp.rename(repo / "blobs" / digest)
-    commit = hashlib.sha1(name.encode()).hexdigest()
-    (repo / "refs").mkdir(exist_ok=True)
-    (repo / "refs" / "main").write_text(commit)
-    snapshot = repo / "snapshots" / commit
-    snapshot.mkdir(parents=True)
-    (snapshot / "model.safetensors").symlink_to(f"../../blobs/{digest}")
-    return snapshot / "model.safetensors"
-
-
 @pytest.fixture
 def cached_ti16():
     name = "vit_tiny_patch16_224.augreg_in21k_ft_in1k"
     model = random_weights(vitzoo.create_model("vit_tiny_patch16_224"), scale=0.05)
     state = {k: v.contiguous() for k, v in model.state_dict().items()}
-    return _hf_cache_with(name, state), state
+    return hf_cache_with(name, state), state
 
 
 def test_pretrained_loads_exactly_the_cached_tensors_offline(cached_ti16):

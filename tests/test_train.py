@@ -28,6 +28,8 @@ from vitzoo.train.optim import create_optimizer, layer_id
 from vitzoo.train.sampler import StepSampler, micro_batch_for
 from vitzoo.train.workflow import finetune_on
 
+from conftest import record_figures
+
 DATA = Path(__file__).parent / "data"
 
 def tiny_setup(distilled: bool = False, **overrides):
@@ -268,6 +270,52 @@ def test_run_writes_checkpoints_metrics_and_curves(tmp_path):
     assert result.best["top1"] >= result.final["top1"] or result.best["step"] == 10
 
 
+def _metrics_file(path: Path) -> Path:
+    rows = [{"step": step, "split": "train", "loss": 2.0 / (1 + step)} for step in range(0, 50, 5)]
+    rows += [{"step": 20, "split": "eval", "loss": 1.0, "top1": 61.5},
+             {"step": 40, "split": "eval", "loss": 0.9, "top1": 58.25}]
+    path.write_text("".join(json.dumps(row) + "\n" for row in rows))
+    return path
+
+
+def test_the_curves_have_titled_axes_ticks_and_a_grid(tmp_path, monkeypatch):
+    from PIL import Image
+
+    from vitzoo.train.metrics import plot_curves
+
+    figures = record_figures(monkeypatch)
+    png = plot_curves(_metrics_file(tmp_path / "metrics.jsonl"), tmp_path / "curves.png")
+    with Image.open(png) as picture:
+        assert picture.format == "PNG" and picture.size == (1080, 432)  # 9 x 3.6 in, 120 dpi
+    (figure,) = figures
+    loss, top1 = figure.axes
+    assert (loss.get_title(), loss.get_xlabel(), loss.get_ylabel()) == (
+        "training loss", "step", "loss")
+    assert (top1.get_title(), top1.get_xlabel(), top1.get_ylabel()) == (
+        "evaluation top-1", "step", "top-1 (%)")
+    for axes in (loss, top1):
+        assert all(line.get_visible() for line in axes.get_xgridlines())
+        assert len([t for t in axes.get_xticklabels() if t.get_text()]) >= 3
+        assert len([t for t in axes.get_yticklabels() if t.get_text()]) >= 3
+    assert list(loss.lines[0].get_xdata()) == list(range(0, 50, 5))
+    assert list(top1.lines[0].get_ydata()) == [61.5, 58.25]
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["curves.png", "metrics.jsonl"]
+
+
+def test_without_matplotlib_the_curves_are_one_line_of_text(tmp_path, monkeypatch, caplog):
+    from vitzoo.train.metrics import plot_curves
+
+    for name in [m for m in sys.modules if m == "matplotlib" or m.startswith("matplotlib.")]:
+        monkeypatch.delitem(sys.modules, name)
+    monkeypatch.setitem(sys.modules, "matplotlib", None)  # import matplotlib -> ImportError
+    with caplog.at_level("WARNING", logger="vitzoo.train.metrics"):
+        assert plot_curves(_metrics_file(tmp_path / "m.jsonl"), tmp_path / "curves.png") is None
+    assert caplog.messages == [
+        'matplotlib is not installed (pip install "vitzoo[plot]"), so no curves.png: training '
+        "loss 0.04348 at step 45; best eval top-1 61.50 % at step 20"]
+    assert not (tmp_path / "curves.png").exists()
+
+
 def test_finetune_validate_and_predict_commands(tmp_path, capsys):
     out = tmp_path / "run"
     assert main(["finetune", "--output", str(out), "--steps", "30", "--eval-every", "15",
@@ -364,7 +412,9 @@ def test_two_process_torchrun_of_the_digits_defaults_matches_one_process(tmp_pat
     _torchrun("-m", "vitzoo", *options, "--output", tmp_path / "ddp")
     single = vitzoo.load_model(tmp_path / "single" / "last.safetensors")
     ddp = vitzoo.load_model(tmp_path / "ddp" / "last.safetensors")
-    _assert_same_weights(single, ddp, atol=1e-5)
+    # AdamW divides by sqrt(v), so the all-reduce's order of summation shows up larger than
+    # with SGD: measured 1.3e-5 at most (one weight of 16384) with one thread, 5e-6 with two
+    _assert_same_weights(single, ddp, atol=3e-5)
 
 
 def _finetune(path, *, eval_data=True, **options):
@@ -503,6 +553,15 @@ def test_ctrl_c_waits_until_the_update_is_done(ctrl_c_delivered):
     assert signal.getsignal(signal.SIGINT) is signal.default_int_handler
 
 
+def _messages(err: str) -> list[str]:
+    """stderr without the progress lines (stderr is not a terminal here: one line per 10 s
+    and at the end, each starting with "training: ")."""
+    lines = err.splitlines()
+    progress = [line for line in lines if line.startswith("training: ")]
+    assert progress, "no progress line: the display is silent in a pipe"
+    return [line for line in lines if not line.startswith("training: ")]
+
+
 def test_the_command_reports_ctrl_c_in_one_line_and_resumes(tmp_path, monkeypatch, capsys):
     out = tmp_path / "run"
     options = ["finetune", "--output", str(out), "--steps", "6", "--warmup-steps", "1",
@@ -510,7 +569,7 @@ def test_the_command_reports_ctrl_c_in_one_line_and_resumes(tmp_path, monkeypatc
     _stop_at_micro_batch(monkeypatch, 5, KeyboardInterrupt)  # inside step 5 (1 micro-batch)
     assert main(options) == 130
     captured = capsys.readouterr()
-    assert captured.err.splitlines() == [
+    assert _messages(captured.err) == [
         f"vitzoo: interrupted at step 4; saved {out}; continue with: vitzoo finetune "
         f"--output {out} --steps 6 --warmup-steps 1 --eval-every 3 --resume"]
     monkeypatch.undo()
@@ -518,7 +577,7 @@ def test_the_command_reports_ctrl_c_in_one_line_and_resumes(tmp_path, monkeypatc
     assert "already holds a run" in capsys.readouterr().err
     assert main([*options, "--resume"]) == 0
     captured = capsys.readouterr()
-    assert captured.err.splitlines() == [f"resuming {out} from step 4"]
+    assert _messages(captured.err) == [f"resuming {out} from step 4"]
     assert json.loads(captured.out.splitlines()[0])["step"] == 6
     assert [(r["step"], r["split"]) for r in _rows(out)] == [(3, "eval"), (6, "train"),
                                                              (6, "eval")]
@@ -538,7 +597,7 @@ def test_a_real_ctrl_c_stops_the_command_with_status_130(tmp_path):
     _, err = process.communicate(timeout=120)
     assert process.returncode == 130, err
     step = torch.load(out / "train_state.pt", weights_only=True)["step"]
-    assert err.splitlines() == [f"vitzoo: interrupted at step {step}; saved {out}; continue "
+    assert _messages(err) == [f"vitzoo: interrupted at step {step}; saved {out}; continue "
                                 f"with: vitzoo finetune --output {out} --resume"]
     assert max(r["step"] for r in _rows(out)) <= step
 

@@ -1,4 +1,4 @@
-"""The shared helpers: atomic writes, digests, locks, suggestions."""
+"""The shared helpers: atomic writes, digests, locks, suggestions, the progress display."""
 
 from __future__ import annotations
 
@@ -9,7 +9,7 @@ import stat
 import pytest
 
 import vitzoo
-from vitzoo._utils import atomic_path, close_matches, file_digest, suggestion
+from vitzoo._utils import Progress, atomic_path, close_matches, file_digest, suggestion
 
 from conftest import tiny_cfg
 
@@ -69,3 +69,52 @@ def test_suggestions_are_case_insensitive_and_ordered():
     assert close_matches("VIT_B16", ["vit_b16", "vit_b32", "deit_ti16"])[0] == "vit_b16"
     assert suggestion("zzz", ["vit_b16"]) == ""
     assert suggestion("drop_pat_rate", ["drop_path_rate"]) == " Did you mean 'drop_path_rate'?"
+
+
+class _FakeClock:
+    """tqdm's clock, advanced by hand: a progress display over minutes in no time."""
+
+    def __init__(self) -> None:
+        self.now = 1000.0
+
+    def __call__(self) -> float:
+        return self.now
+
+
+@pytest.fixture
+def clock(monkeypatch):
+    clock = _FakeClock()
+    monkeypatch.setattr("tqdm.std.time", clock)
+    return clock
+
+
+def test_progress_into_a_pipe_writes_periodic_whole_lines(clock, capsys):  # capsys: not a terminal
+    with Progress("converting", unit="array") as progress:
+        for done in range(0, 101):
+            clock.now += 1.0  # one array a second: 100 s in all
+            progress(done, 100, loss=0.5)
+    text = capsys.readouterr().err
+    assert "\r" not in text and "\x1b" not in text
+    lines = text.splitlines()
+    # the first call, then one line per PIPED_INTERVAL (10 s), then the end
+    assert 10 <= len(lines) <= 13, lines
+    assert lines[0].startswith("converting:   0% 0/100")
+    assert lines[-1].startswith("converting: 100% 100/100")
+    assert lines[-1] != lines[-2]  # closing does not repeat the last line
+    assert all("loss=0.5" in line for line in lines[1:])
+
+
+def test_progress_of_bytes_without_a_total_has_no_percentage(clock, capsys):
+    with Progress("w.npz", unit="B") as progress:
+        progress(0)
+        clock.now += 1.0
+        progress(3 << 20)
+    lines = capsys.readouterr().err.splitlines()
+    assert lines[0].startswith("w.npz: 0.00 [") and "%" not in "".join(lines)
+    assert lines[-1].startswith("w.npz: 3.00M [")
+
+
+def test_progress_disabled_writes_nothing(capsys):
+    with Progress("training", unit="step", enabled=False) as progress:
+        progress(1, 2)
+    assert capsys.readouterr().err == ""

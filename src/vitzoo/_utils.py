@@ -10,6 +10,7 @@ import hashlib
 import logging
 import os
 import stat
+import sys
 import tempfile
 import threading
 from collections.abc import Iterable, Iterator
@@ -19,7 +20,8 @@ from typing import Any, BinaryIO
 import filelock
 import torch
 from torch import nn
-from tqdm.auto import tqdm
+from tqdm import tqdm
+from tqdm.auto import tqdm as auto_tqdm
 
 from .errors import CheckpointError, VitzooError
 
@@ -288,9 +290,53 @@ def skip_init() -> Iterator[None]:
 
 
 # -- progress -------------------------------------------------------------------------------------
+PIPED_INTERVAL = 10.0
+"""Seconds between two progress lines when stderr is not a terminal."""
+
+
+_PIPED_FORMAT = ("{desc}: {percentage:3.0f}% {n_fmt}/{total_fmt} "
+                 "[{elapsed}<{remaining}, {rate_fmt}{postfix}]")
+_PIPED_FORMAT_NO_TOTAL = "{desc}: {n_fmt} [{elapsed}, {rate_fmt}{postfix}]"
+"""tqdm's line without its bar, for pipes (with and without a known total)."""
+
+
+class _Lines:
+    """A stream for tqdm that turns its carriage-return redraws into whole lines, for a stderr
+    that is a pipe or a file: each redraw becomes one line; blank and repeated redraws vanish."""
+
+    def __init__(self, stream: Any) -> None:
+        self._stream = stream
+        self._last = ""
+
+    def write(self, text: str) -> None:
+        for piece in text.replace("\x1b[A", "").split("\r"):
+            line = piece.strip()
+            if line and line != self._last:  # closing redraws the last state once more
+                self._stream.write(line + "\n")
+                self._last = line
+
+    def flush(self) -> None:
+        self._stream.flush()
+
+
+def _is_terminal(stream: Any) -> bool:
+    try:
+        return bool(stream.isatty())
+    except (AttributeError, ValueError):  # no isatty, or a closed stream
+        return False
+
+
+def _in_notebook() -> bool:
+    """tqdm.auto chose its notebook widget (an IPython kernel with ipywidgets)."""
+    return any(cls.__module__ == "tqdm.notebook" for cls in auto_tqdm.__mro__)
+
+
 class Progress:
     """The one progress display of vitzoo (tqdm on stderr), for downloads, conversion and
-    training; call it with ``(done, total)``. It shows only on an interactive terminal.
+    training; call it with ``(done, total)``. On a terminal it is tqdm's redrawn bar, in a
+    notebook tqdm's widget. When stderr is a pipe or a file it writes one plain line at the
+    first call, then at most one every :data:`PIPED_INTERVAL` seconds and a last one at the
+    end, so logs stay readable.
 
     Args:
         desc: what is progressing (a file name, "converting", "training").
@@ -299,20 +345,37 @@ class Progress:
     """
 
     def __init__(self, desc: str, *, unit: str = "it", enabled: bool = True) -> None:
-        self._bar = tqdm(desc=desc, unit=unit, unit_scale=unit == "B", unit_divisor=1024,
-                         disable=None if enabled else True, leave=True, dynamic_ncols=True)
+        self._enabled = enabled and sys.stderr is not None
+        self._options: dict[str, Any] = {
+            "desc": desc, "unit": unit, "unit_scale": unit == "B", "unit_divisor": 1024,
+            "leave": True, "dynamic_ncols": True}
+        self._bar: Any = None  # made at the first call, when the total is known
+
+    def _make(self, total: int | None) -> Any:
+        if _in_notebook():
+            return auto_tqdm(total=total, **self._options)
+        options = dict(self._options)
+        if not _is_terminal(sys.stderr):
+            options.update(file=_Lines(sys.stderr), mininterval=PIPED_INTERVAL,
+                           maxinterval=PIPED_INTERVAL,
+                           bar_format=_PIPED_FORMAT if total else _PIPED_FORMAT_NO_TOTAL,
+                           dynamic_ncols=False)
+        return tqdm(total=total, **options)
 
     def __call__(self, done: int, total: int | None = None, **postfix: Any) -> None:
-        if self._bar.disable:
+        if not self._enabled:
             return
-        if total is not None and self._bar.total != total:
+        if self._bar is None:
+            self._bar = self._make(total)
+        elif total is not None and self._bar.total != total:
             self._bar.total = total
         if postfix:
             self._bar.set_postfix(postfix, refresh=False)
         self._bar.update(done - self._bar.n)
 
     def close(self) -> None:
-        self._bar.close()
+        if self._bar is not None:
+            self._bar.close()
 
     def __enter__(self) -> Progress:
         return self

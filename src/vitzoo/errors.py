@@ -20,6 +20,7 @@ __all__ = [
     "ImageInputError",
     "ImageSizeError",
     "MissingDependencyError",
+    "NetworkError",
     "NonFiniteWeightsWarning",
     "OfflineError",
     "TrainingInterrupted",
@@ -108,6 +109,16 @@ class DownloadError(VitzooError, OSError):
 
 class OfflineError(VitzooError, FileNotFoundError):
     """Weights are needed, not cached, and the network may not be used."""
+
+
+class NetworkError(DownloadError):
+    """A server could not be reached: its name does not resolve, or the connection is refused
+    or times out. Found before any retry; the message says how to work offline, and
+    ``unreachable`` names the host and the reason. Nothing was cached."""
+
+    def __init__(self, message: str, unreachable: str = "") -> None:
+        super().__init__(message)
+        self.unreachable = unreachable
 
 
 # -- data and training ----------------------------------------------------------------------------

@@ -115,7 +115,8 @@ def save_heatmap(image: torch.Tensor, heat: torch.Tensor, path: str | Path, *,
     """Draw ``image``, the ``heat`` map and the two overlaid, and write the picture atomically.
 
     Needs matplotlib (``pip install "vitzoo[plot]"``). The heat map covers the whole image,
-    one cell per patch; the colour bar shows its values.
+    one cell per patch; all three panels share pixel axes (ticks and labels), and the colour
+    bar, labelled, shows the map's values.
 
     Args:
         image: ``(C, H, W)`` with values in [0, 1] (C = 1 or 3).
@@ -148,14 +149,18 @@ def save_heatmap(image: torch.Tensor, heat: torch.Tensor, path: str | Path, *,
     figure = Figure(figsize=(9.6, 3.4), layout="constrained")
     panels = figure.subplots(1, 3)
     for axes, name in zip(panels, ("input", "attention", "overlay"), strict=True):
-        axes.set_axis_off()
         axes.set_title(name, fontsize=9)
+        axes.set_xlabel("x (pixels)", fontsize=8)
+        axes.tick_params(labelsize=7)
+    panels[0].set_ylabel("y (pixels)", fontsize=8)
     for axes in (panels[0], panels[2]):
         axes.imshow(shown, cmap="gray" if grey else None, vmin=0, vmax=1,
                     interpolation="nearest")
     drawn = panels[1].imshow(values, cmap=cmap, extent=extent, interpolation="nearest")
     panels[2].imshow(values, cmap=cmap, alpha=alpha, extent=extent, interpolation="nearest")
-    figure.colorbar(drawn, ax=panels[1], fraction=0.046, pad=0.04)
+    bar = figure.colorbar(drawn, ax=panels[1], fraction=0.046, pad=0.04)
+    bar.set_label("attention", fontsize=8)
+    bar.ax.tick_params(labelsize=7)
     if title:
         figure.suptitle(title, fontsize=10)
     with atomic_path(path) as tmp:

@@ -108,12 +108,13 @@ def create_model(name: str, pretrained: bool = False, *, num_classes: int | None
             forward gives the maps of ``out_indices``, pruned of what they do not need.
         out_indices: its blocks: an int n for the last n (default 3), or indices.
         feature_cls: ``"getter"`` (default) or ``"hook"`` (raw block outputs).
-        output_fmt, norm: the getter's map layout (``"NCHW"`` / ``"NLC"``) and whether the
-            final norm is applied (vitzoo's additions to timm's arguments).
+        output_fmt: the getter's map layout, ``"NCHW"`` or ``"NLC"`` (vitzoo's addition).
+        norm: whether the getter applies the final norm to its maps (vitzoo's addition).
         cache_dir: keep downloads in this directory instead of the usual caches (timm's).
-        device, dtype: where and in which floating type the returned model's tensors are.
-        scriptable, exportable, no_jit: accepted for timm code; they change nothing (vitzoo's
-            layers always script and export).
+        device: where the returned model's tensors are.
+        dtype: the floating type of the returned model's tensors.
+        scriptable: timm's; like ``exportable`` and ``no_jit``, it changes nothing
+            (vitzoo's layers always script and export).
         **overrides: any :class:`vitzoo.ViTConfig` field, e.g. ``drop_path_rate=0.1``, or
             ``dynamic_img_size=True``; None values are ignored, as timm ignores them.
 

@@ -20,7 +20,9 @@ import logging
 import os
 import re
 import shutil
+import socket
 import tempfile
+import threading
 import time
 import urllib.error
 import urllib.parse
@@ -46,14 +48,13 @@ from ._utils import (
 )
 from .adapters import open_clip
 from .convert import convert_checkpoint
-from .errors import CheckpointError, DownloadError, OfflineError, VitzooError
+from .errors import CheckpointError, DownloadError, NetworkError, OfflineError, VitzooError
 from .pretrained import HF_FILE, PretrainedEntry
 
-__all__ = ["HF_HUB_PREFIX", "cache_dir", "cached_weights", "check_cache_name", "copy_weights",
-           "download_url",
-           "hf_cache_dir", "hub_repo_dir", "is_offline", "local_weights", "push_to_hub",
-           "remove_cached", "resolve_weights", "save_pretrained", "sha256_of", "use_cache_dir",
-           "verify_cached"]
+__all__ = ["HF_HUB_PREFIX", "PROBE_TIMEOUT", "cache_dir", "cached_weights", "check_cache_name",
+           "check_reachable", "copy_weights", "download_url", "hf_cache_dir", "hub_repo_dir",
+           "is_offline", "local_weights", "offline_guidance", "push_to_hub", "remove_cached",
+           "resolve_weights", "save_pretrained", "sha256_of", "use_cache_dir", "verify_cached"]
 
 HF_HUB_PREFIX = "hf-hub:"
 
@@ -197,6 +198,97 @@ def _fetch(url: str, part: Path, timeout: float, progress: bool) -> None:
             raise DownloadError(f"{url}: the connection closed after {done} of {total} bytes")
 
 
+# -- reaching the network ------------------------------------------------------------------------
+PROBE_TIMEOUT = 2.0
+"""Seconds to resolve a host and, separately, to open a connection to it, before a download."""
+
+_REACHED: set[tuple[str, int]] = set()  # (host, port) pairs this process has connected to
+_UNREACHABLE = (socket.gaierror, ConnectionRefusedError)  # a URLError's reason: do not retry
+
+
+def offline_guidance(name: str | None = None) -> str:
+    """What to do on a machine without network access (part of every network error). ``name``
+    is a vitzoo model name, or an ``hf-hub:org/repo`` name (whose files live in the Hugging
+    Face cache, not in a ``vitzoo download`` directory)."""
+    if name and name.startswith(HF_HUB_PREFIX):
+        repo = name.removeprefix(HF_HUB_PREFIX).partition("@")[0]
+        return ("Without network access: set HF_HUB_OFFLINE=1 to use only local copies, or on a "
+                f"connected machine run `hf download {repo}` (or load it once), copy the "
+                "Hugging Face cache (HF_HOME) to this machine and set HF_HOME there")
+    what = name or "NAME"
+    return (f"Without network access: set HF_HUB_OFFLINE=1 to use only local copies, or on a "
+            f"connected machine run `vitzoo download {what} --to DIR`, copy DIR to this machine "
+            "and set VITZOO_WEIGHTS_DIR=DIR")
+
+
+def _connect_target(url: str) -> tuple[str, int]:
+    """The host and port a download of ``url`` connects to: its proxy's where one applies
+    (``HTTPS_PROXY`` / ``HTTP_PROXY`` / ``ALL_PROXY``, minus ``NO_PROXY``), else its own."""
+    parts = urllib.parse.urlsplit(url)
+    host = parts.hostname or ""
+    port = parts.port or (443 if parts.scheme == "https" else 80)
+    proxies = urllib.request.getproxies()
+    proxy = proxies.get(parts.scheme) or proxies.get("all")
+    if proxy and not urllib.request.proxy_bypass(host):
+        proxy_parts = urllib.parse.urlsplit(proxy if "://" in proxy else f"http://{proxy}")
+        default = 1080 if proxy_parts.scheme.startswith("socks") else 80
+        return proxy_parts.hostname or host, proxy_parts.port or default
+    return host, port
+
+
+def _resolve(host: str, port: int, timeout: float) -> list[Any]:
+    """``getaddrinfo`` with a time limit (the resolver's own can be 30 s)."""
+    found: list[Any] = []
+    failure: list[BaseException] = []
+
+    def lookup() -> None:
+        try:
+            found.extend(socket.getaddrinfo(host, port, type=socket.SOCK_STREAM))
+        except OSError as err:
+            failure.append(err)
+
+    worker = threading.Thread(target=lookup, daemon=True, name="vitzoo-resolve")
+    worker.start()
+    worker.join(timeout)
+    if failure:
+        raise failure[0]
+    if worker.is_alive():
+        raise TimeoutError(f"the name did not resolve within {timeout:g} s")
+    return found
+
+
+def check_reachable(url: str, name: str | None = None) -> None:
+    """Raise :class:`NetworkError` at once when ``url``'s server (or its proxy) cannot be
+    reached: the name does not resolve, or no connection opens within :data:`PROBE_TIMEOUT`.
+
+    This runs before downloaders that retry with back-off (huggingface_hub, :func:`download_url`),
+    so a machine without network fails in a second instead of after half a minute of retries.
+    A host reached once is not probed again by this process.
+    """
+    host, port = _connect_target(url)
+    if (host, port) in _REACHED:
+        return
+    try:
+        addresses = _resolve(host, port, PROBE_TIMEOUT)
+        last: OSError = OSError("no address")
+        for family, kind, proto, _, address in addresses:
+            with socket.socket(family, kind, proto) as probe:
+                probe.settimeout(PROBE_TIMEOUT)
+                try:
+                    probe.connect(address)
+                    break
+                except OSError as err:
+                    last = err
+        else:
+            raise last
+    except OSError as err:
+        reason = (f"the name does not resolve ({err.strerror or err})"
+                  if isinstance(err, socket.gaierror) else str(err.strerror or err))
+        unreachable = f"cannot reach {host}:{port}: {reason}"
+        raise NetworkError(f"{unreachable}. {offline_guidance(name)}", unreachable) from err
+    _REACHED.add((host, port))
+
+
 def _check_download_places(dst: Path, part: Path) -> None:
     """Refuse a destination or partial file that is not a plain file (a directory, a FIFO, a
     symbolic link), before anything is written."""
@@ -222,6 +314,8 @@ def download_url(url: str, dst: str | Path, *, sha256: str | None = None, retrie
 
     Raises:
         OfflineError: ``HF_HUB_OFFLINE`` / ``VITZOO_OFFLINE`` is set and ``dst`` is missing.
+        NetworkError: the server cannot be reached (checked first, see
+            :func:`check_reachable`): raised at once, without retries.
         DownloadError: the download failed every attempt, the checksum did not match, or
             ``dst`` / ``<dst>.part`` is not a regular file (a directory, FIFO, symbolic link).
     """
@@ -234,6 +328,7 @@ def download_url(url: str, dst: str | Path, *, sha256: str | None = None, retrie
         if is_offline():
             raise OfflineError(f"{dst.name} is not in {dst.parent} and the network is off "
                                f"(HF_HUB_OFFLINE / VITZOO_OFFLINE); its source is {url}")
+        check_reachable(url)
         for attempt in range(1, retries + 1):
             try:
                 _fetch(url, part, timeout, progress)
@@ -242,6 +337,10 @@ def download_url(url: str, dst: str | Path, *, sha256: str | None = None, retrie
                 if isinstance(err, urllib.error.HTTPError) and err.code in (401, 403, 404):
                     part.unlink(missing_ok=True)
                     raise DownloadError(f"{url}: HTTP {err.code} {err.reason}") from err
+                if isinstance(getattr(err, "reason", None), _UNREACHABLE):
+                    unreachable = f"cannot reach {urllib.parse.urlsplit(url).netloc}: {err}"
+                    raise NetworkError(f"{unreachable}. {offline_guidance()}", unreachable) \
+                        from err
                 logger.warning("download of %s failed (attempt %d of %d): %s", url, attempt,
                                retries, err)
                 if attempt == retries:
@@ -287,18 +386,35 @@ def hf_cache_dir() -> Path:
     return Path(constants.HF_HUB_CACHE)
 
 
+def _check_hub_reachable(name: str | None) -> None:
+    from huggingface_hub import constants
+
+    check_reachable(constants.ENDPOINT, name)
+
+
 def _hf_download(repo_id: str, filename: str, *, revision: str | None,
-                 local_only: bool) -> Path | None:
+                 local_only: bool, name: str | None = None) -> Path | None:
     from huggingface_hub import hf_hub_download
     from huggingface_hub.errors import EntryNotFoundError, LocalEntryNotFoundError
 
     _check_repo(repo_id, revision)
+    local_only = local_only or is_offline()
+    if not local_only:
+        try:
+            _check_hub_reachable(name)
+        except NetworkError:  # a cached copy still serves, as huggingface_hub would give it
+            cached = _hf_download(repo_id, filename, revision=revision, local_only=True)
+            if cached is None:
+                raise
+            return cached
     try:
         return Path(hf_hub_download(repo_id, filename, revision=revision,
-                                    cache_dir=hf_cache_dir(),
-                                    local_files_only=local_only or is_offline()))
-    except LocalEntryNotFoundError:
-        return None
+                                    cache_dir=hf_cache_dir(), local_files_only=local_only))
+    except LocalEntryNotFoundError as err:
+        if local_only:
+            return None
+        unreachable = f"cannot download {filename} from {repo_id}: {err}"
+        raise NetworkError(f"{unreachable}. {offline_guidance(name)}", unreachable) from err
     except EntryNotFoundError as err:
         raise VitzooError(f"{repo_id} on the Hugging Face Hub has no {filename}") from err
     except OSError as err:
@@ -314,7 +430,8 @@ def hub_repo_dir(name: str) -> Path:
 
     Raises:
         OfflineError: not cached and the network is off.
-        VitzooError: the Hub could not be reached or has no such repository, or the name is not
+        NetworkError: not cached and the Hub cannot be reached.
+        VitzooError: the Hub failed or has no such repository, or the name is not
             ``org/repo[@revision]`` of safe characters.
     """
     from huggingface_hub import snapshot_download
@@ -322,12 +439,21 @@ def hub_repo_dir(name: str) -> Path:
     repo, _, revision = name.removeprefix(HF_HUB_PREFIX).partition("@")
     _check_repo(repo, revision)
 
+    unreachable: NetworkError | None = None
+    if not is_offline():
+        try:
+            _check_hub_reachable(HF_HUB_PREFIX + repo)
+        except NetworkError as err:  # the cached snapshot, if there is one, still serves
+            unreachable = err
+
     def snapshot(patterns: list[str]) -> Path:
         try:
             return Path(snapshot_download(repo, revision=revision or None,
                                           allow_patterns=patterns, cache_dir=hf_cache_dir(),
-                                          local_files_only=is_offline()))
+                                          local_files_only=is_offline() or bool(unreachable)))
         except Exception as err:  # noqa: BLE001 - huggingface_hub raises many kinds
+            if unreachable is not None:
+                raise unreachable from err
             if is_offline():
                 raise OfflineError(f"{repo} is not in the Hugging Face cache and the network "
                                    f"is off (HF_HUB_OFFLINE): {err}") from err
@@ -388,6 +514,8 @@ def resolve_weights(entry: PretrainedEntry, *, source: str | None = None,
         VitzooError: the tag has no weights.
         OfflineError: nothing local and the network is off; the message names the file, its
             sources and every place searched.
+        NetworkError: nothing local and no source can be reached (found in about a second,
+            before any retry); the message says how to work offline.
     """
     if not entry.has_weights:
         raise VitzooError(f"{entry.name} has no pretrained weights ({entry.notes.strip()})")
@@ -405,22 +533,33 @@ def resolve_weights(entry: PretrainedEntry, *, source: str | None = None,
             f"sources: {sources}. Searched: {_searched(entry)}. Download them on a connected "
             f"machine with `vitzoo download {entry.name} --to DIR` and set VITZOO_WEIGHTS_DIR=DIR"
         )
-    hub_error: Exception | None = None
+    hub_error: DownloadError | VitzooError | None = None
     if entry.hf_hub_id and source in (None, "hub"):
         try:
-            path = _hf_download(entry.hf_hub_id, HF_FILE, revision=None, local_only=False)
+            path = _hf_download(entry.hf_hub_id, HF_FILE, revision=None, local_only=False,
+                                name=entry.name)
         except (DownloadError, VitzooError) as err:
             if not (entry.url and source is None):
                 raise
-            logger.warning("%s; trying the original URL %s", err, entry.url)
+            logger.warning("%s; trying the original URL %s", getattr(err, "unreachable", err),
+                           entry.url)
             hub_error, path = err, None
         if path is not None:
             return path
     if entry.url and source in (None, "url"):
+        try:
+            check_reachable(entry.url, entry.name)
+        except NetworkError as err:
+            if isinstance(hub_error, NetworkError):  # neither place: one message for both
+                both = f"{hub_error.unreachable}; {err.unreachable}"
+                raise NetworkError(f"{both}. {offline_guidance(entry.name)}", both) from err
+            raise
         return _download_and_convert(entry, progress)
     if hub_error is not None:
         raise hub_error
-    raise VitzooError(f"{entry.name} has no {source} source")
+    where = {"hub": "on the Hugging Face Hub", "url": "at an original URL"}.get(source, "")
+    raise VitzooError(f"{entry.name} has no weights {where}; call without source= to use "
+                      "the other place")
 
 
 def _remove_stale_temps(directory: Path, name: str) -> None:

@@ -80,6 +80,25 @@ def count_flops(model: nn.Module, input_size: tuple[int, int, int]) -> int:
     return counter.get_total_flops() // 2  # the counter counts a multiply-add as two
 
 
+def _arch_flops(arch: str, model: nn.Module) -> int:
+    """:func:`count_flops` of ``model``, counted on copies of the architecture one and two
+    blocks deep when all its blocks are alike (the same modules and shapes): the count is then
+    linear in the depth, and the shallow copies count 5 to 15 times faster. Other models are
+    counted whole."""
+    cfg = model.cfg
+    size = (cfg.in_chans, *cfg.img_size)
+    blocks = getattr(model, "blocks", None)
+    if cfg.depth <= 2 or not isinstance(blocks, nn.Sequential) or len(blocks) != cfg.depth \
+            or len({repr(block) for block in blocks}) != 1:
+        return count_flops(model, size)
+    try:
+        with torch.device("meta"):
+            one, two = (count_flops(build(arch, depth=d), size) for d in (1, 2))
+    except Exception:  # noqa: BLE001 - a builder that does not take depth: count it whole
+        return count_flops(model, size)
+    return one + (cfg.depth - 1) * (two - one)
+
+
 def model_info(name: str) -> ModelInfo:
     """Configuration, parameter count, GFLOPs, tags, aliases and weights of an architecture
     (``name`` may carry a tag; the default tag's weights are described otherwise).
@@ -94,7 +113,7 @@ def model_info(name: str) -> ModelInfo:
         name=arch,
         config=cfg,
         num_params=count_params(model),
-        gflops=count_flops(model, (cfg.in_chans, *cfg.img_size)) / 1e9,
+        gflops=_arch_flops(arch, model) / 1e9,
         model_class=type(model).__name__,
         tags=tags_for(arch),
         aliases=list(list_aliases(arch)),

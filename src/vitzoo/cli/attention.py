@@ -32,7 +32,7 @@ def add_parser(commands: argparse._SubParsersAction) -> None:
     which.add_argument("--rollout", action="store_true",
                        help="attention rollout through every block (default)")
     which.add_argument("--block", type=int, metavar="N",
-                       help="one block's attention (0 = first, -1 = last)")
+                       help="one block's attention (0 = first, -1 = last); default: the rollout")
     parser.add_argument("--head", default="mean", metavar="mean|max|min|I",
                         help="combine the heads by mean (default), max or min, or (with "
                              "--block) show head I only")

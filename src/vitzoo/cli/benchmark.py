@@ -36,9 +36,11 @@ def add_parser(commands: argparse._SubParsersAction) -> None:
     parser.add_argument("--suites", type=_names, default=d.suites,
                         help=f"comma-separated, of {','.join(SUITES)} (default: all)")
     parser.add_argument("--models", nargs="+", default=d.models)
-    parser.add_argument("--batch-sizes", nargs="+", type=int, default=d.batches)
+    parser.add_argument("--batch-sizes", nargs="+", type=int, default=d.batches,
+                        help="inference batch sizes")
     parser.add_argument("--train-models", nargs="+", default=d.train_models)
-    parser.add_argument("--train-batch-sizes", nargs="+", type=int, default=d.train_batches)
+    parser.add_argument("--train-batch-sizes", nargs="+", type=int, default=d.train_batches,
+                        help="training-step batch sizes")
     parser.add_argument("--load-models", nargs="+", default=d.load_models,
                         help="models of the load and convert suites (random weights with "
                              "the real shapes)")
@@ -46,8 +48,10 @@ def add_parser(commands: argparse._SubParsersAction) -> None:
                         help=f"comma-separated, of {','.join(LIBRARIES)}")
     parser.add_argument("--threads", type=int, default=None,
                         help="torch threads, pinned (default: every usable core)")
-    parser.add_argument("--repeats", type=int, default=d.repeats)
-    parser.add_argument("--warmup", type=int, default=d.warmup)
+    parser.add_argument("--repeats", type=int, default=d.repeats,
+                        help="timed rounds; the medians are over them")
+    parser.add_argument("--warmup", type=int, default=d.warmup,
+                        help="untimed rounds first")
     parser.add_argument("--file-repeats", type=int, default=d.file_repeats,
                         help="fresh processes per way in the load and convert suites")
     parser.add_argument("--compile", action="store_true", help="add torch.compile rows")

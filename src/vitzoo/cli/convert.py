@@ -32,7 +32,8 @@ def add_parser(commands: argparse._SubParsersAction) -> None:
     parser.add_argument("--layout", choices=("vision_transformer", "big_vision"),
                         help="Google layout of an .npz output (default: the original one)")
     parser.add_argument("--img-size", type=int, metavar="N",
-                        help="image size of a sin-cos checkpoint (it has no position table)")
+                        help="image size of a sin-cos checkpoint (it has no position table); "
+                             "default: read from the position table, required without one")
     parser.add_argument("--quiet", action="store_true", help="no progress output")
     parser.set_defaults(run=run)
 

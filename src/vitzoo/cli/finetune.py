@@ -40,6 +40,30 @@ _VALUE_OPTIONS = ("data", "model", "preset", "output", "img-size", "teacher",
                   *(name for name, _ in _CHOICES))
 
 
+_HELP = {
+    "steps": "optimizer steps", "batch_size": "samples per optimizer step, over all processes",
+    "micro_batch": "samples per forward pass on one process (the rest by accumulation)",
+    "lr": "peak learning rate", "weight_decay": "decoupled weight decay",
+    "layer_decay": "AdamW's layer-wise lr decay", "warmup_steps": "linear warmup steps",
+    "eval_every": "steps between two evaluations", "seed": "the one seed of the run",
+    "num_workers": "data loader worker processes", "label_smoothing": "label smoothing",
+    "optimizer": "optimizer", "schedule": "decay after the warmup",
+    "amp": "mixed precision (auto: bf16 on a GPU that has it, fp16 on other GPUs, off on CPU)",
+    "distill": "DeiT distillation from --teacher",
+}
+
+
+def _preset_default(field: str) -> str:
+    """``--help`` text for an option whose default is the preset's: each preset's value."""
+    values = {name: getattr(cfg, field) for name, cfg in sorted(PRESETS.items())}
+    shown = {name: "off" if value is None else value for name, value in values.items()}
+    if len(set(map(repr, shown.values()))) == 1:
+        default = f"default: {next(iter(shown.values()))}"
+    else:
+        default = "default: the preset's: " + ", ".join(f"{v} ({k})" for k, v in shown.items())
+    return f"{_HELP[field]}; {default}"
+
+
 def add_parser(commands: argparse._SubParsersAction) -> None:
     parser = commands.add_parser(
         "finetune", help="fine-tune a model on a dataset (works under torchrun)",
@@ -64,13 +88,16 @@ def add_parser(commands: argparse._SubParsersAction) -> None:
                         help="start over when --output holds a run (its files are removed); "
                              "without --resume or --overwrite such a directory is refused")
     parser.add_argument("--img-size", type=int, help="training resolution (position "
-                                                     "embeddings are resampled)")
+                        "embeddings are resampled); default: the model's")
     parser.add_argument("--teacher", help="teacher model for DeiT distillation")
     for name, kind in _TRAIN_OPTIONS:
-        parser.add_argument(f"--{name}", type=kind)
-    parser.add_argument("--drop-path-rate", type=finite_float)
+        parser.add_argument(f"--{name}", type=kind, help=_preset_default(name.replace("-", "_")))
+    parser.add_argument("--drop-path-rate", type=finite_float,
+                        help="stochastic depth of the model; default: the model's (0.0 for "
+                             "every registered architecture)")
     for name, choices in _CHOICES:
-        parser.add_argument(f"--{name}", choices=choices)
+        parser.add_argument(f"--{name}", choices=choices,
+                            help=_preset_default(name.replace("-", "_")))
     parser.set_defaults(run=run)
 
 

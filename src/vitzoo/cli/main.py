@@ -26,6 +26,19 @@ _COMMANDS = (list_models, info, convert, download, cache, finetune, validate, pr
              attention, benchmark)
 
 
+def _show_defaults(parser: argparse.ArgumentParser) -> None:
+    """Append its default to the help of every option whose default is a value (not None,
+    not a flag's False), unless its help already says it."""
+    for action in parser._actions:
+        default = action.default
+        if (not action.option_strings or action.nargs == 0 or default is None
+                or default is argparse.SUPPRESS or "default" in (action.help or "")):
+            continue
+        shown = " ".join(map(str, default)) if isinstance(default, list | tuple) else default
+        text = f"default: {shown}".replace("%", "%%")
+        action.help = f"{action.help} ({text})" if action.help else text
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="vitzoo",
@@ -37,6 +50,8 @@ def build_parser() -> argparse.ArgumentParser:
     commands.required = True
     for command in _COMMANDS:
         command.add_parser(commands)
+    for sub in commands.choices.values():
+        _show_defaults(sub)
     return parser
 
 

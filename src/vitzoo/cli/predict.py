@@ -31,7 +31,7 @@ def add_parser(commands: argparse._SubParsersAction) -> None:
     parser.add_argument("images", nargs="+", metavar="IMAGE",
                         help="image files (any format Pillow reads, at most "
                              f"{MAX_IMAGE_PIXELS:,} pixels)")
-    parser.add_argument("--top-k", type=int, default=5)
+    parser.add_argument("--top-k", type=int, default=5, help="classes shown per image")
     add_optimize_options(parser)
     parser.set_defaults(run=run)
 

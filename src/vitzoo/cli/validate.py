@@ -26,8 +26,9 @@ def add_parser(commands: argparse._SubParsersAction) -> None:
     parser.add_argument("data", help="digits, cifar10:PATH, cifar100:PATH, folder:PATH or a "
                                      "directory (images of at most "
                                      f"{MAX_IMAGE_PIXELS:,} pixels)")
-    parser.add_argument("--batch-size", type=int, default=128)
-    parser.add_argument("--num-workers", type=int, default=0)
+    parser.add_argument("--batch-size", type=int, default=128, help="images per forward pass")
+    parser.add_argument("--num-workers", type=int, default=0,
+                        help="data loader worker processes")
     parser.add_argument("--resize", action="store_true",
                         help="resize straight to the input size (Google's evaluation) instead "
                              "of resize + centre crop")

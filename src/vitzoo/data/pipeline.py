@@ -286,36 +286,39 @@ def create_transform(config: Mapping[str, Any] | int | Sequence[int] | None = No
                      std: Sequence[float] | None = None, crop_pct: float | None = None,
                      crop_mode: str | None = None, eval_resize: str | None = None,
                      **timm_options: Any) -> Compose:
-    """The training or evaluation pipeline of a data config: vitzoo's
+    """The training or evaluation pipeline of a data config, a :class:`Compose` from an image
+    (PIL, uint8 array or tensor) to a normalised (C, H, W) float32 tensor: vitzoo's
     ``create_transform(config, train=False)`` and timm's ``create_transform(**cfg)``.
 
-    Evaluation (timm's): resize keeping the aspect ratio so the shorter side is
-    ``floor(H / crop_pct)`` (for a non-square (H, W), so the image just covers
-    ``floor((H, W) / crop_pct)``), centre-crop (H, W), normalise; ``crop_mode="squash"``
-    resizes to ``floor((H, W) / crop_pct)`` first. PIL images are resized with Pillow, as
-    timm does. vitzoo's ``eval_resize="resize"`` (Google's evaluation) resizes to (H, W)
-    without a crop. Training: ``ToTensor, EnsureChannels, RandomResizedCrop`` (scale
-    (0.08, 1), ratio (3/4, 4/3)), flips, timm's colour jitter and random greyscale when asked,
-    ``Normalize``; timm's ``no_aug`` is the evaluation geometry at crop_pct 1.
+    Evaluation (timm's): resize keeping the aspect ratio so the image just covers
+    ``floor((H, W) / crop_pct)``, centre-crop (H, W), normalise; ``crop_mode="squash"``
+    resizes to ``floor((H, W) / crop_pct)`` first; PIL images are resized with Pillow, as
+    timm does; ``eval_resize="resize"`` (Google's) resizes to (H, W) without a crop.
+    Training: ``ToTensor, EnsureChannels, RandomResizedCrop`` (scale (0.08, 1), ratio
+    (3/4, 4/3)), flips, colour jitter and random greyscale when asked, ``Normalize``.
 
     Args:
         config: a dict from :func:`resolve_data_config` (vitzoo's form; its ``crop_mode`` is
             used when present), or timm's first argument ``input_size``.
         train: the augmenting pipeline (vitzoo's name of timm's ``is_training``).
         input_size: an int, ``(h, w)`` or ``(c, h, w)`` (timm's form; default 224).
-        is_training, no_aug, scale, ratio, hflip, vflip, color_jitter, color_jitter_prob,
-            grayscale_prob, interpolation, mean, std, crop_pct, crop_mode: timm's arguments
-            with timm's defaults in timm's form (colour jitter 0.4 when training, bilinear,
-            ImageNet statistics, crop_pct 0.875); in vitzoo's form they override the config
-            (and colour jitter is off unless given). ``interpolation="random"`` picks
-            bilinear or bicubic per training image.
+        is_training: timm's name of ``train``.
+        no_aug: timm's: the evaluation geometry at crop_pct 1 when training.
+        scale: RandomResizedCrop's area range; ratio: its aspect range.
+        hflip: probability of a horizontal flip when training.
+        vflip: probability of a vertical flip when training.
+        color_jitter: timm's colour jitter (0.4 in timm's form, off in vitzoo's unless given).
+        color_jitter_prob: probability of the colour jitter.
+        grayscale_prob: probability of a random greyscale.
+        interpolation: ``"bilinear"`` (timm's), ``"bicubic"``, or ``"random"`` (either).
+        mean: normalisation mean (ImageNet's in timm's form).
+        std: normalisation standard deviation (ImageNet's in timm's form).
+        crop_pct: the evaluation crop (0.875 in timm's form).
+        crop_mode: ``"center"`` or ``"squash"`` (these options: timm's defaults in timm's
+            form; in vitzoo's they override the config).
         eval_resize: vitzoo's ``"crop"`` (timm / DeiT evaluation) or ``"resize"``.
         **timm_options: timm's other options (AutoAugment, random erasing, prefetcher ...),
             accepted at the values that leave the pipeline as it is.
-
-    Returns:
-        A :class:`Compose` mapping an image (PIL, uint8 array or tensor) to a normalised
-        (C, H, W) float32 tensor.
 
     Raises:
         ConfigError: the data config lacks keys, or a value is out of range.

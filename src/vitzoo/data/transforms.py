@@ -394,7 +394,9 @@ class ColorJitter:
     with its luma image; results are clamped to [0, 1].
 
     Args:
-        brightness, contrast, saturation: jitter strengths (0 leaves the property alone).
+        brightness: jitter strength (0 leaves the property alone).
+        contrast: jitter strength (0 leaves the property alone).
+        saturation: jitter strength (0 leaves the property alone).
         hue: must be 0 (hue jitter is not implemented).
     """
 

@@ -161,7 +161,8 @@ def interpolate_pos_embed(pos_embed: torch.Tensor, new_grid: list[int], old_grid
 
     Args:
         pos_embed: the table, prefix rows first.
-        new_grid, old_grid: ``[gh, gw]`` of the input and of the table.
+        new_grid: ``[gh, gw]`` of the input.
+        old_grid: ``[gh, gw]`` of the table.
         num_prefix_tokens: rows that are not on the grid (kept unchanged).
         mode: ``"bicubic"`` / ``"bilinear"`` (``F.interpolate``, ``align_corners=False``, as
             timm); ``"scipy"``: Google's ``ndimage.zoom(order=1)``, which is bilinear

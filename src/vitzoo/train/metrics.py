@@ -1,4 +1,5 @@
-"""Training metrics: CSV and JSONL files, TensorBoard when installed, and a PNG of the curves."""
+"""Training metrics: CSV and JSONL files, TensorBoard when installed, and a picture of the
+curves (matplotlib)."""
 
 from __future__ import annotations
 
@@ -10,7 +11,7 @@ from typing import Any
 
 from .._utils import atomic_path
 
-__all__ = ["MetricsLog", "plot_curves"]
+__all__ = ["MetricsLog", "curves_summary", "plot_curves"]
 
 logger = logging.getLogger(__name__)
 
@@ -84,44 +85,54 @@ def _keep_rows_up_to(csv_path: Path, jsonl_path: Path, step: int) -> None:
         writer.writerows(kept)
 
 
-def plot_curves(jsonl: Path, png: Path, *, width: int = 900, height: int = 360) -> Path | None:
-    """Draw the training loss and the evaluation top-1 against the step into ``png``.
+def plot_curves(jsonl: Path, png: Path, *, width: float = 9.0, height: float = 3.6
+                ) -> Path | None:
+    """Draw the training loss and the evaluation top-1 against the step into ``png``, two
+    panels with titled axes, ticks and a grid, written atomically.
 
-    Needs Pillow (``pip install "vitzoo[image]"``); without it nothing is drawn and None is
-    returned.
+    Needs matplotlib (``pip install "vitzoo[plot]"``). Without it nothing is drawn, one plain
+    line says so and gives the last loss and the best top-1 instead, and None is returned.
+
+    Args:
+        jsonl: the run's ``metrics.jsonl``.
+        png: the picture to write.
+        width: the figure's width in inches (at 120 dpi).
+        height: the figure's height in inches.
     """
-    try:
-        from PIL import Image, ImageDraw
-    except ImportError:
-        logger.info("Pillow is not installed: no %s", png.name)
-        return None
     rows = _read(jsonl)
-    panels = [("training loss", [(r["step"], r["loss"]) for r in rows if r["split"] == "train"]),
-              ("eval top-1 (%)", [(r["step"], r["top1"]) for r in rows
-                                  if r["split"] == "eval" and r.get("top1") is not None])]
-    image = Image.new("RGB", (width, height), "white")
-    draw = ImageDraw.Draw(image)
-    panel_w = width // 2
-    for p, (title, points) in enumerate(panels):
-        x0, y0, x1, y1 = p * panel_w + 60, 30, (p + 1) * panel_w - 20, height - 40
-        draw.rectangle((x0, y0, x1, y1), outline="black")
-        draw.text((x0, 8), title, fill="black")
-        if not points:
-            draw.text((x0 + 10, y0 + 10), "no data", fill="gray")
-            continue
-        xs, ys = [pt[0] for pt in points], [pt[1] for pt in points]
-        lo, hi = min(ys), max(ys)
-        hi = hi if hi > lo else lo + 1.0
-        left, right = min(xs), max(xs) if max(xs) > min(xs) else min(xs) + 1
-        pixels = [(x0 + (x - left) / (right - left) * (x1 - x0),
-                   y1 - (y - lo) / (hi - lo) * (y1 - y0)) for x, y in points]
-        draw.line(pixels, fill=(31, 119, 180), width=2)
-        if len(points) < 30:
-            for cx, cy in pixels:
-                draw.ellipse((cx - 3, cy - 3, cx + 3, cy + 3), fill=(31, 119, 180))
-        draw.text((x0 - 55, y0), f"{hi:.3g}", fill="black")
-        draw.text((x0 - 55, y1 - 10), f"{lo:.3g}", fill="black")
-        draw.text((x0, y1 + 6), f"step {left}", fill="black")
-        draw.text((x1 - 70, y1 + 6), f"step {right}", fill="black")
-    image.save(png)
+    train = [(r["step"], r["loss"]) for r in rows if r["split"] == "train"]
+    evals = [(r["step"], r["top1"]) for r in rows
+             if r["split"] == "eval" and r.get("top1") is not None]
+    try:
+        from matplotlib.figure import Figure
+    except ImportError:
+        logger.warning("matplotlib is not installed (pip install \"vitzoo[plot]\"), so no %s: "
+                       "%s", png.name, curves_summary(train, evals))
+        return None
+    figure = Figure(figsize=(width, height), layout="constrained")
+    panels = figure.subplots(1, 2)
+    for axes, points, title, label in ((panels[0], train, "training loss", "loss"),
+                                       (panels[1], evals, "evaluation top-1", "top-1 (%)")):
+        axes.set_title(title)
+        axes.set_xlabel("step")
+        axes.set_ylabel(label)
+        axes.grid(True, alpha=0.4)
+        if points:
+            steps, values = zip(*points, strict=True)
+            axes.plot(steps, values, marker="o" if len(points) < 30 else None, markersize=3)
+        else:
+            axes.text(0.5, 0.5, "no data", transform=axes.transAxes, ha="center")
+    with atomic_path(png) as tmp:
+        figure.savefig(tmp, format="png", dpi=120)
     return png
+
+
+def curves_summary(train: list[tuple[int, float]], evals: list[tuple[int, float]]) -> str:
+    """One line for a log without a picture: the last training loss and the best top-1."""
+    parts = []
+    if train:
+        parts.append(f"training loss {train[-1][1]:.4g} at step {train[-1][0]}")
+    if evals:
+        step, top1 = max(evals, key=lambda point: point[1])
+        parts.append(f"best eval top-1 {top1:.2f} % at step {step}")
+    return "; ".join(parts) or "no metrics yet"

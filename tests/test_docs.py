@@ -20,7 +20,7 @@ import pytest
 ROOT = Path(__file__).resolve().parent.parent
 DOCS = ROOT / "docs"
 MARK = "<!-- runnable -->"
-BLOCK = re.compile(r"<!-- runnable -->\n```python\n(.*?)\n```", re.S)
+BLOCK = re.compile(r"^<!-- runnable -->\n```python\n(.*?)\n```", re.S | re.M)
 
 
 def _docs_pages():
@@ -36,7 +36,8 @@ def runnable_blocks() -> list[tuple[str, int, str]]:
     for page in sorted(DOCS.glob("*.md")):
         text = page.read_text()
         blocks = BLOCK.findall(text)
-        assert len(blocks) == text.count(MARK), f"{page.name}: a {MARK} mark not before ```python"
+        marks = len(re.findall(rf"^{re.escape(MARK)}$", text, re.M))  # a mark on its own line
+        assert len(blocks) == marks, f"{page.name}: a {MARK} mark not before ```python"
         found += [(page.name, i, code) for i, code in enumerate(blocks, 1)]
     return found
 

@@ -9,7 +9,6 @@ import importlib.util
 import io
 import os
 import re
-import runpy
 import shutil
 import subprocess
 import sys
@@ -85,12 +84,3 @@ def test_the_site_builds_strictly(tmp_path):
             page == "index.md" and (tmp_path / "site" / "index.html").is_file()), page
     api = (tmp_path / "site" / "reference" / "index.html").read_text()
     assert "checkpoint_path" in api and "ZeroHeadWarning" in api  # docstrings rendered
-
-
-def _run_path(path: Path, argv: list[str]) -> None:
-    old = sys.argv
-    sys.argv = [str(path), *argv]
-    try:
-        runpy.run_path(str(path), run_name="__main__")
-    finally:
-        sys.argv = old

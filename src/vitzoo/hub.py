@@ -221,6 +221,11 @@ def offline_guidance(name: str | None = None) -> str:
             "and set VITZOO_WEIGHTS_DIR=DIR")
 
 
+def _network_error(unreachable: str, name: str | None = None) -> NetworkError:
+    """The error for hosts that cannot be reached: what failed, then what to do offline."""
+    return NetworkError(f"{unreachable}. {offline_guidance(name)}", unreachable)
+
+
 def _connect_target(url: str) -> tuple[str, int]:
     """The host and port a download of ``url`` connects to: its proxy's where one applies
     (``HTTPS_PROXY`` / ``HTTP_PROXY`` / ``ALL_PROXY``, minus ``NO_PROXY``), else its own."""
@@ -284,8 +289,7 @@ def check_reachable(url: str, name: str | None = None) -> None:
     except OSError as err:
         reason = (f"the name does not resolve ({err.strerror or err})"
                   if isinstance(err, socket.gaierror) else str(err.strerror or err))
-        unreachable = f"cannot reach {host}:{port}: {reason}"
-        raise NetworkError(f"{unreachable}. {offline_guidance(name)}", unreachable) from err
+        raise _network_error(f"cannot reach {host}:{port}: {reason}", name) from err
     _REACHED.add((host, port))
 
 
@@ -338,9 +342,8 @@ def download_url(url: str, dst: str | Path, *, sha256: str | None = None, retrie
                     part.unlink(missing_ok=True)
                     raise DownloadError(f"{url}: HTTP {err.code} {err.reason}") from err
                 if isinstance(getattr(err, "reason", None), _UNREACHABLE):
-                    unreachable = f"cannot reach {urllib.parse.urlsplit(url).netloc}: {err}"
-                    raise NetworkError(f"{unreachable}. {offline_guidance()}", unreachable) \
-                        from err
+                    netloc = urllib.parse.urlsplit(url).netloc
+                    raise _network_error(f"cannot reach {netloc}: {err}") from err
                 logger.warning("download of %s failed (attempt %d of %d): %s", url, attempt,
                                retries, err)
                 if attempt == retries:
@@ -413,8 +416,7 @@ def _hf_download(repo_id: str, filename: str, *, revision: str | None,
     except LocalEntryNotFoundError as err:
         if local_only:
             return None
-        unreachable = f"cannot download {filename} from {repo_id}: {err}"
-        raise NetworkError(f"{unreachable}. {offline_guidance(name)}", unreachable) from err
+        raise _network_error(f"cannot download {filename} from {repo_id}: {err}", name) from err
     except EntryNotFoundError as err:
         raise VitzooError(f"{repo_id} on the Hugging Face Hub has no {filename}") from err
     except OSError as err:
@@ -551,8 +553,8 @@ def resolve_weights(entry: PretrainedEntry, *, source: str | None = None,
             check_reachable(entry.url, entry.name)
         except NetworkError as err:
             if isinstance(hub_error, NetworkError):  # neither place: one message for both
-                both = f"{hub_error.unreachable}; {err.unreachable}"
-                raise NetworkError(f"{both}. {offline_guidance(entry.name)}", both) from err
+                raise _network_error(f"{hub_error.unreachable}; {err.unreachable}",
+                                     entry.name) from err
             raise
         return _download_and_convert(entry, progress)
     if hub_error is not None:

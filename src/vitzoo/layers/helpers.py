@@ -58,7 +58,7 @@ def overwritable(*producers: nn.Module) -> bool:
 
     The evaluation paths then compute the same values in place, without a fresh buffer:
     at ViT-B/16 batch 8 on a 2-core CPU the buffers' page faults were about 5 % of the
-    forward (see docs/performance.md). Python only: the callers check it behind
+    forward (see docs/speed.md). Python only: the callers check it behind
     ``if not torch.jit.is_scripting():``, which TorchScript does not compile.
     """
     if torch.is_grad_enabled() or _tracing() or _module._global_forward_hooks:

@@ -103,3 +103,12 @@ def test_ruff_is_clean():
     result = subprocess.run([sys.executable, "-m", "ruff", "check", "src", "tests", "benchmarks",
                              "tools", "examples"], cwd=ROOT, capture_output=True, text=True)
     assert result.returncode == 0, result.stdout[-4000:]
+
+
+@pytest.mark.skipif(importlib.util.find_spec("mypy") is None, reason="needs mypy (the dev extra)")
+def test_mypy_strict_is_clean(tmp_path):
+    # the configuration ([tool.mypy] in pyproject.toml) is strict on src/vitzoo
+    result = subprocess.run([sys.executable, "-m", "mypy", "--cache-dir", str(tmp_path / "cache")],
+                            cwd=ROOT, capture_output=True, text=True)
+    assert result.returncode == 0, result.stdout[-4000:]
+    assert "no issues found" in result.stdout

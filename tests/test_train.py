@@ -5,15 +5,18 @@ from __future__ import annotations
 import json
 import math
 import os
+import re
 import signal
 import subprocess
 import sys
 import time
 from pathlib import Path
 
+import numpy as np
 import pytest
 import torch
 import torch.nn.functional as F
+from PIL import Image
 from safetensors import safe_open
 from safetensors.torch import load_file
 
@@ -330,6 +333,14 @@ def test_finetune_validate_and_predict_commands(tmp_path, capsys):
                                                                         abs=0.01)
     examples = sorted((out / "examples").glob("*.png"))
     assert len(examples) == 4
+    test_set, indices = Digits(train=False), []
+    for path in examples:  # a seeded sample of the test split, each named by index and label
+        index, label = re.fullmatch(r"test_(\d{3})_label_(\d)\.png", path.name).groups()
+        indices.append(int(index))
+        image, expected = test_set[int(index)]
+        assert int(label) == expected
+        np.testing.assert_array_equal(np.asarray(Image.open(path)), image[..., 0])
+    assert indices != [0, 1, 2, 3]  # not the split's first (hardest) images
     assert main(["predict", str(out / "last.safetensors"), str(examples[0]), "--top-k",
                  "3"]) == 0
     line = capsys.readouterr().out.strip()

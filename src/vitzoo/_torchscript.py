@@ -77,6 +77,7 @@ class _Allowed:
     that a BUILD opcode aimed at it fails instead of changing a shared function."""
 
     __slots__ = ("_func",)
+    _func: Callable[..., Any]  # set once in __init__, past the refusing __setattr__
 
     def __init__(self, func: Callable[..., Any]) -> None:
         object.__setattr__(self, "_func", func)

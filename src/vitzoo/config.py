@@ -12,7 +12,7 @@ import math
 import numbers
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, TypeGuard
 
 from ._utils import suggestion
 from .errors import ConfigError, UnknownOverrideError
@@ -54,33 +54,33 @@ _STR_FIELDS = ("global_pool", "pos_embed", "gelu_approximate", "weight_init", "a
                "pos_embed_resample", "act_layer", "mlp_layer")
 
 
-def _is_int(value: object) -> bool:
+def _is_int(value: object) -> TypeGuard[numbers.Integral]:
     # numpy integers count (shapes read off arrays); bools do not, though Python says they are
     return isinstance(value, numbers.Integral) and not isinstance(value, bool)
 
 
-def _is_real(value: object) -> bool:
+def _is_real(value: object) -> TypeGuard[numbers.Real]:
     return isinstance(value, numbers.Real) and not isinstance(value, bool)
 
 
 def _int(value: object, name: str, minimum: int, nullable: bool = False) -> int:
-    if not _is_int(value) or value < minimum:  # type: ignore[operator]
+    if not _is_int(value) or value < minimum:
         kind = "a positive int" if minimum == 1 else f"an int >= {minimum}"
         raise ConfigError(f"{name} must be {kind}{' or None' if nullable else ''}, got "
                           f"{value!r} ({type(value).__name__})")
-    return int(value)  # type: ignore[call-overload]
+    return int(value)
 
 
 def _float(value: object, name: str, nullable: bool = False) -> float:
-    if not _is_real(value) or not math.isfinite(value):  # type: ignore[arg-type]
+    if not _is_real(value) or not math.isfinite(value):
         raise ConfigError(f"{name} must be a finite number{' or None' if nullable else ''}, "
                           f"got {value!r} ({type(value).__name__})")
-    return float(value)  # type: ignore[arg-type]
+    return float(value)
 
 
 def _pair(value: int | Sequence[int], name: str) -> tuple[int, int]:
     if _is_int(value):
-        pair = (int(value), int(value))  # type: ignore[arg-type]
+        pair = (int(value), int(value))
     elif (isinstance(value, Sequence) and not isinstance(value, (str, bytes))
           and len(value) == 2 and all(_is_int(v) for v in value)):
         pair = (int(value[0]), int(value[1]))
@@ -280,7 +280,7 @@ class ViTConfig:
         layers = self.backbone_layers
         if layers is not None:
             if isinstance(layers, (str, bytes)) or not isinstance(layers, Sequence) or not all(
-                _is_int(n) and n > 0 for n in layers
+                _is_int(n) and int(n) > 0 for n in layers
             ):
                 raise ConfigError(
                     f"backbone_layers must be a sequence of positive ints (or None), got "

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
+from typing import cast
 
 import numpy as np
 import torch
@@ -28,6 +29,7 @@ from .loading import (
     load_state,
     read_source,
 )
+from .models import VisionTransformer
 from .reference import verify_against_jax
 
 __all__ = ["TARGET_FORMATS", "convert_checkpoint", "stream_npz_to_vitzoo", "write_hf", "write_npz",
@@ -36,11 +38,11 @@ __all__ = ["TARGET_FORMATS", "convert_checkpoint", "stream_npz_to_vitzoo", "writ
 TARGET_FORMATS = ("vitzoo", "jax_npz", "hf")
 
 
-def _model_from(source: Source) -> torch.nn.Module:
+def _model_from(source: Source) -> VisionTransformer:
     """The model a source describes, for verification (through the one load path)."""
     model, _ = load_state(source.state, cfg=source.native, native=source.native,
                           name="the converted checkpoint", source_format=source.source_format)
-    return model
+    return cast(VisionTransformer, model)  # built from the config (no model passed in)
 
 
 def verify_round_trip(written: Path, source: Source, *, atol: float = 1e-6,
@@ -114,7 +116,7 @@ def write_npz(source: Source, dst: Path, *, layout: str | None = None,
     arrays = _npz_arrays(source, layout)
     with atomic_path(dst) as tmp:
         with open(tmp, "wb") as f:
-            np.savez(f, **arrays)
+            np.savez(f, **arrays)  # type: ignore[arg-type]  # mypy matches **arrays to allow_pickle
         if verify:
             verify_against_jax(tmp, _model_from(source))
     return dst

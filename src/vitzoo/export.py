@@ -77,7 +77,7 @@ def _image_size(cfg: ViTConfig, img_size: int | Sequence[int] | None) -> tuple[i
     size = (img_size, img_size) if isinstance(img_size, int) else tuple(img_size)
     if len(size) != 2 or not all(isinstance(s, int) and s > 0 for s in size):
         raise ConfigError(f"img_size must be an int or (height, width), got {img_size!r}")
-    return size  # type: ignore[return-value]
+    return size
 
 
 def example_input(model: nn.Module, *, img_size: int | Sequence[int] | None = None,
@@ -144,8 +144,9 @@ def _eval_mode(model: nn.Module) -> Iterator[None]:
 def _token_stride(model: nn.Module) -> int:
     """Input pixels per token (the patch, times the hybrid stem's stride)."""
     for module in model.modules():
-        if callable(getattr(module, "feat_ratio", None)):
-            return int(module.feat_ratio())
+        feat_ratio = getattr(module, "feat_ratio", None)
+        if callable(feat_ratio):
+            return int(feat_ratio())
     return max(_vit_config(model).patch_size)
 
 

@@ -13,7 +13,7 @@ import os
 import warnings
 from collections.abc import Mapping, Sequence
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
 import torch
 from torch import nn
@@ -145,9 +145,9 @@ def create_model(name: str, pretrained: bool = False, *, num_classes: int | None
     if device is not None or dtype is not None:
         model.to(device=device, dtype=dtype)
     if features_only:
-        model = build_features(model, out_indices=DEFAULT_OUT_INDICES if out_indices is None
-                               else out_indices, feature_cls=feature_cls or "getter",
-                               output_fmt=output_fmt, norm=norm)
+        return build_features(model, out_indices=DEFAULT_OUT_INDICES if out_indices is None
+                              else out_indices, feature_cls=feature_cls or "getter",
+                              output_fmt=output_fmt, norm=norm)
     return model
 
 
@@ -273,10 +273,11 @@ def _from_state_dict(arch: str, kwargs: dict[str, Any],
             built = registry.build(arch, **kwargs)
         model, _ = load_state(state, model=built, name=str(checkpoint_path), source_format=fmt,
                               unmatched=unmatched)
-        return model
+        return cast(VisionTransformer, model)  # load_state loaded and returned built
     model, _ = load_state(state, cfg=arch_info.cfg.replace(**kwargs), name=str(checkpoint_path),
                           source_format=fmt, unmatched=unmatched, model_cls=arch_info.model_cls)
-    return model.train()  # as create_model's other models
+    # built as the architecture's class, a VisionTransformer
+    return cast(VisionTransformer, model).train()  # as create_model's other models
 
 
 def _pretrained(arch: str, tag: str | None, overrides: dict[str, Any],
@@ -303,8 +304,9 @@ def _pretrained(arch: str, tag: str | None, overrides: dict[str, Any],
     if "vitzoo_config" in metadata:  # a Google .npz converted into the cache
         native = ViTConfig.from_dict(io.parse_vitzoo_metadata(metadata, str(path))[0])
     cfg = target.replace(**overrides)
-    model, _ = load_state(state, cfg=cfg, native=native, resample=native.pos_embed_resample,
-                          name=entry.name, source_format=fmt)
+    loaded, _ = load_state(state, cfg=cfg, native=native, resample=native.pos_embed_resample,
+                           name=entry.name, source_format=fmt)
+    model = cast(VisionTransformer, loaded)  # built from cfg
     model.pretrained_cfg = build_pretrained_cfg(
         cfg, arch=arch, entry=entry if resolved is None else None, stored=resolved,
         file=str(path)).to_dict()
@@ -348,13 +350,15 @@ def _pretrained_file(arch: str, resolved: PretrainedCfg, overrides: dict[str, An
                      overlay: Mapping[str, Any]) -> VisionTransformer:
     """``pretrained=True`` with ``pretrained_cfg_overlay=dict(file=...)``: the file's weights,
     fitted to the model as the tag's would be (head, position grid, input channels)."""
+    assert resolved.file is not None  # the caller's condition for coming here
     path = Path(resolved.file)
     state, native, origin, layout = _read_weights_file(arch, path, resolved,
                                                        overlay.get("origin"), overrides)
     target = native.replace(**({"weight_init": "jax"} if origin == "jax" else {}))
     cfg = target.replace(**overrides)
-    model, _ = load_state(state, cfg=cfg, native=native, resample=native.pos_embed_resample,
-                          name=str(path), source_format=layout)
+    loaded, _ = load_state(state, cfg=cfg, native=native, resample=native.pos_embed_resample,
+                           name=str(path), source_format=layout)
+    model = cast(VisionTransformer, loaded)  # built from cfg
     model.pretrained_cfg = build_pretrained_cfg(cfg, arch=arch, stored=resolved,
                                                 origin=origin).to_dict()
     return model
@@ -403,9 +407,10 @@ def load_model(path: str | Path, *, source_format: str = "auto", resample: str |
     resample = resample or native.pos_embed_resample
     # the run-time rule (dynamic_img_size, set_input_size) is the load-time one
     cfg = native.replace(**{"pos_embed_resample": resample, **overrides})
-    model, _ = load_state(source.state, cfg=cfg, native=native, resample=resample,
-                          antialias=antialias, name=str(path),
-                          source_format=source.source_format)
+    loaded, _ = load_state(source.state, cfg=cfg, native=native, resample=resample,
+                           antialias=antialias, name=str(path),
+                           source_format=source.source_format)
+    model = cast(VisionTransformer, loaded)  # built from cfg
     if source.zero_head and cfg.num_classes == native.num_classes:
         warnings.warn(
             f"the classifier in {path} is all zeros (Google zeroed the heads of some "
@@ -443,4 +448,5 @@ def open_model(name: str, *, pretrained: bool = True, **overrides: Any) -> Visio
     if looks_like_a_path(name):
         raise CheckpointError(f"no checkpoint file {name}: check the path (a model name has "
                               "no file suffix or '/', e.g. vit_base_patch16_224.augreg_in21k)")
-    return create_model(name, pretrained=pretrained, **overrides)
+    # a VisionTransformer: open_model's callers never ask for features_only
+    return cast(VisionTransformer, create_model(name, pretrained=pretrained, **overrides))

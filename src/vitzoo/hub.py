@@ -559,7 +559,8 @@ def resolve_weights(entry: PretrainedEntry, *, source: str | None = None,
         return _download_and_convert(entry, progress)
     if hub_error is not None:
         raise hub_error
-    where = {"hub": "on the Hugging Face Hub", "url": "at an original URL"}.get(source, "")
+    places: dict[str | None, str] = {"hub": "on the Hugging Face Hub", "url": "at an original URL"}
+    where = places.get(source, "")
     raise VitzooError(f"{entry.name} has no weights {where}; call without source= to use "
                       "the other place")
 
@@ -579,6 +580,7 @@ def _download_and_convert(entry: PretrainedEntry, progress: bool) -> Path:
     Processes converting one entry at the same time wait for one another (a lock file next to
     it); the converted file appears by an atomic rename, so readers see it whole or not at all.
     """
+    assert entry.url is not None  # (resolve_weights downloads only an entry with a URL)
     target = converted_path(entry)
     with file_lock(target.with_name(target.name + ".lock"), error=DownloadError):
         if _usable(target, cache_dir()):

@@ -10,6 +10,7 @@ from torch import nn
 from torch.utils.flop_counter import FlopCounterMode
 
 from .config import ViTConfig
+from .models import VisionTransformer
 from .pretrained import get_entry, tags_for
 from .registry import build, list_aliases, resolve_name
 
@@ -77,10 +78,11 @@ def count_flops(model: nn.Module, input_size: tuple[int, int, int]) -> int:
     finally:
         for p, flag in wanted:
             p.requires_grad_(flag)
-    return counter.get_total_flops() // 2  # the counter counts a multiply-add as two
+    flops: int = counter.get_total_flops()  # `counter` is untyped: FlopCounterMode.__enter__
+    return flops // 2  # the counter counts a multiply-add as two
 
 
-def _arch_flops(arch: str, model: nn.Module) -> int:
+def _arch_flops(arch: str, model: VisionTransformer) -> int:
     """:func:`count_flops` of ``model``, counted on copies of the architecture one and two
     blocks deep when all its blocks are alike (the same modules and shapes): the count is then
     linear in the depth, and the shallow copies count 5 to 15 times faster. Other models are

@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import contextlib
 import errno
+import io
 import json
 import math
 import mmap
@@ -31,7 +32,7 @@ import zlib
 from collections.abc import Iterable, Iterator, Mapping
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
-from typing import IO, Any
+from typing import IO, Any, cast
 
 import numpy as np
 import torch
@@ -641,14 +642,16 @@ def _read_npy(archive: zipfile.ZipFile, info: zipfile.ZipInfo, path: Path) -> np
         nbytes = math.prod(shape) * dtype.itemsize
         data = np.empty(nbytes, np.uint8)  # (not zero-filled: every byte is read into it)
         if info.compress_type == zipfile.ZIP_STORED and archive.fp is not None:
-            _read_stored(archive.fp, info, f.tell(), memoryview(data), path)
+            # (typed IO[bytes]: the archive's file is the one _open returned, a BufferedReader,
+            # and a member opened for reading is a ZipExtFile; both are BufferedIOBase)
+            _read_stored(cast(io.BufferedIOBase, archive.fp), info, f.tell(), data.data, path)
         else:
-            _read_member(f, memoryview(data), info, path)
+            _read_member(cast(io.BufferedIOBase, f), data.data, info, path)
     array = np.frombuffer(data, dtype=dtype).reshape(shape, order="F" if fortran else "C")
     return array if dtype.isnative else array.astype(dtype.newbyteorder("="))
 
 
-def _read_member(f: IO[bytes], view: memoryview, info: zipfile.ZipInfo, path: Path) -> None:
+def _read_member(f: io.BufferedIOBase, view: memoryview, info: zipfile.ZipInfo, path: Path) -> None:
     """The rest of a (deflated) member into ``view``; zipfile checks the CRC-32 at the end."""
     done = 0
     # in pieces: a zip member's readinto reads into a temporary bytes object first
@@ -658,7 +661,7 @@ def _read_member(f: IO[bytes], view: memoryview, info: zipfile.ZipInfo, path: Pa
         raise CheckpointError(f"{path}: array {info.filename!r} is truncated")
 
 
-def _read_stored(fp: IO[bytes], info: zipfile.ZipInfo, skip: int, view: memoryview,
+def _read_stored(fp: io.BufferedIOBase, info: zipfile.ZipInfo, skip: int, view: memoryview,
                  path: Path) -> None:
     """The data of a stored member after its first ``skip`` bytes (the ``.npy`` header), read
     from the archive's file into ``view`` without intermediate copies; the CRC-32 of the whole

@@ -18,7 +18,7 @@ from collections import Counter
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
 import torch
 from torch import nn
@@ -47,7 +47,7 @@ from .errors import (
 )
 from .layers import resample_pos_embed
 from .layers.helpers import is_square
-from .models import build_model
+from .models import VisionTransformer, build_model
 from .pretrained import GOOGLE_PREPROCESSING
 
 __all__ = ["CheckpointFacts", "LoadReport", "Source", "StateDict", "compare_state_dict",
@@ -766,7 +766,8 @@ def fit_dtypes(state: Mapping[str, torch.Tensor], own: Mapping[str, torch.Tensor
             f"{name} holds tensors a model cannot compute with ({kinds}). vitzoo loads dense "
             "floating-point weights (float32, float16, bfloat16, float64); the file is damaged "
             "or holds something other than model weights")
-    out, converted = dict(state), Counter()
+    out = dict(state)
+    converted: Counter[tuple[torch.dtype, torch.dtype]] = Counter()
     for key, value in state.items():
         if key in own and value.dtype != own[key].dtype:
             out[key] = value.to(own[key].dtype)
@@ -802,7 +803,7 @@ def load_state(state: Mapping[str, torch.Tensor], *, cfg: ViTConfig | None = Non
                strict: bool = True, resample: str = "bicubic", antialias: bool = False,
                name: str = "the state dict", source_format: str | None = None,
                unmatched: Sequence[str] = (),
-               model_cls: type[nn.Module] | None = None) -> tuple[nn.Module, LoadReport]:
+               model_cls: type[VisionTransformer] | None = None) -> tuple[nn.Module, LoadReport]:
     """Fit a vitzoo-layout state dict to a model, build it (or take ``model``) and load it.
 
     Args:
@@ -843,6 +844,7 @@ def load_state(state: Mapping[str, torch.Tensor], *, cfg: ViTConfig | None = Non
         _check_described(state, native, name)
     built = model is None
     if model is None:
+        assert target is not None  # (checked above: without a model, cfg is given)
         with skip_init():
             model = build_model(target, model_cls)
     own = model.state_dict()
@@ -863,10 +865,10 @@ def load_state(state: Mapping[str, torch.Tensor], *, cfg: ViTConfig | None = Non
     model.load_state_dict(fitting, strict=False, assign=built)
     if built:
         uninitialised = fresh | {k.split(".")[0] for k in report.missing}
-        if uninitialised:
-            model.init_weights(only=uninitialised)
+        if uninitialised:  # (a built model: build_model made it above)
+            cast(VisionTransformer, model).init_weights(only=uninitialised)
         model.eval()
-        model.load_report = report
+        model.load_report = report  # type: ignore[assignment]  # torch stub: only Tensor | Module
         if report.dropped or report.resampled or report.reshaped or report.notes:
             logger.info("loaded %s: %s", name, report.describe())
     return model, report

@@ -20,6 +20,7 @@ import time
 import warnings
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from typing import cast
 
 import torch
 from torch import nn
@@ -116,9 +117,9 @@ def quantize_int8(model: nn.Module) -> nn.Module:
         warnings.filterwarnings("ignore", message=r".*deprecated.*")
         from torch.ao.quantization import per_channel_dynamic_qconfig, quantize_dynamic
 
-        quantized = quantize_dynamic(copy.deepcopy(model).eval(),
-                                     {nn.Linear: per_channel_dynamic_qconfig},
-                                     dtype=torch.qint8)
+        quantized: nn.Module = quantize_dynamic(  # type: ignore[no-untyped-call]  # untyped in torch
+            copy.deepcopy(model).eval(), {nn.Linear: per_channel_dynamic_qconfig},
+            dtype=torch.qint8)
     return quantized
 
 
@@ -164,7 +165,7 @@ def optimize(model: nn.Module, example: torch.Tensor, *, compile: bool | str = "
                             rounds=rounds)
     report.applied = _choose(candidates, force_compile=compile is True)
     chosen = model if report.applied == "eager" else runners[report.applied]
-    chosen.optimize_report = report
+    chosen.optimize_report = report  # type: ignore[assignment]  # torch stub: only Tensor | Module
     logger.info("optimize: %s", report.describe())
     return chosen
 
@@ -174,9 +175,10 @@ def _candidates(model: nn.Module, device: torch.device, *, compile: bool | str,
     builders: dict[str, Callable[[], nn.Module]] = {"eager": lambda: model}
     if compile is not False:
         if device.type == "cuda":
-            builders["cudagraphs"] = lambda: torch.compile(model, mode="reduce-overhead")
+            builders["cudagraphs"] = lambda: cast(  # torch.compile of a Module is a Module
+                nn.Module, torch.compile(model, mode="reduce-overhead"))
         else:
-            builders["compile"] = lambda: torch.compile(model)
+            builders["compile"] = lambda: cast(nn.Module, torch.compile(model))
     if quantize == "int8":
         builders["int8"] = lambda: quantize_int8(model)
     return builders
@@ -214,12 +216,13 @@ def _warm_inference_mode(runner: nn.Module, example: torch.Tensor) -> None:
             runner(example)
 
 
-def _freezing() -> contextlib.AbstractContextManager:
+def _freezing() -> contextlib.AbstractContextManager[None]:
     """Inductor's weight freezing: the weights become constants of the graph (inference
     only). Inductor reads it when it compiles, which is during the warm-up calls."""
     from torch._inductor import config as inductor_config
 
-    return inductor_config.patch(freezing=True)
+    patch: contextlib.AbstractContextManager[None] = inductor_config.patch(freezing=True)
+    return patch
 
 
 def _time(runners: dict[str, nn.Module], example: torch.Tensor,
@@ -229,7 +232,8 @@ def _time(runners: dict[str, nn.Module], example: torch.Tensor,
     (the allocator's and caches' state), which a fixed order turns into a bias of a few
     percent for one candidate."""
     samples: dict[str, list[float]] = {name: [] for name in runners}
-    sync = torch.cuda.synchronize if example.device.type == "cuda" else (lambda: None)
+    sync: Callable[[], None] = (torch.cuda.synchronize if example.device.type == "cuda"
+                                else (lambda: None))
     order = list(runners.items())
     shuffle = random.Random(0).shuffle
     for _ in range(rounds):

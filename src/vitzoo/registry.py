@@ -321,9 +321,10 @@ def get_pretrained_cfg(name: str) -> PretrainedCfg:
     arch, tag = resolve_name(name)
     tag = tag or default_tag(arch)
     cfg = default_config(arch)
-    if get_entry(arch, tag) is not None:
-        cfg = cfg.replace(num_classes=get_entry(arch, tag).num_classes)
-    return build_pretrained_cfg(cfg, arch=arch, tag=tag, entry=get_entry(arch, tag))
+    entry = get_entry(arch, tag)
+    if entry is not None:
+        cfg = cfg.replace(num_classes=entry.num_classes)
+    return build_pretrained_cfg(cfg, arch=arch, tag=tag, entry=entry)
 
 
 def get_pretrained_cfg_value(name: str, key: str) -> Any:

@@ -17,10 +17,12 @@ import math
 import re
 from collections import defaultdict
 from collections.abc import Mapping
+from typing import TypeVar
 
 import numpy as np
 
 from ..errors import CheckpointError
+from .lazy import LazyArray
 from .rename import Rule
 
 __all__ = ["MAP_HEAD_RENAMES", "SCANNED", "bfloat16_to_float32", "check_weight_dtype",
@@ -50,9 +52,11 @@ MAP_HEAD_RENAMES: tuple[Rule, ...] = (
 
 SCANNED = "Transformer/encoderblock/"
 
+_A = TypeVar("_A")  # an array: np.ndarray, or a LazyArray of io.open_npz
+
 
 # -- container prefixes ---------------------------------------------------------------------------
-def params_prefix(arrays: Mapping[str, np.ndarray]) -> str:
+def params_prefix(arrays: Mapping[str, object]) -> str:
     """The container prefix of a file's model parameters: ``params/`` (preferred, big_vision's
     rule) or ``opt/target/`` or none, plus ``img/`` for the image tower of a two-tower file
     (SigLIP, PaliGemma) that has no image model at the top."""
@@ -64,7 +68,7 @@ def params_prefix(arrays: Mapping[str, np.ndarray]) -> str:
     return prefix
 
 
-def ignored_entries(arrays: Mapping[str, np.ndarray]) -> dict[str, int]:
+def ignored_entries(arrays: Mapping[str, object]) -> dict[str, int]:
     """What :func:`select_params` leaves out, as ``{subtree: number of arrays}``: a two-tower
     file's text tower ``params/txt`` and its ``params/t`` (log-temperature) and ``params/b``
     (bias), optimizer state ``opt``, ``chrono`` ..."""
@@ -79,7 +83,7 @@ def ignored_entries(arrays: Mapping[str, np.ndarray]) -> dict[str, int]:
     return dict(sorted(counts.items()))
 
 
-def select_params(arrays: Mapping[str, np.ndarray]) -> dict[str, np.ndarray]:
+def select_params(arrays: Mapping[str, _A]) -> dict[str, _A]:
     """The model's parameters from a file's arrays, without their container prefix
     (:func:`params_prefix`); optimizer state and other top-level entries are ignored."""
     prefix = params_prefix(arrays)
@@ -132,7 +136,7 @@ def to_float32(a: np.ndarray) -> np.ndarray:
 
 
 # -- scanned blocks -------------------------------------------------------------------------------
-def unscan(tree: Mapping[str, np.ndarray]) -> dict[str, np.ndarray]:
+def unscan(tree: Mapping[str, np.ndarray | LazyArray]) -> dict[str, np.ndarray | LazyArray]:
     """Scanned ``Transformer/encoderblock/...`` arrays (leading depth axis) as one key per
     block, ``Transformer/encoderblock_{i}/...`` (views of the stacked arrays, no copy).
 
@@ -170,8 +174,9 @@ def scan_blocks(tree: Mapping[str, np.ndarray]) -> dict[str, np.ndarray]:
 
 
 # -- the position table ---------------------------------------------------------------------------
-def split_pos_embedding(tree: Mapping[str, np.ndarray]
-                        ) -> tuple[dict[str, np.ndarray], np.ndarray | None]:
+def split_pos_embedding(tree: Mapping[str, np.ndarray | LazyArray]
+                        ) -> tuple[dict[str, np.ndarray | LazyArray],
+                                   np.ndarray | LazyArray | None]:
     """big_vision's top-level position table taken out of ``tree``, in vitzoo's row order.
 
     Returns the other arrays and the ``(1, N [+ 1], D)`` table, whose class row (when the

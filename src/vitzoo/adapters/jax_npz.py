@@ -99,7 +99,8 @@ RENAMES: tuple[Rule, ...] = (
 # -- array transforms (each tested on its own) ----------------------------------------------------
 def conv_kernel_to_torch(k: np.ndarray) -> np.ndarray:
     """HWIO -> OIHW (a view: the writer or the loader makes it contiguous, copying once)."""
-    return k.transpose(3, 2, 0, 1)
+    w: np.ndarray = k.transpose(3, 2, 0, 1)
+    return w
 
 
 def conv_kernel_to_jax(w: np.ndarray) -> np.ndarray:
@@ -109,7 +110,8 @@ def conv_kernel_to_jax(w: np.ndarray) -> np.ndarray:
 
 def dense_to_torch(k: np.ndarray) -> np.ndarray:
     """``(in, out)`` kernel -> ``(out, in)`` Linear weight (a view)."""
-    return k.T
+    w: np.ndarray = k.T
+    return w
 
 
 def dense_to_jax(w: np.ndarray) -> np.ndarray:
@@ -121,7 +123,8 @@ def dense_to_jax(w: np.ndarray) -> np.ndarray:
 def heads_in_to_torch(k: np.ndarray) -> np.ndarray:
     """``(D, H, hd)`` query/key/value kernel -> ``(H*hd, D)``, rows head-major (a view: fused
     q, k, v are copied once, into the qkv tensor)."""
-    return k.reshape(k.shape[0], -1).T
+    w: np.ndarray = k.reshape(k.shape[0], -1).T
+    return w
 
 
 def heads_in_to_jax(w: np.ndarray, num_heads: int) -> np.ndarray:
@@ -131,7 +134,8 @@ def heads_in_to_jax(w: np.ndarray, num_heads: int) -> np.ndarray:
 
 def heads_out_to_torch(k: np.ndarray) -> np.ndarray:
     """``(H, hd, D)`` output kernel -> ``(D, H*hd)`` (a view)."""
-    return k.reshape(-1, k.shape[-1]).T
+    w: np.ndarray = k.reshape(-1, k.shape[-1]).T
+    return w
 
 
 def heads_out_to_jax(w: np.ndarray, num_heads: int) -> np.ndarray:
@@ -211,7 +215,8 @@ def _float32(value: np.ndarray | LazyArray) -> np.ndarray | LazyArray:
     return big_vision.to_float32(value)
 
 
-def canonicalize(arrays: Mapping[str, np.ndarray]) -> tuple[dict[str, np.ndarray], dict[str, Any]]:
+def canonicalize(arrays: Mapping[str, np.ndarray | LazyArray]
+                 ) -> tuple[dict[str, np.ndarray | LazyArray], dict[str, Any]]:
     """Bring any supported layout to the canonical one.
 
     ``arrays`` may be :class:`~vitzoo.adapters.lazy.LazyArray` s (``io.open_npz``): the
@@ -266,7 +271,7 @@ _RANKS: tuple[tuple[re.Pattern[str], int], ...] = tuple((re.compile(p), n) for p
 ))
 
 
-def check_ranks(tree: Mapping[str, np.ndarray]) -> None:
+def check_ranks(tree: Mapping[str, np.ndarray | LazyArray]) -> None:
     """Refuse canonical arrays of the wrong rank (a 1-D query kernel, a 0-d position table)
     or with no elements; arrays no rule knows are left to the rename table.
 
@@ -309,6 +314,7 @@ def _read_ahead(tree: dict[str, Any]) -> Iterator[tuple[str, np.ndarray]]:
     with ThreadPoolExecutor(max_workers=1, thread_name_prefix="vitzoo-read") as pool:
         ahead = pool.submit(np.asarray, tree.pop(keys[0])) if keys else None
         for i, key in enumerate(keys):
+            assert ahead is not None  # submitted for every key before its turn
             value = ahead.result()
             ahead = pool.submit(np.asarray, tree.pop(keys[i + 1])) if i + 1 < len(keys) else None
             yield key, value
@@ -418,7 +424,7 @@ def _published_names(tree: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
 
 
 # -- architecture from shapes ---------------------------------------------------------------------
-def infer_config(tree: Mapping[str, np.ndarray], notes: Mapping[str, Any],
+def infer_config(tree: Mapping[str, np.ndarray | LazyArray], notes: Mapping[str, Any],
                  img_size: tuple[int, int] | None = None) -> dict[str, Any]:
     """ViTConfig fields read off canonical arrays (with Google's numerics).
 

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Mapping, Sequence
-from typing import Any
+from typing import Any, TypeVar
 
 __all__ = ["ABSENT", "MAX_INT", "MISSING", "get_bool", "get_float", "get_floats", "get_int",
            "get_mapping", "get_pair", "get_str"]
@@ -23,6 +23,8 @@ ABSENT: Any = object()
 
 MAX_INT = 2**31 - 1
 """The largest integer a size field may hold (ViTConfig's own limits are lower)."""
+
+_D = TypeVar("_D")  # the type of a reader's default, returned as it is for an absent field
 
 
 def _lookup(data: Mapping[str, Any], key: str, default: Any, where: str) -> tuple[Any, str]:
@@ -43,8 +45,8 @@ def _wrong(name: str, value: Any, expected: str) -> ValueError:
                       f"({type(value).__name__})")
 
 
-def get_int(data: Mapping[str, Any], key: str, default: Any = MISSING, *, minimum: int = 1,
-            where: str = "") -> int:
+def get_int(data: Mapping[str, Any], key: str, default: _D = MISSING, *, minimum: int = 1,
+            where: str = "") -> int | _D:
     """An integer field in ``[minimum, MAX_INT]`` (not a bool, a float or a string)."""
     value, name = _lookup(data, key, default, where)
     if value is ABSENT:
@@ -55,8 +57,8 @@ def get_int(data: Mapping[str, Any], key: str, default: Any = MISSING, *, minimu
     return value
 
 
-def get_float(data: Mapping[str, Any], key: str, default: Any = MISSING, *,
-              positive: bool = False, where: str = "") -> float:
+def get_float(data: Mapping[str, Any], key: str, default: _D = MISSING, *,
+              positive: bool = False, where: str = "") -> float | _D:
     """A finite number (an int is fine, a bool or a string is not); ``positive``: > 0."""
     value, name = _lookup(data, key, default, where)
     if value is ABSENT:
@@ -67,8 +69,8 @@ def get_float(data: Mapping[str, Any], key: str, default: Any = MISSING, *,
     return float(value)
 
 
-def get_bool(data: Mapping[str, Any], key: str, default: Any = MISSING, *,
-             where: str = "") -> bool:
+def get_bool(data: Mapping[str, Any], key: str, default: _D = MISSING, *,
+             where: str = "") -> bool | _D:
     """``true`` or ``false``."""
     value, name = _lookup(data, key, default, where)
     if value is ABSENT:
@@ -78,8 +80,8 @@ def get_bool(data: Mapping[str, Any], key: str, default: Any = MISSING, *,
     return value
 
 
-def get_str(data: Mapping[str, Any], key: str, default: Any = MISSING, *,
-            choices: Sequence[str] | None = None, where: str = "") -> str:
+def get_str(data: Mapping[str, Any], key: str, default: _D = MISSING, *,
+            choices: Sequence[str] | None = None, where: str = "") -> str | _D:
     """A string, one of ``choices`` when given."""
     value, name = _lookup(data, key, default, where)
     if value is ABSENT:
@@ -90,8 +92,8 @@ def get_str(data: Mapping[str, Any], key: str, default: Any = MISSING, *,
     return value
 
 
-def get_mapping(data: Mapping[str, Any], key: str, default: Any = MISSING, *,
-                where: str = "") -> Mapping[str, Any]:
+def get_mapping(data: Mapping[str, Any], key: str, default: _D = MISSING, *,
+                where: str = "") -> Mapping[str, Any] | _D:
     """A JSON object."""
     value, name = _lookup(data, key, default, where)
     if value is ABSENT:
@@ -101,8 +103,8 @@ def get_mapping(data: Mapping[str, Any], key: str, default: Any = MISSING, *,
     return value
 
 
-def get_pair(data: Mapping[str, Any], key: str, default: Any = MISSING, *,
-             where: str = "") -> tuple[int, int]:
+def get_pair(data: Mapping[str, Any], key: str, default: _D = MISSING, *,
+             where: str = "") -> tuple[int, int] | _D:
     """An image or patch size: an int, or a ``[height, width]`` list of ints."""
     value, name = _lookup(data, key, default, where)
     if value is ABSENT:
@@ -117,8 +119,8 @@ def _is_size(value: Any) -> bool:
     return not isinstance(value, bool) and isinstance(value, int) and 1 <= value <= MAX_INT
 
 
-def get_floats(data: Mapping[str, Any], key: str, default: Any = MISSING, *, length: int,
-               positive: bool = False, where: str = "") -> tuple[float, ...]:
+def get_floats(data: Mapping[str, Any], key: str, default: _D = MISSING, *, length: int,
+               positive: bool = False, where: str = "") -> tuple[float, ...] | _D:
     """Per-channel numbers (a mean, a std): a list of ``length`` finite numbers (``positive``:
     each > 0), or one number for every channel."""
     value, name = _lookup(data, key, default, where)

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Callable, Iterator
+from functools import partial
 from typing import Any
 
 import numpy as np
@@ -104,5 +105,5 @@ class LazyArray:
                 shared["data"] = None
             return np.array(data[i])  # a copy: the row outlives the stacked array
 
-        return [LazyArray(self.shape[1:], self.dtype, lambda i=i: row(i))
+        return [LazyArray(self.shape[1:], self.dtype, partial(row, i))
                 for i in range(self.shape[0])]

@@ -107,16 +107,16 @@ def model_flops(cfg: ViTConfig, batch: int) -> int:
 
 def _operands(gemm: Gemm, dtype: torch.dtype, device: torch.device
               ) -> Callable[[], torch.Tensor]:
-    make = {"dtype": dtype, "device": device}
     if gemm.batched:
-        a = torch.randn(gemm.batch, gemm.m, gemm.k, **make)
-        b = torch.randn(gemm.batch, gemm.k, gemm.n, **make)
+        a = torch.randn(gemm.batch, gemm.m, gemm.k, dtype=dtype, device=device)
+        b = torch.randn(gemm.batch, gemm.k, gemm.n, dtype=dtype, device=device)
         return lambda: torch.bmm(a, b)
-    x = torch.randn(gemm.m, gemm.k, **make)
-    weight = torch.randn(gemm.n, gemm.k, **make)  # nn.Linear's (out, in), used transposed
+    x = torch.randn(gemm.m, gemm.k, dtype=dtype, device=device)
+    # nn.Linear's (out, in), used transposed
+    weight = torch.randn(gemm.n, gemm.k, dtype=dtype, device=device)
     if not gemm.bias:
         return lambda: torch.mm(x, weight.t())
-    bias = torch.randn(gemm.n, **make)
+    bias = torch.randn(gemm.n, dtype=dtype, device=device)
     return lambda: torch.addmm(bias, x, weight.t())
 
 

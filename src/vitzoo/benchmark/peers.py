@@ -10,18 +10,19 @@ import tempfile
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
 import torch
 from torch import nn
 
+from ..config import ViTConfig
 from ..convert import convert_checkpoint
 from ..factory import create_model
 from ..io import save_model
 from ..registry import resolve_name
 from .machine import library_version
 
-__all__ = ["LIBRARIES", "ModelSpec", "build_peer", "forward_of"]
+__all__ = ["LIBRARIES", "ModelSpec", "build_peer", "config_of", "forward_of"]
 
 LIBRARIES = ("vitzoo", "timm", "transformers")
 
@@ -47,11 +48,17 @@ class ModelSpec:
         return create_model(self.name, **self.overrides, **kwargs)
 
 
+def config_of(model: nn.Module) -> ViTConfig:
+    """The ``ViTConfig`` of a vitzoo model (``create_model`` types it as a plain module)."""
+    return cast(ViTConfig, model.cfg)
+
+
 def _timm(spec: ModelSpec, model: nn.Module) -> nn.Module:
     import timm
 
-    peer = timm.create_model(spec.arch, pretrained=False, num_classes=model.cfg.num_classes,
-                             **spec.overrides)
+    peer: nn.Module = timm.create_model(spec.arch, pretrained=False,
+                                        num_classes=config_of(model).num_classes,
+                                        **spec.overrides)
     peer.load_state_dict(model.state_dict())
     return peer
 
@@ -62,8 +69,9 @@ def _transformers(spec: ModelSpec, model: nn.Module) -> nn.Module:
     with tempfile.TemporaryDirectory() as tmp:
         src = save_model(model, Path(tmp) / "model.safetensors")
         hf_dir = convert_checkpoint(src, Path(tmp) / "hf", target_format="hf")
-        return ViTForImageClassification.from_pretrained(str(hf_dir),
-                                                         attn_implementation="sdpa")
+        peer: nn.Module = ViTForImageClassification.from_pretrained(
+            str(hf_dir), attn_implementation="sdpa")
+        return peer
 
 
 def build_peer(library: str, spec: ModelSpec, model: nn.Module) -> nn.Module | None:

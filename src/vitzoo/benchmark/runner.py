@@ -5,6 +5,7 @@ from __future__ import annotations
 import logging
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from functools import partial
 from typing import Any
 
 import torch
@@ -80,31 +81,39 @@ class BenchmarkOptions:
         return [getattr(torch, n) for n in names]
 
 
-def _suite_jobs(o: BenchmarkOptions, threads: int) -> list[tuple[str, Callable[[], list]]]:
-    spec = lambda name: ModelSpec(name, o.overrides)  # noqa: E731
+Job = Callable[[], list[dict[str, Any]]]
+"""One suite on one model: its rows."""
+
+
+def _suite_jobs(o: BenchmarkOptions, threads: int) -> list[tuple[str, Job]]:
+    def spec(name: str) -> ModelSpec:
+        return ModelSpec(name, o.overrides)
+
     timing = {"repeats": o.repeats, "warmup": o.warmup, "threads": threads}
     min_round = 0.0 if o.quick else 0.2
-    jobs: list[tuple[str, Callable[[], list]]] = []
+    jobs: list[tuple[str, Job]] = []
     for name in o.models:
         for dtype in o.dtype_list():
             if "matmul" in o.suites and "inference" not in o.suites:
-                jobs.append((f"matmul {name} {dtype}", lambda n=name, d=dtype: matmul_rows(
-                    spec(n), batches=o.batches, dtype=d, device=o.device, **timing)))
+                jobs.append((f"matmul {name} {dtype}", partial(
+                    matmul_rows, spec(name), batches=o.batches, dtype=dtype, device=o.device,
+                    **timing)))
             if "inference" in o.suites:
-                jobs.append((f"inference {name} {dtype}", lambda n=name, d=dtype: inference_rows(
-                    spec(n), libraries=o.libraries, batches=o.batches, dtype=d,
-                    device=o.device, compile_=o.compile, optimize=o.optimize, int8=o.int8,
-                    min_round_s=min_round, matmul="matmul" in o.suites, **timing)))
+                jobs.append((f"inference {name} {dtype}", partial(
+                    inference_rows, spec(name), libraries=o.libraries, batches=o.batches,
+                    dtype=dtype, device=o.device, compile_=o.compile, optimize=o.optimize,
+                    int8=o.int8, min_round_s=min_round, matmul="matmul" in o.suites, **timing)))
     if "train" in o.suites:
-        jobs += [(f"train {n}", lambda n=n: train_rows(
-            spec(n), libraries=[lib for lib in o.libraries if lib != "transformers"],
+        jobs += [(f"train {n}", partial(
+            train_rows, spec(n), libraries=[lib for lib in o.libraries if lib != "transformers"],
             batches=o.train_batches, device=o.device, **timing)) for n in o.train_models]
-    files = {"repeats": o.file_repeats, "threads": threads}
     if "load" in o.suites:
-        jobs += [(f"load {n}", lambda n=n: load_rows(spec(n), libraries=o.libraries, **files))
+        jobs += [(f"load {n}", partial(load_rows, spec(n), libraries=o.libraries,
+                                       repeats=o.file_repeats, threads=threads))
                  for n in o.load_models]
     if "convert" in o.suites:
-        jobs += [(f"convert {n}", lambda n=n: convert_rows(spec(n), **files))
+        jobs += [(f"convert {n}", partial(convert_rows, spec(n), repeats=o.file_repeats,
+                                          threads=threads))
                  for n in o.load_models]
     return jobs
 

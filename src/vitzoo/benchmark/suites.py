@@ -4,7 +4,8 @@ from __future__ import annotations
 
 import copy
 from collections.abc import Callable, Sequence
-from typing import Any
+from functools import partial
+from typing import Any, cast
 
 import torch
 from torch import nn
@@ -12,7 +13,7 @@ from torch import nn
 from ..optimize import optimize, quantize_int8
 from .flops import matmul_call, matmul_seconds, model_flops
 from .machine import library_version
-from .peers import ModelSpec, build_peer, forward_of
+from .peers import ModelSpec, build_peer, config_of, forward_of
 from .report import new_row, with_samples
 from .timing import interleaved, median
 
@@ -24,7 +25,8 @@ def _variants(model: nn.Module, library: str, compile_: bool
     """The ways to run ``model`` (a string: why that way has no figures)."""
     ways: dict[str, Any] = {"eager": forward_of(library, model)}
     if compile_:
-        ways["compile"] = forward_of(library, torch.compile(model))
+        # torch.compile of a module is a module (OptimizedModule); its stub says a callable
+        ways["compile"] = forward_of(library, cast(nn.Module, torch.compile(model)))
     return ways
 
 
@@ -89,27 +91,27 @@ def inference_rows(spec: ModelSpec, *, libraries: Sequence[str], batches: Sequen
     the fraction of matmul FLOP/s compares figures measured side by side; with ``int8``,
     vitzoo's int8 dynamically quantized model runs in them too (variant ``int8``)."""
     model, shared = _candidates(spec, libraries, device, dtype, compile_)
+    cfg = config_of(model)
     if int8:
         shared[("vitzoo", "int8")] = _int8(model, device, dtype)
     common = {"suite": "inference", "model": spec.label, "dtype": str(dtype).split(".")[-1],
               "threads": threads, "repeats": repeats}
     rows = []
     for batch in batches:
-        x = torch.randn(batch, model.cfg.in_chans, *model.cfg.img_size, device=device,
-                        dtype=dtype)
+        x = torch.randn(batch, cfg.in_chans, *cfg.img_size, device=device, dtype=dtype)
         found = dict(shared)
         if optimize and "vitzoo" in libraries:
             variant, way = _optimized(model, x)
             found[("vitzoo", variant)] = way
         with torch.inference_mode():
             diffs = _check(found, x, model(x).float())
-            calls = {f"{k[0]}/{k[1]}": (lambda f=f, x=x: f(x)) for k, f in found.items()
-                     if callable(f)}
+            calls: dict[str, Callable[[], object]] = {
+                f"{k[0]}/{k[1]}": partial(f, x) for k, f in found.items() if callable(f)}
             if matmul:
-                calls["torch/gemm"] = matmul_call(model.cfg, batch, dtype=dtype, device=device)
+                calls["torch/gemm"] = matmul_call(cfg, batch, dtype=dtype, device=device)
             times = interleaved(calls, repeats=repeats, warmup=warmup, device=device,
                                 min_round_s=min_round_s)
-        gflop = model_flops(model.cfg, batch) / 1e9
+        gflop = model_flops(cfg, batch) / 1e9
         if matmul:
             rows.append(_matmul_row(spec, batch, dtype, threads, repeats,
                                     median(times["torch/gemm"]), gflop,
@@ -135,7 +137,7 @@ def _train_step(model: nn.Module, library: str, x: torch.Tensor, y: torch.Tensor
 
     def step() -> None:
         loss = nn.functional.cross_entropy(forward(x), y)
-        loss.backward()
+        loss.backward()  # type: ignore[no-untyped-call]  # torch leaves Tensor.backward untyped
         optimizer.step()
         optimizer.zero_grad(set_to_none=True)
     return step
@@ -151,14 +153,20 @@ def train_rows(spec: ModelSpec, *, libraries: Sequence[str], batches: Sequence[i
     for batch in batches:
         torch.manual_seed(0)
         model = spec.build().to(device).train()
-        x = torch.randn(batch, model.cfg.in_chans, *model.cfg.img_size, device=device)
-        y = torch.randint(0, model.cfg.num_classes, (batch,), device=device)
+        cfg = config_of(model)
+        x = torch.randn(batch, cfg.in_chans, *cfg.img_size, device=device)
+        y = torch.randint(0, cfg.num_classes, (batch,), device=device)
         steps, missing = {}, []
         for library in libraries:
             if library != "vitzoo" and library_version(library) is None:
                 missing.append(library)
                 continue
-            peer = model if library == "vitzoo" else build_peer(library, spec, model).train()
+            if library == "vitzoo":
+                peer = model
+            else:
+                built = build_peer(library, spec, model)
+                assert built is not None  # installed: library_version was checked just above
+                peer = built.train()
             steps[library] = _train_step(peer, library, x, y)
         times = interleaved(steps, repeats=repeats, warmup=warmup, device=device)
         for library in libraries:
@@ -188,7 +196,7 @@ def matmul_rows(spec: ModelSpec, *, batches: Sequence[int], dtype: torch.dtype, 
     """The machine's matmul FLOP/s at the model's own GEMM shapes (see flops.py), alone (with
     the inference suite they are measured in its rounds instead)."""
     with torch.device("meta"):
-        cfg = spec.build().cfg
+        cfg = config_of(spec.build())
     return [_matmul_row(spec, batch, dtype, threads, repeats,
                         median(matmul_seconds(cfg, batch, repeats=repeats, warmup=warmup,
                                               dtype=dtype, device=device)),

@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import importlib.util
 from pathlib import Path
+from typing import Any
 
 import torch
 
@@ -12,10 +13,11 @@ from ..data import create_transform, resolve_data_config
 from ..errors import ConfigError, MissingDependencyError
 from ..explain import HEAD_FUSIONS, attention_rollout, class_token_map, fuse_heads, save_heatmap
 from ..factory import open_model
+from ..models import VisionTransformer
 from .predict import class_names
 
 
-def add_parser(commands: argparse._SubParsersAction) -> None:
+def add_parser(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     parser = commands.add_parser(
         "attention", help="draw an attention heat map over an image",
         description="Draw where MODEL's class token attends over IMAGE, preprocessed as the "
@@ -40,7 +42,7 @@ def add_parser(commands: argparse._SubParsersAction) -> None:
     parser.set_defaults(run=run)
 
 
-def _read_image(path: str):
+def _read_image(path: str) -> Any:  # a PIL image
     from ..data.images import open_image  # Pillow, imported where it is used
 
     return open_image(path)  # a DatasetError names a missing, broken or oversized file
@@ -55,7 +57,8 @@ def _head(text: str, rollout: bool) -> str | int:
     raise ConfigError(f"--head {text!r}: use {allowed}")
 
 
-def _matrix(model, x: torch.Tensor, block: int | None, head: str | int) -> torch.Tensor:
+def _matrix(model: VisionTransformer, x: torch.Tensor, block: int | None,
+            head: str | int) -> torch.Tensor:
     """The (1, N, N) matrix whose class-token row is drawn."""
     if block is None:
         return attention_rollout(model.attention_maps(x), head_fusion=str(head))

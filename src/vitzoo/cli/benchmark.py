@@ -23,7 +23,7 @@ def _names(value: str) -> tuple[str, ...]:
     return tuple(v for v in value.replace(",", " ").split() if v)
 
 
-def add_parser(commands: argparse._SubParsersAction) -> None:
+def add_parser(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     parser = commands.add_parser(
         "benchmark", help="measure vitzoo against timm and transformers",
         description="Inference and training images/s, time and peak memory to a ready model "

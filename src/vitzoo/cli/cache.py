@@ -21,7 +21,7 @@ from ..hub import (
 )
 
 
-def add_parser(commands: argparse._SubParsersAction) -> None:
+def add_parser(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     parser = commands.add_parser(
         "cache", help="list, verify or remove cached weights",
         description="Cached weights live in vitzoo's cache (VITZOO_CACHE) and the Hugging Face "

@@ -11,7 +11,7 @@ from ..convert import convert_checkpoint
 from ..errors import ConfigError
 
 
-def add_parser(commands: argparse._SubParsersAction) -> None:
+def add_parser(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     parser = commands.add_parser(
         "convert", help="convert a Google .npz to vitzoo safetensors, or back",
         description="Convert a checkpoint; the output format follows DST's suffix "

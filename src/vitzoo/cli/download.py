@@ -10,7 +10,7 @@ from ..pretrained import get_entry
 from ..registry import resolve_name
 
 
-def add_parser(commands: argparse._SubParsersAction) -> None:
+def add_parser(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     parser = commands.add_parser(
         "download", help="fetch pretrained weights (for offline use)",
         description="Fetch and verify the weights of each NAME (arch or arch.tag). With --to, "

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 from pathlib import Path
+from typing import Any
 
 import torch
 
@@ -15,7 +16,7 @@ from ..factory import open_model
 _FORMATS = (".onnx", ".pt2")
 
 
-def add_parser(commands: argparse._SubParsersAction) -> None:
+def add_parser(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     parser = commands.add_parser(
         "export", help="export a model to ONNX (or a torch.export program)",
         description="Export MODEL's inference forward pass (images -> logits) with a dynamic "
@@ -55,7 +56,7 @@ def run(args: argparse.Namespace) -> int:
     if out.suffix.lower() not in _FORMATS:
         raise ConfigError(f"cannot tell the format of {out}: name it .onnx (ONNX) or .pt2 "
                           "(torch.export program)")
-    overrides: dict[str, object] = {}
+    overrides: dict[str, Any] = {}  # open_model's **overrides
     if args.img_size is not None:
         overrides["img_size"] = args.img_size
     if args.dynamic_size:

@@ -64,7 +64,7 @@ def _preset_default(field: str) -> str:
     return f"{_HELP[field]}; {default}"
 
 
-def add_parser(commands: argparse._SubParsersAction) -> None:
+def add_parser(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     parser = commands.add_parser(
         "finetune", help="fine-tune a model on a dataset (works under torchrun)",
         description="Fine-tune with the recipe of Google's ViT release (preset 'vit': SGD "
@@ -123,6 +123,7 @@ def run(args: argparse.Namespace) -> int:
     finally:
         dist.shutdown()  # the process group of a torchrun job
     if main_process:
+        assert result.output_dir is not None  # finetune always sets it
         final = result.final
         print(json.dumps({"step": result.step, "test_top1": round(final.get("top1", 0.0), 2),
                           "test_top5": round(final.get("top5", 0.0), 2),

@@ -4,13 +4,15 @@ from __future__ import annotations
 
 import argparse
 import json
+from typing import Any
 
+from ..config import ViTConfig
 from ..info import ModelInfo, model_info
 
 _POS_EMBEDS = {"learn": "learned", "sincos": "fixed 2-D sin-cos"}
 
 
-def add_parser(commands: argparse._SubParsersAction) -> None:
+def add_parser(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     parser = commands.add_parser(
         "info", help="describe an architecture",
         description="Show an architecture's configuration, parameter count, GFLOPs at its "
@@ -27,7 +29,7 @@ def _activation(act_layer: str, gelu_approximate: str) -> str:
     return "GELU " + ("exact (erf)" if gelu_approximate == "none" else "tanh approximation")
 
 
-def _tokens(cfg) -> str:
+def _tokens(cfg: ViTConfig) -> str:
     """The prefix tokens and the position table, in words."""
     tokens = ["class token"] if cfg.class_token else ["no class token"]
     if cfg.distilled:
@@ -90,7 +92,7 @@ def format_info(info: ModelInfo) -> str:
     return "\n".join(lines)
 
 
-def _format_weights(w: dict) -> list[str]:
+def _format_weights(w: dict[str, Any]) -> list[str]:
     n = w.get("numerics", {})
     act = ("QuickGELU" if n.get("act_layer") == "quick_gelu" else
            "tanh GELU" if n.get("gelu_approximate") == "tanh" else "exact GELU")

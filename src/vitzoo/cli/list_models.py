@@ -8,7 +8,7 @@ import sys
 from ..registry import list_aliases, list_models, list_pretrained
 
 
-def add_parser(commands: argparse._SubParsersAction) -> None:
+def add_parser(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     parser = commands.add_parser(
         "list", help="list architectures (wildcards allowed)",
         description="List registered architectures matching shell-style wildcards.",

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import sys
+from typing import cast
 
 import torch
 from torch import nn
@@ -18,10 +19,11 @@ from ..data import (
 from ..data.images import pil_image_module
 from ..errors import ConfigError, VitzooError
 from ..factory import open_model
-from ..optimize import optimize
+from ..models import VisionTransformer
+from ..optimize import OptimizeReport, optimize
 
 
-def add_parser(commands: argparse._SubParsersAction) -> None:
+def add_parser(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     parser = commands.add_parser(
         "predict", help="classify image files",
         description="Print the top-k classes (with class names when the checkpoint has them, "
@@ -55,11 +57,12 @@ def optimized(model: nn.Module, args: argparse.Namespace, example: torch.Tensor)
         return model
     chosen = optimize(model, example, compile="auto" if args.compile else False,
                       quantize=args.quantize)
-    print(f"optimize: {chosen.optimize_report.describe()}", file=sys.stderr)
+    report = cast(OptimizeReport, chosen.optimize_report)  # optimize() sets it
+    print(f"optimize: {report.describe()}", file=sys.stderr)
     return chosen
 
 
-def class_names(model) -> list[str]:
+def class_names(model: VisionTransformer) -> list[str]:
     names = (getattr(model, "pretrained_cfg", {}) or {}).get("label_names")
     if names and len(names) == model.num_classes:
         return [str(n) for n in names]

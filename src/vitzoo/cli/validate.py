@@ -6,6 +6,7 @@ import argparse
 import json
 
 import torch
+from torch import nn
 
 from ..data import MAX_IMAGE_PIXELS, create_transform, open_dataset, resolve_data_config
 from ..errors import ConfigError
@@ -15,7 +16,7 @@ from ..train.sampler import SeededDataset
 from .predict import add_optimize_options, optimized
 
 
-def add_parser(commands: argparse._SubParsersAction) -> None:
+def add_parser(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     parser = commands.add_parser(
         "validate", help="evaluate a model on a dataset",
         description="Top-1/top-5 accuracy, mean cross-entropy and images/s of MODEL (a "
@@ -40,7 +41,7 @@ def run(args: argparse.Namespace) -> int:
     if args.batch_size < 1 or args.num_workers < 0:
         raise ConfigError(f"--batch-size must be at least 1 and --num-workers at least 0, got "
                           f"{args.batch_size} and {args.num_workers}")
-    model = open_model(args.model)
+    model: nn.Module = open_model(args.model)
     transform = create_transform(resolve_data_config(model),
                                  eval_resize="resize" if args.resize else "crop")
     data = SeededDataset(open_dataset(args.data, train=False), transform)

@@ -61,7 +61,7 @@ def _array_globals() -> dict[tuple[str, str], Any]:
     try:
         from numpy._core.multiarray import _reconstruct
     except ImportError:  # numpy < 2
-        from numpy.core.multiarray import _reconstruct
+        from numpy.core.multiarray import _reconstruct  # type: ignore[no-redef]  # numpy.core types it Any
     # Python 2 wrote numpy.core, numpy 2 writes numpy._core; Python 3 protocol-2 pickles spell
     # bytes as _codecs.encode(str, "latin1").
     return {("numpy.core.multiarray", "_reconstruct"): _reconstruct,
@@ -106,7 +106,9 @@ def _read_archive(archive: Path, wanted: set[str]) -> dict[str, bytes]:
             for member in tar:  # one pass: seeking back in a .tar.gz decompresses it again
                 name = member.name.removeprefix("./")
                 if member.isfile() and name in wanted:
-                    found[name] = tar.extractfile(member).read()
+                    extracted = tar.extractfile(member)
+                    assert extracted is not None  # a regular file always has its contents
+                    found[name] = extracted.read()
     except (tarfile.TarError, EOFError, zlib.error, OSError) as err:
         raise DatasetError(f"{archive} is not a complete .tar.gz archive ({err}); delete it and "
                            f"download it again with CIFAR.download()") from err
@@ -133,7 +135,7 @@ def _cifar_array(batch: dict[bytes, Any], layout: _CifarLayout,
     return np.ascontiguousarray(images), [int(label) for label in labels]
 
 
-class CIFAR(Dataset):
+class CIFAR(Dataset[tuple[Any, int]]):
     """CIFAR-10 or CIFAR-100 from the official python version, archive or extracted.
 
     Items are ``(transform(image), label)`` with ``image`` a uint8 (32, 32, 3) RGB array (or
@@ -228,7 +230,7 @@ class CIFAR(Dataset):
                 f"transform={self.transform!r})")
 
 
-class ImageFolder(Dataset):
+class ImageFolder(Dataset[tuple[Any, int]]):
     """Images in one sub-folder per class: ``root/<class>/**/<image>``.
 
     Classes are the sub-folder names sorted (label = position); files are sorted within
@@ -277,7 +279,7 @@ class ImageFolder(Dataset):
                 f"size={len(self)}, transform={self.transform!r})")
 
 
-class Digits(Dataset):
+class Digits(Dataset[tuple[Any, int]]):
     """The 1,797 8x8 handwritten digits (UCI optdigits test set, as scikit-learn ships it).
 
     Bundled in ``resources/digits.npz``: the original 4x4-block counts 0..16 are stored as

@@ -208,7 +208,7 @@ def _image_size(input_size: Any) -> tuple[int, int, int]:
         return (3, *size)
     if len(size) != 3:
         raise ConfigError(f"input_size must be an int, (h, w) or (c, h, w), got {input_size!r}")
-    return size  # type: ignore[return-value]
+    return size
 
 
 def _eval_steps(c: int, h: int, w: int, interpolation: str, crop_pct: float,

@@ -4,6 +4,7 @@
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Any
 
 from torch.utils.data import Dataset
 
@@ -15,7 +16,7 @@ __all__ = ["open_dataset"]
 _SPLITS = {True: ("train",), False: ("val", "validation", "test")}
 
 
-def open_dataset(spec: str, *, train: bool) -> Dataset:
+def open_dataset(spec: str, *, train: bool) -> Dataset[tuple[Any, int]]:
     """The train or evaluation split of the dataset ``spec`` names.
 
     - ``digits``: the bundled 8x8 digits (a fixed stratified 80/20 split);

@@ -14,7 +14,7 @@ from __future__ import annotations
 import math
 import sys
 from collections.abc import Callable, Sequence
-from typing import Any
+from typing import Any, cast
 
 import numpy as np
 import torch
@@ -47,6 +47,7 @@ _GREY_WEIGHTS = (0.2989, 0.587, 0.114)  # ITU-R 601-2 luma, as PIL and torchvisi
 def _size_pair(size: int | Sequence[int], name: str) -> tuple[int, int]:
     if isinstance(size, int) and not isinstance(size, bool):
         size = (size, size)
+    size = cast(Sequence[int], size)  # an int was paired; a bool still fails len() below
     if len(size) != 2 or not all(isinstance(s, int) and s > 0 for s in size):
         raise ConfigError(f"{name} must be a positive int or a (height, width) pair, got {size!r}")
     return int(size[0]), int(size[1])
@@ -316,12 +317,13 @@ class RandomResizedCrop:
         return (height - h) // 2, (width - w) // 2, h, w
 
     def __call__(self, x: torch.Tensor, generator: torch.Generator | None = None) -> torch.Tensor:
-        top, left, h, w = self.get_params(*_check_image(x, "RandomResizedCrop").shape[-2:],
-                                          generator=generator)
+        height, width = _check_image(x, "RandomResizedCrop").shape[-2:]
+        top, left, h, w = self.get_params(height, width, generator=generator)
         resize = self.resize
         if len(self.resizes) > 1:
             resize = self.resizes[int(torch.randint(2, (1,), generator=generator).item())]
-        return resize(x[..., top:top + h, left:left + w])  # (..., C, *size)
+        out: torch.Tensor = resize(x[..., top:top + h, left:left + w])  # (..., C, *size)
+        return out
 
     def __repr__(self) -> str:
         return (f"RandomResizedCrop(size={self.size}, scale={self.scale}, ratio="

@@ -6,6 +6,7 @@ Dosovitskiy et al., "An Image is Worth 16x16 Words" (ICLR 2021), eqs. 2-3.
 from __future__ import annotations
 
 from collections.abc import Callable
+from typing import cast
 
 import torch
 from torch import nn
@@ -69,7 +70,8 @@ class Block(nn.Module):
             if self._sums_in_place():
                 # The same sums, written into each branch's fresh output (y + x == x + y).
                 x = self.ls1(self.attn(self.norm1(x))).add_(x)
-                return self.ls2(self.mlp(self.norm2(x))).add_(x)
+                x = self.ls2(self.mlp(self.norm2(x))).add_(x)
+                return x
         x = x + self.ls1(self.attn(self.norm1(x)))
         x = x + self.ls2(self.mlp(self.norm2(x)))
         return x
@@ -87,7 +89,8 @@ class Block(nn.Module):
 
     def forward_with_attn(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         """Like :meth:`forward`, also returning the attention probabilities ``(B, H, N, N)``."""
-        y, probs = self.attn.forward_with_attn(self.norm1(x))
+        # the attention has Attention's forward_with_attn (not part of nn.Module's interface)
+        y, probs = cast(Attention, self.attn).forward_with_attn(self.norm1(x))
         x = x + self.drop_path1(self.ls1(y))
         x = x + self.drop_path2(self.ls2(self.mlp(self.norm2(x))))
         return x, probs

@@ -42,7 +42,8 @@ class Downsample(nn.Module):
         self.norm = _group_norm(out_chs, eps)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return self.norm(self.conv(x))
+        out: torch.Tensor = self.norm(self.conv(x))
+        return out
 
 
 class Bottleneck(nn.Module):
@@ -73,7 +74,8 @@ class Bottleneck(nn.Module):
         y = self.act(self.norm1(self.conv1(x)))
         y = self.act(self.norm2(self.conv2(y)))
         y = self.norm3(self.conv3(y))
-        return self.act(shortcut + y)
+        out: torch.Tensor = self.act(shortcut + y)
+        return out
 
 
 class ResNetStage(nn.Module):
@@ -89,4 +91,5 @@ class ResNetStage(nn.Module):
         ])
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return self.blocks(x)
+        out: torch.Tensor = self.blocks(x)
+        return out

@@ -11,8 +11,8 @@ channel LayerNorm (ViTDet's ``norm="LN"``, convolutions without bias).
 from __future__ import annotations
 
 import math
-from collections.abc import Sequence
-from typing import Any
+from collections.abc import Callable, Mapping, Sequence
+from typing import Any, cast
 
 import torch
 import torch.nn.functional as F
@@ -127,10 +127,12 @@ class SimpleFeaturePyramid(nn.Module):
             norm: apply the model's final norm to the map.
             prune: drop what the map does not need (``prune_intermediate_layers``).
         """
-        info = model.feature_info
+        # a list of dicts, or a FeatureInfo (vitzoo's or timm's: indexable, with get_dicts)
+        info = cast(Sequence[Mapping[str, Any]], model.feature_info)
         last = info.get_dicts()[-1] if hasattr(info, "get_dicts") else info[-1]
         if prune and hasattr(model, "prune_intermediate_layers"):
-            model.prune_intermediate_layers(1, prune_norm=not norm)
+            prune_layers = cast(Callable[..., object], model.prune_intermediate_layers)
+            prune_layers(1, prune_norm=not norm)
         return cls(last["num_chs"], out_channels=out_channels, scale_factors=scale_factors,
                    in_stride=last["reduction"], top_block=top_block, norm_eps=norm_eps,
                    backbone=model, backbone_norm=norm)
@@ -156,10 +158,17 @@ class SimpleFeaturePyramid(nn.Module):
 
     def _backbone_map(self, images: torch.Tensor) -> torch.Tensor:
         backbone = self.backbone
+        assert backbone is not None  # forward calls this only with a backbone
+        # TorchScript compiles this (a backbone may export forward_intermediates), so no cast(),
+        # and a "type: ignore" must end its line. The ignore: nn.Module's stub types every
+        # attribute it does not know Tensor | Module, this method too.
         if hasattr(backbone, "forward_intermediates"):
-            return backbone.forward_intermediates(images, indices=1, norm=self.backbone_norm,
-                                                  output_fmt="NCHW", intermediates_only=True)[-1]
-        return backbone(images)[-1]  # a features_only model
+            out: torch.Tensor = backbone.forward_intermediates(  # type: ignore[operator]
+                images, indices=1, norm=self.backbone_norm, output_fmt="NCHW",
+                intermediates_only=True)[-1]
+            return out
+        out = backbone(images)[-1]  # a features_only model
+        return out
 
     def forward(self, x: torch.Tensor) -> list[torch.Tensor]:
         """The pyramid of a ``(B, in_channels, H, W)`` map, or of images when built with a

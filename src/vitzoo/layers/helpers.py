@@ -47,7 +47,10 @@ _fx_tracing = getattr(torch.fx._symbolic_trace, "is_fx_symbolic_tracing",
 def _tracing() -> bool:
     """Inside a tracer or compiler (``torch.jit.trace``, ``torch.fx``, dynamo/export), which
     record the plain out-of-place arithmetic instead."""
-    return torch.jit.is_tracing() or torch.compiler.is_compiling() or _fx_tracing()
+    # the ignore: torch.jit.is_tracing is unannotated in torch (an ignore TorchScript would
+    # compile must end its line, so the reason is here)
+    return (torch.jit.is_tracing()  # type: ignore[no-untyped-call]
+            or torch.compiler.is_compiling() or _fx_tracing())
 
 
 def overwritable(*producers: nn.Module) -> bool:

@@ -59,13 +59,16 @@ class Mlp(nn.Module):
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         if self.training:
-            return self.drop2(self.fc2(self.drop1(self.act(self.fc1(x)))))
+            out: torch.Tensor = self.drop2(self.fc2(self.drop1(self.act(self.fc1(x)))))
+            return out
         # Evaluation: dropout is the identity; the activation overwrites fc1's output when
         # nobody else can see it (the same values, one buffer fewer).
         if not torch.jit.is_scripting():  # TorchScript compiles none of this branch
             if self._act_may_overwrite():
-                return self.fc2(self._act_in_place(self.fc1(x)))
-        return self.fc2(self.act(self.fc1(x)))
+                out = self.fc2(self._act_in_place(self.fc1(x)))
+                return out
+        out = self.fc2(self.act(self.fc1(x)))
+        return out
 
     def _act_may_overwrite(self) -> bool:
         return type(self.act) in _IN_PLACE_ACTS and isinstance(self.fc1, nn.Linear) \
@@ -75,7 +78,8 @@ class Mlp(nn.Module):
         """``act(x)`` written into ``x``, bit for bit the values ``act`` returns."""
         if type(self.act) is QuickGELU:
             return x.mul_(torch.sigmoid(1.702 * x))
-        return torch.ops.aten.gelu_(x, approximate=self.act.approximate)
+        out: torch.Tensor = torch.ops.aten.gelu_(x, approximate=self.act.approximate)
+        return out
 
 
 class SwiGLU(nn.Module):
@@ -110,16 +114,19 @@ class SwiGLU(nn.Module):
         init_linear_(self.fc2, mode, jax_bias_std=1e-6)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        h = self.fc1(x)
+        h: torch.Tensor = self.fc1(x)
         gate, value = h.chunk(2, dim=-1)
         if self.training:
-            return self.drop2(self.fc2(self.drop1(self.act(gate) * value)))
+            out: torch.Tensor = self.drop2(self.fc2(self.drop1(self.act(gate) * value)))
+            return out
         # Evaluation: dropout is the identity; the gate is activated in place when nobody
         # else can see fc1's output.
         if not torch.jit.is_scripting():  # TorchScript compiles none of this branch
             if self._gate_may_overwrite():
-                return self.fc2(torch.nn.functional.silu(gate, inplace=True) * value)
-        return self.fc2(self.act(gate) * value)
+                out = self.fc2(torch.nn.functional.silu(gate, inplace=True) * value)
+                return out
+        out = self.fc2(self.act(gate) * value)
+        return out
 
     def _gate_may_overwrite(self) -> bool:
         return type(self.act) is nn.SiLU and isinstance(self.fc1, nn.Linear) \

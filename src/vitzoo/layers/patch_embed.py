@@ -126,7 +126,7 @@ def resample_patch_kernel(weight: torch.Tensor, new_size: tuple[int, int], *,
     resize = resized.reshape(n_old, -1).T.double()  # R: (n_new, n_old)
     solve = torch.linalg.pinv(resize.T)  # (n_new, n_old)
     flat = weight.detach().double().reshape(-1, n_old)  # (D * C, n_old)
-    out = (flat @ solve.T).reshape(*weight.shape[:2], *new)  # (D, C, nh, nw)
+    out: torch.Tensor = (flat @ solve.T).reshape(*weight.shape[:2], *new)  # (D, C, nh, nw)
     return out.to(device=weight.device, dtype=weight.dtype)
 
 

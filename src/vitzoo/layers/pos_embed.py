@@ -65,8 +65,11 @@ def _resize_grid(table: torch.Tensor, new_grid: list[int], old_grid: list[int], 
     if mode == "dinov2":
         scale_h = (float(new_grid[0]) + offset) / float(old_grid[0])
         scale_w = (float(new_grid[1]) + offset) / float(old_grid[1])
-        return torch._C._nn.upsample_bicubic2d(table, [new_grid[0], new_grid[1]], False,
-                                               scale_h, scale_w)
+        size = [new_grid[0], new_grid[1]]
+        # The ignores: aten's (output_size, align_corners, scales_h, scales_w) overload is
+        # missing in the stub (TorchScript compiles this, so each ignore ends its line).
+        return torch._C._nn.upsample_bicubic2d(  # type: ignore[call-arg]
+            table, size, False, scale_h, scale_w)  # type: ignore[arg-type]
     if mode == "dinov2_reg":
         return F.interpolate(table, size=new_grid, mode="bicubic", align_corners=False,
                              antialias=True)
@@ -113,9 +116,9 @@ def resample_pos_embed(pos_embed: torch.Tensor, new_grid: tuple[int, int], *,
     if mode == "scipy":
         from scipy import ndimage
 
-        table = grid[0].detach().cpu().numpy().reshape(*old_grid, dim)  # (oh, ow, D)
+        array = grid[0].detach().cpu().numpy().reshape(*old_grid, dim)  # (oh, ow, D)
         factors = (new_grid[0] / old_grid[0], new_grid[1] / old_grid[1], 1)
-        zoomed = ndimage.zoom(table, factors, order=1)
+        zoomed = ndimage.zoom(array, factors, order=1)
         if zoomed.shape[:2] != tuple(new_grid):
             raise ValueError(f"scipy zoom gave a {zoomed.shape[:2]} grid, not {new_grid}")
         resized = torch.from_numpy(zoomed.reshape(1, -1, dim)).to(pos_embed)  # (1, N', D)

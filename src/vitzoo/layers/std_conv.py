@@ -27,7 +27,8 @@ def _same_padding(size: int, kernel: int, stride: int) -> tuple[int, int]:
     if torch.jit.is_scripting():
         total = max(total, 0)
     else:  # a symbolic max, so torch.export keeps the padding a function of the size
-        total = torch.sym_max(total, 0)
+        # (the ignore: sym_max is unannotated in torch; TorchScript needs it to end the line)
+        total = torch.sym_max(total, 0)  # type: ignore[no-untyped-call]
     return total // 2, total - total // 2
 
 

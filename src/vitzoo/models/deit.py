@@ -62,8 +62,10 @@ class DistilledVisionTransformer(VisionTransformer):
         """Mean of the class-token and distillation-token logits (or of their features)."""
         x_cls, x_dist = self.head_drop(x[:, 0]), self.head_drop(x[:, 1])
         if pre_logits:
-            return (x_cls + x_dist) / 2
-        return (self.head(x_cls) + self.head_dist(x_dist)) / 2
+            features: torch.Tensor = (x_cls + x_dist) / 2
+            return features
+        logits: torch.Tensor = (self.head(x_cls) + self.head_dist(x_dist)) / 2
+        return logits
 
     def forward_distill(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         """Both logits ``(class_logits, distill_logits)`` for images ``x``, for training."""

@@ -7,13 +7,14 @@ removed) and each chosen block's output, every token ``(B, P + N, D)``, is retur
 from __future__ import annotations
 
 from collections.abc import Sequence
-from typing import Any
+from typing import Any, cast
 
 import torch
 from torch import nn
 
 from ..errors import UnsupportedOptionError
 from .feature_info import FeatureInfo
+from .vision_transformer import VisionTransformer
 
 __all__ = ["FeatureHookNet"]
 
@@ -48,7 +49,9 @@ class FeatureHookNet(nn.Module):
         if output_fmt != "NCHW":
             raise UnsupportedOptionError("FeatureHookNet returns the blocks' outputs as they "
                                          "are; use feature_cls='getter' for output_fmt='NLC'")
-        self.feature_info = FeatureInfo(model.feature_info, out_indices)
+        # a vitzoo model: the attributes used here are VisionTransformer's
+        backbone = cast(VisionTransformer, model)
+        self.feature_info = FeatureInfo(backbone.feature_info, out_indices)
         names = self.feature_info.module_name()
         if out_map is not None and len(out_map) != len(names):
             raise UnsupportedOptionError(f"out_map has {len(out_map)} names for {len(names)} "
@@ -59,8 +62,8 @@ class FeatureHookNet(nn.Module):
                      for i, name in enumerate(names)]
         self._outputs: dict[str, torch.Tensor] = {}
         if hasattr(model, "reset_classifier"):
-            model.reset_classifier(0)
-        self.body = model
+            backbone.reset_classifier(0)
+        self.body = backbone
         modules = dict(model.named_modules())
         for hook_id, name in zip(self._ids, names, strict=True):
             modules[name].register_forward_hook(self._collector(hook_id))

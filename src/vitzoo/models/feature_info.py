@@ -8,18 +8,21 @@ from __future__ import annotations
 
 import copy
 from collections.abc import Mapping, Sequence
-from typing import Any
+from typing import Any, cast
 
 from ..errors import ConfigError
 
 __all__ = ["FeatureInfo"]
+
+# An accessor's ``idx``: None (the returned maps), an entry, or a list of entries (timm's).
+_Idx = int | list[int] | tuple[int, ...] | None
 
 
 def _as_tuple(out_indices: int | Sequence[int]) -> tuple[int, ...]:
     """timm's rule: an int n means the last n entries (as negative indices)."""
     if isinstance(out_indices, int) and not isinstance(out_indices, bool):
         return tuple(range(-out_indices, 0))
-    return tuple(out_indices)
+    return tuple(cast(Sequence[int], out_indices))  # a bool is no sequence: tuple() raises
 
 
 class FeatureInfo:
@@ -62,7 +65,7 @@ class FeatureInfo:
         """A copy describing the same maps with other ``out_indices``."""
         return FeatureInfo(copy.deepcopy(self.info), out_indices)
 
-    def get(self, key: str, idx: int | Sequence[int] | None = None) -> Any:
+    def get(self, key: str, idx: _Idx = None) -> Any:
         """``key`` of the returned maps (``idx=None``), of entry ``idx``, or of entries ``idx``."""
         if idx is None:
             return [self.info[i][key] for i in self.out_indices]
@@ -71,7 +74,7 @@ class FeatureInfo:
         return self.info[idx][key]
 
     def get_dicts(self, keys: Sequence[str] | None = None,
-                  idx: int | Sequence[int] | None = None) -> Any:
+                  idx: _Idx = None) -> Any:
         """The dicts (or only their ``keys``) of the returned maps, of entry ``idx`` or of
         entries ``idx``."""
         def pick(i: int) -> dict[str, Any]:
@@ -83,15 +86,15 @@ class FeatureInfo:
             return [pick(i) for i in idx]
         return pick(idx)
 
-    def channels(self, idx: int | Sequence[int] | None = None) -> Any:
+    def channels(self, idx: _Idx = None) -> Any:
         """Channels (``num_chs``), as :meth:`get`."""
         return self.get("num_chs", idx)
 
-    def reduction(self, idx: int | Sequence[int] | None = None) -> Any:
+    def reduction(self, idx: _Idx = None) -> Any:
         """Strides in input pixels (``reduction``), as :meth:`get`."""
         return self.get("reduction", idx)
 
-    def module_name(self, idx: int | Sequence[int] | None = None) -> Any:
+    def module_name(self, idx: _Idx = None) -> Any:
         """Submodule names (``module``), as :meth:`get`."""
         return self.get("module", idx)
 

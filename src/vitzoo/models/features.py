@@ -10,8 +10,8 @@ last chosen one, the final norm and the head removed.
 from __future__ import annotations
 
 import logging
-from collections.abc import Sequence
-from typing import Any
+from collections.abc import Mapping, Sequence
+from typing import Any, cast
 
 import torch
 from torch import nn
@@ -19,7 +19,7 @@ from torch import nn
 from ..errors import ConfigError, FeatureIndexError, UnsupportedOptionError
 from .feature_hooks import FeatureHookNet
 from .feature_info import FeatureInfo
-from .vision_transformer import take_indices
+from .vision_transformer import VisionTransformer, take_indices
 
 __all__ = ["DEFAULT_OUT_INDICES", "FEATURE_CLASSES", "FeatureGetterNet", "build_features",
            "check_out_indices", "features_pretrained_cfg"]
@@ -41,7 +41,8 @@ def check_out_indices(model: nn.Module, out_indices: int | Sequence[int]) -> lis
     Raises:
         FeatureIndexError: an index is out of range, or the int is not in 1..depth.
     """
-    depth = len(model.feature_info)
+    # a vitzoo model's list of dicts, one per block (nn.Module's stub says tensor or module)
+    depth = len(cast(Sequence[Mapping[str, Any]], model.feature_info))
     if isinstance(out_indices, Sequence) and not isinstance(out_indices, str):
         out_indices = list(out_indices)
     try:
@@ -102,10 +103,12 @@ class FeatureGetterNet(nn.Module):
             raise ConfigError(f"output_fmt={output_fmt!r} is not one of "
                               f"{', '.join(map(repr, OUTPUT_FORMATS))}")
         chosen = check_out_indices(model, out_indices)
-        every_block = [dict(entry) for entry in model.feature_info]  # as before pruning
+        # a vitzoo model: the methods used here are VisionTransformer's
+        backbone = cast(VisionTransformer, model)
+        every_block = [dict(entry) for entry in backbone.feature_info]  # as before pruning
         if prune and hasattr(model, "prune_intermediate_layers"):
-            chosen = model.prune_intermediate_layers(chosen, prune_norm=not norm)
-        self.model = model
+            chosen = backbone.prune_intermediate_layers(chosen, prune_norm=not norm)
+        self.model = backbone
         self.out_indices: list[int] = list(chosen)
         self.output_fmt = output_fmt
         self.norm = norm
@@ -124,9 +127,10 @@ class FeatureGetterNet(nn.Module):
 
     def forward(self, x: torch.Tensor) -> list[torch.Tensor]:
         """The chosen blocks' maps for images ``x`` ``(B, C, H, W)``, in block order."""
-        return self.model.forward_intermediates(x, indices=self.out_indices, norm=self.norm,
-                                                output_fmt=self.output_fmt,
-                                                intermediates_only=True)
+        maps: list[torch.Tensor] = self.model.forward_intermediates(
+            x, indices=self.out_indices, norm=self.norm, output_fmt=self.output_fmt,
+            intermediates_only=True)
+        return maps
 
 
 def _feature_class(feature_cls: str | type) -> type:
@@ -181,4 +185,4 @@ def build_features(model: nn.Module, *, out_indices: int | Sequence[int] = DEFAU
     features = cls(model, out_indices=out_indices, **options)
     logger.debug("features_only: %s over blocks %s", cls.__name__,
                  list(features.feature_info.out_indices))
-    return features
+    return cast(nn.Module, features)  # a feature class builds a module

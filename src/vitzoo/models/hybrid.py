@@ -48,7 +48,8 @@ class ResNetV2(nn.Module):
         self.out_channels = in_chs
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return self.stages(self.stem(x))
+        out: torch.Tensor = self.stages(self.stem(x))
+        return out
 
 
 def build_resnet_backbone(layers: Sequence[int], *, width: int = 64, in_chans: int = 3,

@@ -10,7 +10,7 @@ Scale" (ICLR 2021). Parameter names follow timm, so timm state dicts load unchan
 from collections import OrderedDict
 from collections.abc import Callable, Iterable, Sequence
 from functools import partial
-from typing import Any
+from typing import Any, cast
 
 import torch
 from torch import nn
@@ -197,7 +197,7 @@ class VisionTransformer(nn.Module):
         self.attn_pool = self._new_attn_pool() if cfg.global_pool == "map" else None
         self.fc_norm = self._layers.norm(D) if cfg.fc_norm else nn.Identity()
         if cfg.representation_size:
-            self.pre_logits = nn.Sequential(OrderedDict([
+            self.pre_logits: nn.Module = nn.Sequential(OrderedDict([
                 ("fc", nn.Linear(D, cfg.representation_size)),
                 ("act", nn.Tanh()),
             ]))
@@ -260,7 +260,7 @@ class VisionTransformer(nn.Module):
         init_submodules(self, mode, only=roots)
         self._init_tokens(mode, keep)
         if isinstance(self.pre_logits, nn.Sequential) and keep("pre_logits"):
-            fc = self.pre_logits.fc
+            fc = cast(nn.Linear, self.pre_logits.fc)  # built as a Linear in __init__
             if mode == "jax":
                 lecun_normal_(fc.weight)
             else:
@@ -356,11 +356,13 @@ class VisionTransformer(nn.Module):
                 x = checkpoint(block, x, use_reentrant=False)
         else:
             x = self.blocks(x)
-        return self.norm(x)
+        out: torch.Tensor = self.norm(x)
+        return out
 
     def _pool(self, x: torch.Tensor) -> torch.Tensor:
         if self.attn_pool is not None:
-            return self.attn_pool(x)  # (B, D), attending to every token
+            pooled: torch.Tensor = self.attn_pool(x)  # (B, D), attending to every token
+            return pooled
         if self.global_pool == "avg":
             return x[:, self.num_prefix_tokens:].mean(dim=1)  # (B, D), patch tokens only
         if self.global_pool == "token":
@@ -385,8 +387,10 @@ class VisionTransformer(nn.Module):
 
     def _run_block(self, block: nn.Module, x: torch.Tensor) -> torch.Tensor:
         if self.grad_checkpointing and torch.is_grad_enabled():
-            return checkpoint(block, x, use_reentrant=False)
-        return block(x)
+            out: torch.Tensor = checkpoint(block, x, use_reentrant=False)
+        else:
+            out = block(x)
+        return out
 
     def forward_intermediates(
         self, x: torch.Tensor, indices: int | Sequence[int] | None = None,
@@ -460,7 +464,8 @@ class VisionTransformer(nn.Module):
             The kept block indices, sorted.
         """
         take, last = take_indices(len(self.blocks), indices)
-        self.blocks = self.blocks[:last + 1]
+        # a Sequential's slice is a Sequential (the stub says Sequential | Module)
+        self.blocks = cast(nn.Sequential, self.blocks[:last + 1])
         self.cfg = self.cfg.replace(depth=last + 1)
         self.feature_info = self.feature_info[:last + 1]
         if prune_norm:
@@ -529,7 +534,7 @@ class VisionTransformer(nn.Module):
             if i > last:
                 break
             if i in take:
-                x, probs = block.forward_with_attn(x)
+                x, probs = cast(Block, block).forward_with_attn(x)  # built as Blocks
                 maps.append(probs.mean(dim=1) if heads == "mean" else probs)
             else:
                 x = block(x)

@@ -25,7 +25,8 @@ OAI = (CLIP_MEAN, CLIP_STD)
 INC = (GOOGLE_MEAN, GOOGLE_STD)
 CENTER, SQUASH = "center", "squash"
 APACHE, MIT, ASCL, NC, AMLR = "apache-2.0", "mit", "apple-ascl", "cc-by-nc-4.0", "apple-amlr"
-_Tag = tuple[str, int, float, str, tuple[tuple[float, ...], tuple[float, ...]], str, bool]
+_RGB = tuple[float, float, float]
+_Tag = tuple[str, int, float, str, tuple[_RGB, _RGB], str, bool]
 """(tag, classes, crop_pct, crop_mode, (mean, std), license, trained with QuickGELU)"""
 
 _OPENAI = "https://openaipublic.azureedge.net/clip/models/"
@@ -212,7 +213,7 @@ def _paper(arch: str, tag: str) -> str:
 
 
 def _entry(arch: str, tag: str, classes: int, crop_pct: float, crop_mode: str,
-           stats: tuple[tuple[float, ...], tuple[float, ...]], license: str,
+           stats: tuple[_RGB, _RGB], license: str,
            quick_gelu: bool) -> PretrainedEntry:
     plain = arch.replace("_quickgelu", "")  # the QuickGELU towers share the plain repos
     openai = OPENAI_FILES.get(plain) if tag == "openai" else None

@@ -7,6 +7,8 @@ weights run with JAX's numerics (tanh GELU) whichever source they come from.
 
 from __future__ import annotations
 
+from typing import Any
+
 from .entry import CLIP_MEAN, CLIP_STD, IMAGENET_MEAN, IMAGENET_STD, PretrainedEntry
 
 AUGREG = "https://storage.googleapis.com/vit_models/augreg/"
@@ -35,9 +37,10 @@ def google(arch: str, tag: str, num_classes: int, img: int, url: str | None,
 
 
 def pytorch(arch: str, tag: str, num_classes: int, img: int, url: str | None = None, *,
-            mean=IMAGENET_MEAN, std=IMAGENET_STD, crop_pct: float = 0.9, paper: str,
+            mean: tuple[float, float, float] = IMAGENET_MEAN,
+            std: tuple[float, float, float] = IMAGENET_STD, crop_pct: float = 0.9, paper: str,
             license: str = "apache-2.0", top1: float | None = None,
-            notes: str = "", extra: dict | None = None) -> PretrainedEntry:
+            notes: str = "", extra: dict[str, Any] | None = None) -> PretrainedEntry:
     """Weights trained in PyTorch (exact GELU)."""
     return PretrainedEntry(arch, tag, num_classes, img, "pytorch", hf_hub_id=f"timm/{arch}.{tag}",
                            url=url, url_format="pth" if url else None, mean=mean, std=std,

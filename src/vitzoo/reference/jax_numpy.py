@@ -92,18 +92,21 @@ def _layer_norm(x: np.ndarray, p: _Tree) -> np.ndarray:
     mean = x.mean(-1, keepdims=True)
     var = ((x - mean) ** 2).mean(-1, keepdims=True)
     scale, bias = (_expect(p(n), (D,), p.prefix + n) for n in ("scale", "bias"))
-    return (x - mean) / np.sqrt(var + _LN_EPS) * scale + bias
+    out: np.ndarray = (x - mean) / np.sqrt(var + _LN_EPS) * scale + bias
+    return out
 
 
 def _gelu_tanh(x: np.ndarray) -> np.ndarray:
     # flax's nn.gelu defaults to approximate=True; exact erf moves the logits by ~3e-4.
-    return 0.5 * x * (1.0 + np.tanh(math.sqrt(2.0 / math.pi) * (x + 0.044715 * x * x * x)))
+    y: np.ndarray = 0.5 * x * (1.0 + np.tanh(math.sqrt(2.0 / math.pi) * (x + 0.044715 * x * x * x)))
+    return y
 
 
 def _dense(x: np.ndarray, p: _Tree) -> np.ndarray:
     """flax Dense: ``x @ kernel + bias`` with kernel ``(in, out)``."""
     kernel = _expect(p("kernel"), (x.shape[-1], None), p.prefix + "kernel")
-    return x @ kernel + _expect(p("bias"), (kernel.shape[1],), p.prefix + "bias")
+    out: np.ndarray = x @ kernel + _expect(p("bias"), (kernel.shape[1],), p.prefix + "bias")
+    return out
 
 
 def _mlp(x: np.ndarray, p: _Tree) -> np.ndarray:
@@ -127,7 +130,8 @@ def _attention(q_in: np.ndarray, kv_in: np.ndarray, p: _Tree) -> np.ndarray:
     o = np.einsum("bhqn,bnhk->bqhk", attn, proj["value"], optimize=True)  # (B, Nq, H, hd)
     out = _expect(p("out/kernel"), (H, hd, D), p.prefix + "out/kernel")
     bias = _expect(p("out/bias"), (D,), p.prefix + "out/bias")
-    return np.einsum("bqhk,hkd->bqd", o, out, optimize=True) + bias
+    y: np.ndarray = np.einsum("bqhk,hkd->bqd", o, out, optimize=True) + bias
+    return y
 
 
 def _sincos2d(gh: int, gw: int, dim: int) -> np.ndarray:
@@ -160,7 +164,9 @@ def _pad_same(x: np.ndarray, kernel: int, stride: int, value: float) -> np.ndarr
 def _standardize(kernel: np.ndarray) -> np.ndarray:
     """Weight standardisation of an HWIO kernel per output channel: (w - mean) / (std + eps)."""
     w = kernel - kernel.mean(axis=(0, 1, 2), keepdims=True)
-    return w / (w.std(axis=(0, 1, 2), keepdims=True) + _WS_EPS)  # population std (ddof=0)
+    # population std (ddof=0)
+    out: np.ndarray = w / (w.std(axis=(0, 1, 2), keepdims=True) + _WS_EPS)
+    return out
 
 
 def _std_conv(x: np.ndarray, p: _Tree, name: str, stride: int) -> np.ndarray:
@@ -177,7 +183,8 @@ def _std_conv(x: np.ndarray, p: _Tree, name: str, stride: int) -> np.ndarray:
 def _max_pool_same(x: np.ndarray) -> np.ndarray:
     # 3x3/2 with SAME padding by -inf, so the padding never wins the max.
     win = sliding_window_view(_pad_same(x, 3, 2, -np.inf), (3, 3), axis=(1, 2))
-    return win[:, ::2, ::2].max(axis=(-2, -1))  # (B, ceil(H/2), ceil(W/2), C)
+    out: np.ndarray = win[:, ::2, ::2].max(axis=(-2, -1))  # (B, ceil(H/2), ceil(W/2), C)
+    return out
 
 
 def _group_norm(x: np.ndarray, p: _Tree) -> np.ndarray:
@@ -189,7 +196,9 @@ def _group_norm(x: np.ndarray, p: _Tree) -> np.ndarray:
     g = x.reshape(B, H, W, _GN_GROUPS, C // _GN_GROUPS)
     g = (g - g.mean((1, 2, 4), keepdims=True)) / np.sqrt(g.var((1, 2, 4), keepdims=True) + _GN_EPS)
     scale = _expect(p("scale").reshape(-1), (C,), p.prefix + "scale")
-    return g.reshape(B, H, W, C) * scale + _expect(p("bias").reshape(-1), (C,), p.prefix + "bias")
+    out: np.ndarray = (g.reshape(B, H, W, C) * scale
+                       + _expect(p("bias").reshape(-1), (C,), p.prefix + "bias"))
+    return out
 
 
 def _conv_gn(x: np.ndarray, unit: _Tree, part: str, stride: int = 1) -> np.ndarray:
@@ -231,7 +240,9 @@ def _encoder_blocks(root: _Tree) -> list[_Tree]:
                   if k.startswith("Transformer/encoderblock/")}
         if len(depths) != 1 or None in depths:
             raise ValueError(f"scanned encoder arrays disagree on the depth axis: {depths}")
-        return [enc.child("encoderblock", index=i) for i in range(depths.pop())]
+        depth = depths.pop()
+        assert depth is not None  # a None depth was rejected just above
+        return [enc.child("encoderblock", index=i) for i in range(depth)]
     if not looped:
         raise ValueError("checkpoint has no Transformer/encoderblock_* keys")
     return [enc.child(name) for name in looped]
@@ -313,8 +324,11 @@ def _pool(enc: np.ndarray, root: _Tree) -> np.ndarray:
         probe = np.broadcast_to(_expect(head("probe"), (1, 1, D), "MAPHead_0/probe"), (B, 1, D))
         x = _attention(probe, enc, head.child("MultiHeadDotProductAttention_0"))  # (B, 1, D)
         x = x + _mlp(_layer_norm(x, head.child("LayerNorm_0")), head.child("MlpBlock_0"))
-        return x[:, 0]
-    return enc.mean(axis=1)  # gap: mean(encoder_norm(x)), not timm's fc_norm(mean(x))
+        pooled: np.ndarray = x[:, 0]
+        return pooled
+    # gap: mean(encoder_norm(x)), not timm's fc_norm(mean(x))
+    gap: np.ndarray = enc.mean(axis=1)
+    return gap
 
 
 def jax_vit_forward(params: Mapping[str, np.ndarray], images: np.ndarray, *,

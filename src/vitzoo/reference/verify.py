@@ -3,12 +3,14 @@
 from __future__ import annotations
 
 from pathlib import Path
+from typing import cast
 
 import numpy as np
 import torch
 from torch import nn
 
 from ..adapters.jax_npz import select_params
+from ..config import ViTConfig
 from ..errors import VerificationError
 from ..io import read_npz
 from .jax_numpy import jax_vit_forward
@@ -27,7 +29,7 @@ def verify_against_jax(npz_path: str | Path, model: nn.Module, *, atol: float = 
         VerificationError: the difference exceeds ``atol``.
     """
     params = select_params(read_npz(npz_path))
-    cfg = model.cfg
+    cfg = cast(ViTConfig, model.cfg)  # a vitzoo VisionTransformer's config
     rng = np.random.default_rng(seed)
     images = rng.uniform(-1.0, 1.0, size=(batch, *cfg.img_size, cfg.in_chans))  # NHWC
     posemb = "sincos2d" if cfg.pos_embed == "sincos" else None

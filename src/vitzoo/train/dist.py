@@ -46,7 +46,7 @@ def default_device() -> torch.device:
 
 
 def autocast(cfg: TrainConfig, device: torch.device
-             ) -> tuple[contextlib.AbstractContextManager, torch.amp.GradScaler | None]:
+             ) -> tuple[contextlib.AbstractContextManager[None], torch.amp.GradScaler | None]:
     """The autocast context of ``cfg.amp`` on ``device`` and the gradient scaler fp16 needs
     (None for bf16 and full precision)."""
     if cfg.amp == "off" or (cfg.amp == "auto" and device.type != "cuda"):

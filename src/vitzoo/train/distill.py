@@ -6,6 +6,9 @@ attention" (ICML 2021), §4.
 
 from __future__ import annotations
 
+from collections.abc import Callable
+from typing import cast
+
 import torch
 import torch.nn.functional as F
 from torch import nn
@@ -58,4 +61,7 @@ class DistillationStudent(nn.Module):
         self.model = model
 
     def forward(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        return self.model.forward_distill(x)
+        # checked in __init__; nn.Module's attribute lookup types it as a tensor or a module
+        forward_distill = cast(Callable[[torch.Tensor], tuple[torch.Tensor, torch.Tensor]],
+                               self.model.forward_distill)
+        return forward_distill(x)

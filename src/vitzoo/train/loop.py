@@ -10,10 +10,10 @@ import logging
 import signal
 import threading
 import time
-from collections.abc import Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator, Sized
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
 import torch
 import torch.nn.functional as F
@@ -60,8 +60,8 @@ class TrainResult:
 
 # -- evaluation -----------------------------------------------------------------------------------
 @torch.no_grad()
-def evaluate(model: nn.Module, data: Dataset, *, batch_size: int = 256, num_workers: int = 0,
-             device: torch.device | str | None = None) -> dict[str, float]:
+def evaluate(model: nn.Module, data: Dataset[tuple[Any, int]], *, batch_size: int = 256,
+             num_workers: int = 0, device: torch.device | str | None = None) -> dict[str, float]:
     """Top-1 and top-5 accuracy (%), mean cross-entropy and images/s of ``model`` on ``data``.
 
     ``data`` yields ``(image tensor, label)``.
@@ -107,7 +107,7 @@ class _Run:
     output_dir: Path
     autocast: Any
     teacher: nn.Module | None = None
-    eval_set: Dataset | None = None
+    eval_set: Dataset[tuple[Any, int]] | None = None
     world: int = 1
     main: bool = True
     """Rank 0: the process that evaluates, logs and writes files."""
@@ -117,9 +117,12 @@ class _Run:
     started: float = field(default_factory=time.perf_counter)
 
 
-def finetune(model: nn.Module, train_data: Dataset, eval_data: Dataset | None = None,
+def finetune(model: nn.Module, train_data: Dataset[tuple[Any, int]],
+             eval_data: Dataset[tuple[Any, int]] | None = None,
              config: TrainConfig | None = None, *, output_dir: str | Path,
-             train_transform=None, eval_transform=None, teacher: nn.Module | None = None,
+             train_transform: Callable[[Any], Any] | None = None,
+             eval_transform: Callable[[Any], Any] | None = None,
+             teacher: nn.Module | None = None,
              resume: bool = False, overwrite: bool = False,
              device: torch.device | str | None = None) -> TrainResult:
     """Fine-tune ``model`` on ``train_data`` and evaluate on ``eval_data``.
@@ -172,9 +175,10 @@ def finetune(model: nn.Module, train_data: Dataset, eval_data: Dataset | None = 
     if micro_batch != cfg.micro_batch:
         logger.info("micro-batches of %d: %d process(es) share a batch of %d", micro_batch,
                     world, cfg.batch_size)
-    sampler = StepSampler(len(train_data), batch_size=cfg.batch_size, micro_batch=micro_batch,
-                          world=run.world, rank=dist.world()[1], seed=cfg.seed,
-                          start_step=run.state.step, steps=cfg.steps)
+    sampler = StepSampler(len(cast(Sized, train_data)),  # map-style: a Dataset with __len__
+                          batch_size=cfg.batch_size, micro_batch=micro_batch, world=run.world,
+                          rank=dist.world()[1], seed=cfg.seed, start_step=run.state.step,
+                          steps=cfg.steps)
     loader = DataLoader(SeededDataset(train_data, train_transform), batch_sampler=sampler,
                         num_workers=cfg.num_workers, generator=torch.Generator())
     if run.main:
@@ -228,7 +232,8 @@ def _setup(model: nn.Module, cfg: TrainConfig, *, output_dir: Path, teacher: nn.
                 autocast=autocast, teacher=teacher, world=world, main=rank == 0)
 
 
-def _train(run: _Run, loader: Iterable, accumulation: int) -> None:
+def _train(run: _Run, loader: Iterable[tuple[torch.Tensor, torch.Tensor]],
+           accumulation: int) -> None:
     """The remaining optimizer steps, each over ``accumulation`` micro-batches."""
     micro, loss = 0, 0.0
     for images, labels in loader:
@@ -246,13 +251,15 @@ def _micro_step(run: _Run, images: torch.Tensor, labels: torch.Tensor, *, last: 
     images, labels = images.to(run.device), labels.to(run.device)
     # DDP averages gradients over processes; the loss is scaled to the global-batch mean.
     scale = run.world / run.cfg.batch_size
-    distributed = isinstance(run.net, nn.parallel.DistributedDataParallel)
-    sync = run.net.no_sync() if distributed and not last else contextlib.nullcontext()
+    net = run.net
+    sync = (net.no_sync() if isinstance(net, nn.parallel.DistributedDataParallel) and not last
+            else contextlib.nullcontext())
     with sync:
         with run.autocast:
             loss = _loss(run, images, labels).sum() * scale
         scaler = run.state.scaler
-        (scaler.scale(loss) if scaler is not None else loss).backward()
+        scaled = scaler.scale(loss) if scaler is not None else loss
+        scaled.backward()  # type: ignore[no-untyped-call]  # torch: Tensor.backward is untyped
     return loss.item() / run.world
 
 
@@ -260,6 +267,7 @@ def _loss(run: _Run, images: torch.Tensor, labels: torch.Tensor) -> torch.Tensor
     """Per-sample losses ``(B,)``."""
     cfg = run.cfg
     if cfg.distill:
+        assert run.teacher is not None  # _setup refuses distill without a teacher
         with torch.no_grad():
             teacher_logits = run.teacher(images)
         cls_logits, dist_logits = run.net(images)
@@ -297,6 +305,7 @@ def _after_step(run: _Run, loss: float) -> None:
     loss = dist.sum_over_processes(loss, run.device)  # every process reports the global loss
     last = step == cfg.steps
     if run.main:
+        assert run.progress is not None and run.log is not None  # finetune sets both on rank 0
         run.progress(step, cfg.steps, loss=loss)
         if step % cfg.log_every == 0 or last:
             run.log.write({"step": step, "split": "train", "loss": loss,
@@ -312,6 +321,7 @@ def _after_step(run: _Run, loss: float) -> None:
 def _evaluate(run: _Run) -> None:
     """Evaluate the weights; keep them as ``best.safetensors`` when they are the best yet."""
     state, cfg = run.state, run.cfg
+    assert run.eval_set is not None and run.log is not None  # _after_step checks; rank 0 logs
     with preserved_rng():  # the training steps draw the same numbers, evaluated or not
         run.final = evaluate(state.model, run.eval_set, batch_size=max(cfg.micro_batch, 64),
                              num_workers=cfg.num_workers, device=run.device)

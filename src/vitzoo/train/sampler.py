@@ -3,7 +3,8 @@ whatever the number of processes or accumulation steps, and resumable at any ste
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator, Sized
+from typing import Any, cast
 
 import torch
 from torch.utils.data import Dataset
@@ -75,18 +76,19 @@ class StepSampler:
         return (self.steps - self.start_step) * self.accumulation
 
 
-class SeededDataset(Dataset):
+class SeededDataset(Dataset[tuple[Any, int]]):
     """Applies ``transform`` to ``dataset[i]``. Indexed with ``(i, seed)`` (as
     :class:`StepSampler` does), the transform runs under that seed, which depends only on the
     sample and the epoch, so random augmentation does not depend on how batches are split."""
 
-    def __init__(self, dataset: Dataset, transform=None) -> None:
+    def __init__(self, dataset: Dataset[tuple[Any, int]],
+                 transform: Callable[[Any], Any] | None = None) -> None:
         self.dataset, self.transform = dataset, transform
 
     def __len__(self) -> int:
-        return len(self.dataset)  # type: ignore[arg-type]
+        return len(cast(Sized, self.dataset))  # map-style: torch's Dataset declares no __len__
 
-    def __getitem__(self, item: int | tuple[int, int]):
+    def __getitem__(self, item: int | tuple[int, int]) -> tuple[Any, int]:
         index, seed = item if isinstance(item, tuple) else (item, None)
         image, label = self.dataset[index]
         if self.transform is None:

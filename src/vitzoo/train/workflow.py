@@ -3,16 +3,19 @@
 from __future__ import annotations
 
 import logging
+from collections.abc import Sized
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
+import torch
 from torch import nn
+from torch.utils.data import Dataset
 
 from ..config import ViTConfig
 from ..data import create_transform, open_dataset, resolve_data_config
 from ..errors import VitzooError
 from ..factory import open_model
-from ..models import build_model
+from ..models import VisionTransformer, build_model
 from ..pretrained import build_pretrained_cfg
 from . import dist
 from .config import preset_config
@@ -25,13 +28,13 @@ logger = logging.getLogger(__name__)
 
 # The model of the "digits" preset: a 4-block ViT on the 8x8 grey digits (2x2 patches, 16
 # tokens) with big_vision's fixed sin-cos position embeddings, trained from scratch.
-DIGITS_MODEL = ViTConfig(img_size=8, patch_size=2, in_chans=1, embed_dim=64, depth=4,
+DIGITS_MODEL = ViTConfig(img_size=(8, 8), patch_size=(2, 2), in_chans=1, embed_dim=64, depth=4,
                          num_heads=4, num_classes=10, pos_embed="sincos")
 DEFAULT_MODEL = "vit_base_patch16_224.augreg_in21k"
 
 
 def _model(name: str | None, data: str, num_classes: int, pretrained: bool,
-           overrides: dict[str, Any]) -> nn.Module:
+           overrides: dict[str, Any]) -> VisionTransformer:
     if name is None and data == "digits":
         model = build_model(DIGITS_MODEL.replace(**overrides))
         model.pretrained_cfg = build_pretrained_cfg(
@@ -88,7 +91,7 @@ def finetune_on(data: str = "digits", *, model: str | None = None, preset: str |
                       train_transform=train_tf, eval_transform=eval_tf, teacher=teacher_model,
                       resume=resume, overwrite=overwrite)
     if data == "digits" and dist.world()[1] == 0:
-        _write_examples(eval_set, Path(output_dir) / "examples")
+        _write_examples(eval_set, Path(output_dir) / "examples", seed=cfg.seed)
     return result
 
 
@@ -103,13 +106,20 @@ def _teacher(name: str, num_classes: int) -> nn.Module:
     return model
 
 
-def _write_examples(dataset, directory: Path, count: int = 4) -> None:
-    """A few evaluation images as PNG files, to try ``vitzoo predict`` on."""
+def _write_examples(dataset: Dataset[tuple[Any, int]], directory: Path, *, seed: int,
+                    count: int = 4) -> None:
+    """A few evaluation images as PNG files, to try ``vitzoo predict`` on.
+
+    A random sample (the run's seed) rather than the first images: the digits' test split opens
+    with several of its hardest images, which would misrepresent the model.
+    """
     try:
         from PIL import Image
     except ImportError:
         return
     directory.mkdir(parents=True, exist_ok=True)
-    for i in range(min(count, len(dataset))):
-        image, label = dataset[i]
-        Image.fromarray(image[..., 0]).save(directory / f"digit_{i}_label_{label}.png")
+    size = len(cast(Sized, dataset))  # map-style: it has __len__
+    picked = torch.randperm(size, generator=torch.Generator().manual_seed(seed))[:count]
+    for index in sorted(picked.tolist()):
+        image, label = dataset[index]
+        Image.fromarray(image[..., 0]).save(directory / f"test_{index:03d}_label_{label}.png")

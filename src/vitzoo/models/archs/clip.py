@@ -61,9 +61,9 @@ def tower_config(width: int, depth: int, heads: int, mlp: int, patch: int, img: 
                  quick_gelu: bool, num_classes: int) -> ViTConfig:
     """A CLIP image tower as a ViTConfig (also what the open_clip adapter builds)."""
     return ViTConfig(
-        img_size=img, patch_size=patch, embed_dim=width, depth=depth, num_heads=heads,
-        mlp_dim=mlp, num_classes=num_classes, pre_norm=True, patch_bias=False, norm_eps=1e-5,
-        act_layer="quick_gelu" if quick_gelu else "gelu")
+        img_size=(img, img), patch_size=(patch, patch), embed_dim=width, depth=depth,
+        num_heads=heads, mlp_dim=mlp, num_classes=num_classes, pre_norm=True, patch_bias=False,
+        norm_eps=1e-5, act_layer="quick_gelu" if quick_gelu else "gelu")
 
 
 def _arch(name: str, width: int, depth: int, heads: int, mlp: int, patch: int, img: int,

@@ -31,8 +31,8 @@ REG_RESAMPLE = "dinov2_reg"
 def _cfg(size: str, registers: bool) -> ViTConfig:
     _, _, width, depth, heads, mlp, swiglu = _SIZES[size]
     return ViTConfig(
-        img_size=518, patch_size=14, embed_dim=width, depth=depth, num_heads=heads, mlp_dim=mlp,
-        mlp_layer="swiglu" if swiglu else "mlp", num_classes=0, init_values=1e-5,
+        img_size=(518, 518), patch_size=(14, 14), embed_dim=width, depth=depth, num_heads=heads,
+        mlp_dim=mlp, mlp_layer="swiglu" if swiglu else "mlp", num_classes=0, init_values=1e-5,
         reg_tokens=4 if registers else 0, no_embed_class=registers, dynamic_img_size=True,
         pos_embed_resample=REG_RESAMPLE if registers else PLAIN_RESAMPLE,
         pos_embed_antialias=registers)

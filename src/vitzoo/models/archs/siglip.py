@@ -80,8 +80,8 @@ def tower_config(size: str, patch: int, img: int, pool: str) -> ViTConfig:
     tanh GELU, LayerNorm eps 1e-6, no head."""
     width, depth, heads, mlp = _SIZES[size]
     return ViTConfig(
-        img_size=img, patch_size=patch, embed_dim=width, depth=depth, num_heads=heads,
-        mlp_dim=mlp, num_classes=0, class_token=False, global_pool=pool,
+        img_size=(img, img), patch_size=(patch, patch), embed_dim=width, depth=depth,
+        num_heads=heads, mlp_dim=mlp, num_classes=0, class_token=False, global_pool=pool,
         gelu_approximate="tanh", pos_embed_resample="scipy")
 
 

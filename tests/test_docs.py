@@ -9,6 +9,7 @@ import importlib.util
 import io
 import os
 import re
+import shlex
 import shutil
 import subprocess
 import sys
@@ -19,7 +20,8 @@ import pytest
 ROOT = Path(__file__).resolve().parent.parent
 DOCS = ROOT / "docs"
 MARK = "<!-- runnable -->"
-BLOCK = re.compile(r"^<!-- runnable -->\n```python\n(.*?)\n```", re.S | re.M)
+# a python block, or a text block of ``$ vitzoo ...`` lines each followed by its exact output
+BLOCK = re.compile(r"^<!-- runnable -->\n```(python|text)\n(.*?)\n```", re.S | re.M)
 
 
 def _docs_pages():
@@ -29,15 +31,15 @@ def _docs_pages():
     return module
 
 
-def runnable_blocks() -> list[tuple[str, int, str]]:
-    """(page, block number, code) of every block marked runnable, in page order."""
+def runnable_blocks() -> list[tuple[str, int, str, str]]:
+    """(page, block number, kind, code) of every block marked runnable, in page order."""
     found = []
     for page in sorted(DOCS.glob("*.md")):
         text = page.read_text()
         blocks = BLOCK.findall(text)
         marks = len(re.findall(rf"^{re.escape(MARK)}$", text, re.M))  # a mark on its own line
-        assert len(blocks) == marks, f"{page.name}: a {MARK} mark not before ```python"
-        found += [(page.name, i, code) for i, code in enumerate(blocks, 1)]
+        assert len(blocks) == marks, f"{page.name}: a {MARK} mark not before ```python/text"
+        found += [(page.name, i, kind, code) for i, (kind, code) in enumerate(blocks, 1)]
     return found
 
 
@@ -45,16 +47,37 @@ BLOCKS = runnable_blocks()
 
 
 def test_the_site_has_runnable_blocks_on_the_pages_users_start_from():
-    pages = {page for page, _, _ in BLOCKS}
-    assert {"index.md", "faq.md", "api.md", "backbone.md"} <= pages, pages
+    pages = {page for page, _, _, _ in BLOCKS}
+    assert {"index.md", "faq.md", "api.md", "backbone.md", "cli.md"} <= pages, pages
 
 
-@pytest.mark.parametrize("page, number, code", BLOCKS,
-                         ids=[f"{page}-{number}" for page, number, _ in BLOCKS])
-def test_runnable_block(page, number, code, tmp_path, monkeypatch, clean_registry):
+def _run_session(page: str, number: int, text: str, capsys) -> None:
+    """Each ``$ vitzoo ARGS`` line runs through the CLI; what it prints must be the lines that
+    follow it, exactly."""
+    from vitzoo.cli import main
+
+    sessions = re.split(r"^\$ ", text, flags=re.M)
+    assert sessions[0] == "" and len(sessions) > 1, f"{page} block {number}: no $ command"
+    for session in sessions[1:]:
+        command, _, expected = session.partition("\n")
+        argv = shlex.split(command)
+        assert argv[0] == "vitzoo", f"{page} block {number}: {command}"
+        capsys.readouterr()
+        assert main(argv[1:]) == 0, command
+        printed = capsys.readouterr().out.rstrip("\n")
+        assert printed == expected.rstrip("\n"), f"{page}: `{command}` printed\n{printed}"
+
+
+@pytest.mark.parametrize("page, number, kind, code", BLOCKS,
+                         ids=[f"{page}-{number}" for page, number, _, _ in BLOCKS])
+def test_runnable_block(page, number, kind, code, tmp_path, monkeypatch, capsys,
+                        clean_registry):
     """Each block runs on its own, in a scratch directory, offline, with the registry restored
     afterwards; a ``print(...)  # text`` line must print exactly ``text``."""
     monkeypatch.chdir(tmp_path)
+    if kind == "text":
+        _run_session(page, number, code, capsys)
+        return
     out = io.StringIO()
     with contextlib.redirect_stdout(out):
         exec(compile(code, f"{page} block {number}", "exec"), {"__name__": "__doc_block__"})

@@ -559,8 +559,8 @@ def resolve_weights(entry: PretrainedEntry, *, source: str | None = None,
         return _download_and_convert(entry, progress)
     if hub_error is not None:
         raise hub_error
-    places: dict[str | None, str] = {"hub": "on the Hugging Face Hub", "url": "at an original URL"}
-    where = places.get(source, "")
+    # only an asked-for source can be missing: an entry with weights has a Hub id or a URL
+    where = "on the Hugging Face Hub" if source == "hub" else "at an original URL"
     raise VitzooError(f"{entry.name} has no weights {where}; call without source= to use "
                       "the other place")
 

@@ -15,14 +15,14 @@ from typing import Any, cast
 import torch
 from torch import nn
 
-from ..config import ViTConfig
 from ..convert import convert_checkpoint
 from ..factory import create_model
 from ..io import save_model
+from ..models import VisionTransformer
 from ..registry import resolve_name
 from .machine import library_version
 
-__all__ = ["LIBRARIES", "ModelSpec", "build_peer", "config_of", "forward_of"]
+__all__ = ["LIBRARIES", "ModelSpec", "build_peer", "forward_of"]
 
 LIBRARIES = ("vitzoo", "timm", "transformers")
 
@@ -44,26 +44,22 @@ class ModelSpec:
             return self.name
         return f"{self.name}[{','.join(f'{k}={v}' for k, v in self.overrides.items())}]"
 
-    def build(self, **kwargs: Any) -> nn.Module:
-        return create_model(self.name, **self.overrides, **kwargs)
+    def build(self, **kwargs: Any) -> VisionTransformer:
+        # a registered name without features_only: create_model builds a VisionTransformer
+        return cast(VisionTransformer, create_model(self.name, **self.overrides, **kwargs))
 
 
-def config_of(model: nn.Module) -> ViTConfig:
-    """The ``ViTConfig`` of a vitzoo model (``create_model`` types it as a plain module)."""
-    return cast(ViTConfig, model.cfg)
-
-
-def _timm(spec: ModelSpec, model: nn.Module) -> nn.Module:
+def _timm(spec: ModelSpec, model: VisionTransformer) -> nn.Module:
     import timm
 
     peer: nn.Module = timm.create_model(spec.arch, pretrained=False,
-                                        num_classes=config_of(model).num_classes,
+                                        num_classes=model.cfg.num_classes,
                                         **spec.overrides)
     peer.load_state_dict(model.state_dict())
     return peer
 
 
-def _transformers(spec: ModelSpec, model: nn.Module) -> nn.Module:
+def _transformers(spec: ModelSpec, model: VisionTransformer) -> nn.Module:
     from transformers import ViTForImageClassification
 
     with tempfile.TemporaryDirectory() as tmp:
@@ -74,7 +70,7 @@ def _transformers(spec: ModelSpec, model: nn.Module) -> nn.Module:
         return peer
 
 
-def build_peer(library: str, spec: ModelSpec, model: nn.Module) -> nn.Module | None:
+def build_peer(library: str, spec: ModelSpec, model: VisionTransformer) -> nn.Module | None:
     """``library``'s version of ``model`` (vitzoo's own, for "vitzoo") holding the same weights,
     on the same device and dtype; ``None`` when that library is not installed."""
     if library == "vitzoo":

@@ -25,7 +25,7 @@ from ..adapters import jax_npz
 from ..io import save_model
 from ..pretrained import get_entry
 from .machine import library_version
-from .peers import ModelSpec, config_of
+from .peers import ModelSpec
 from .report import new_row
 from .timing import median
 
@@ -185,7 +185,7 @@ def write_random_npz(spec: ModelSpec, path: Path) -> int:
     rng = np.random.default_rng(0)
     state = {k: rng.standard_normal(tuple(v.shape), dtype=np.float32) * 0.02
              for k, v in model.state_dict().items()}
-    arrays = jax_npz.from_vitzoo(state, num_heads=config_of(model).num_heads)
+    arrays = jax_npz.from_vitzoo(state, num_heads=model.cfg.num_heads)
     np.savez(path, **arrays)  # type: ignore[arg-type]  # stub: **arrays may fill allow_pickle
     return sum(a.nbytes for a in arrays.values())
 

@@ -10,10 +10,11 @@ from typing import Any, cast
 import torch
 from torch import nn
 
+from ..models import VisionTransformer
 from ..optimize import optimize, quantize_int8
 from .flops import matmul_call, matmul_seconds, model_flops
 from .machine import library_version
-from .peers import ModelSpec, build_peer, config_of, forward_of
+from .peers import ModelSpec, build_peer, forward_of
 from .report import new_row, with_samples
 from .timing import interleaved, median
 
@@ -53,7 +54,7 @@ def _int8(model: nn.Module, device: str, dtype: torch.dtype) -> Any:
 
 
 def _candidates(spec: ModelSpec, libraries: Sequence[str], device: str, dtype: torch.dtype,
-                compile_: bool) -> tuple[nn.Module, dict[tuple[str, str], Any]]:
+                compile_: bool) -> tuple[VisionTransformer, dict[tuple[str, str], Any]]:
     torch.manual_seed(0)
     model = spec.build().eval().to(device, dtype)
     found: dict[tuple[str, str], Any] = {}
@@ -91,7 +92,7 @@ def inference_rows(spec: ModelSpec, *, libraries: Sequence[str], batches: Sequen
     the fraction of matmul FLOP/s compares figures measured side by side; with ``int8``,
     vitzoo's int8 dynamically quantized model runs in them too (variant ``int8``)."""
     model, shared = _candidates(spec, libraries, device, dtype, compile_)
-    cfg = config_of(model)
+    cfg = model.cfg
     if int8:
         shared[("vitzoo", "int8")] = _int8(model, device, dtype)
     common = {"suite": "inference", "model": spec.label, "dtype": str(dtype).split(".")[-1],
@@ -153,7 +154,7 @@ def train_rows(spec: ModelSpec, *, libraries: Sequence[str], batches: Sequence[i
     for batch in batches:
         torch.manual_seed(0)
         model = spec.build().to(device).train()
-        cfg = config_of(model)
+        cfg = model.cfg
         x = torch.randn(batch, cfg.in_chans, *cfg.img_size, device=device)
         y = torch.randint(0, cfg.num_classes, (batch,), device=device)
         steps, missing = {}, []
@@ -161,6 +162,7 @@ def train_rows(spec: ModelSpec, *, libraries: Sequence[str], batches: Sequence[i
             if library != "vitzoo" and library_version(library) is None:
                 missing.append(library)
                 continue
+            peer: nn.Module
             if library == "vitzoo":
                 peer = model
             else:
@@ -196,7 +198,7 @@ def matmul_rows(spec: ModelSpec, *, batches: Sequence[int], dtype: torch.dtype, 
     """The machine's matmul FLOP/s at the model's own GEMM shapes (see flops.py), alone (with
     the inference suite they are measured in its rounds instead)."""
     with torch.device("meta"):
-        cfg = config_of(spec.build())
+        cfg = spec.build().cfg
     return [_matmul_row(spec, batch, dtype, threads, repeats,
                         median(matmul_seconds(cfg, batch, repeats=repeats, warmup=warmup,
                                               dtype=dtype, device=device)),

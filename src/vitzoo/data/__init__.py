@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from .class_names import imagenet_class_names, imagenet_wnids
-from .datasets import CIFAR, DatasetError, Digits, ImageFolder
+from .datasets import CIFAR, DatasetError, Digits, ImageFolder, LabelledImages
 from .images import MAX_IMAGE_PIXELS, open_image
 from .pipeline import create_transform, resolve_data_config, resolve_model_data_config
 from .specs import open_dataset
@@ -31,6 +31,7 @@ __all__ = [
     "Digits",
     "EnsureChannels",
     "ImageFolder",
+    "LabelledImages",
     "MAX_IMAGE_PIXELS",
     "Normalize",
     "RandomApply",

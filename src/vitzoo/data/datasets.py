@@ -26,7 +26,11 @@ from .._utils import file_digest
 from ..errors import DatasetError
 from .images import open_image, pil_image_module
 
-__all__ = ["CIFAR", "DatasetError", "Digits", "ImageFolder"]
+__all__ = ["CIFAR", "DatasetError", "Digits", "ImageFolder", "LabelledImages"]
+
+LabelledImages = Dataset[tuple[Any, int]]
+"""A map-style dataset of ``(image, label)`` items (what the datasets here and the training
+loop use): ``image`` an array, a PIL image or a tensor, ``label`` the class index."""
 
 IMAGE_EXTENSIONS = (".jpg", ".jpeg", ".png", ".bmp", ".webp", ".ppm", ".gif", ".tif", ".tiff")
 
@@ -135,7 +139,7 @@ def _cifar_array(batch: dict[bytes, Any], layout: _CifarLayout,
     return np.ascontiguousarray(images), [int(label) for label in labels]
 
 
-class CIFAR(Dataset[tuple[Any, int]]):
+class CIFAR(LabelledImages):
     """CIFAR-10 or CIFAR-100 from the official python version, archive or extracted.
 
     Items are ``(transform(image), label)`` with ``image`` a uint8 (32, 32, 3) RGB array (or
@@ -230,7 +234,7 @@ class CIFAR(Dataset[tuple[Any, int]]):
                 f"transform={self.transform!r})")
 
 
-class ImageFolder(Dataset[tuple[Any, int]]):
+class ImageFolder(LabelledImages):
     """Images in one sub-folder per class: ``root/<class>/**/<image>``.
 
     Classes are the sub-folder names sorted (label = position); files are sorted within
@@ -279,7 +283,7 @@ class ImageFolder(Dataset[tuple[Any, int]]):
                 f"size={len(self)}, transform={self.transform!r})")
 
 
-class Digits(Dataset[tuple[Any, int]]):
+class Digits(LabelledImages):
     """The 1,797 8x8 handwritten digits (UCI optdigits test set, as scikit-learn ships it).
 
     Bundled in ``resources/digits.npz``: the original 4x4-block counts 0..16 are stored as

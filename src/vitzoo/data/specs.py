@@ -4,19 +4,16 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Any
-
-from torch.utils.data import Dataset
 
 from ..hub import cache_dir
-from .datasets import CIFAR, DatasetError, Digits, ImageFolder
+from .datasets import CIFAR, DatasetError, Digits, ImageFolder, LabelledImages
 
 __all__ = ["open_dataset"]
 
 _SPLITS = {True: ("train",), False: ("val", "validation", "test")}
 
 
-def open_dataset(spec: str, *, train: bool) -> Dataset[tuple[Any, int]]:
+def open_dataset(spec: str, *, train: bool) -> LabelledImages:
     """The train or evaluation split of the dataset ``spec`` names.
 
     - ``digits``: the bundled 8x8 digits (a fixed stratified 80/20 split);

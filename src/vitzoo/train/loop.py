@@ -18,9 +18,10 @@ from typing import Any, cast
 import torch
 import torch.nn.functional as F
 from torch import nn
-from torch.utils.data import DataLoader, Dataset
+from torch.utils.data import DataLoader
 
 from .._utils import Progress
+from ..data import LabelledImages
 from ..errors import TrainingInterrupted, VitzooError
 from . import dist
 from .config import TrainConfig
@@ -60,7 +61,7 @@ class TrainResult:
 
 # -- evaluation -----------------------------------------------------------------------------------
 @torch.no_grad()
-def evaluate(model: nn.Module, data: Dataset[tuple[Any, int]], *, batch_size: int = 256,
+def evaluate(model: nn.Module, data: LabelledImages, *, batch_size: int = 256,
              num_workers: int = 0, device: torch.device | str | None = None) -> dict[str, float]:
     """Top-1 and top-5 accuracy (%), mean cross-entropy and images/s of ``model`` on ``data``.
 
@@ -107,7 +108,7 @@ class _Run:
     output_dir: Path
     autocast: Any
     teacher: nn.Module | None = None
-    eval_set: Dataset[tuple[Any, int]] | None = None
+    eval_set: LabelledImages | None = None
     world: int = 1
     main: bool = True
     """Rank 0: the process that evaluates, logs and writes files."""
@@ -117,8 +118,8 @@ class _Run:
     started: float = field(default_factory=time.perf_counter)
 
 
-def finetune(model: nn.Module, train_data: Dataset[tuple[Any, int]],
-             eval_data: Dataset[tuple[Any, int]] | None = None,
+def finetune(model: nn.Module, train_data: LabelledImages,
+             eval_data: LabelledImages | None = None,
              config: TrainConfig | None = None, *, output_dir: str | Path,
              train_transform: Callable[[Any], Any] | None = None,
              eval_transform: Callable[[Any], Any] | None = None,

@@ -7,8 +7,8 @@ from collections.abc import Callable, Iterator, Sized
 from typing import Any, cast
 
 import torch
-from torch.utils.data import Dataset
 
+from ..data import LabelledImages
 from ..errors import ConfigError
 
 __all__ = ["SeededDataset", "StepSampler", "micro_batch_for"]
@@ -76,12 +76,12 @@ class StepSampler:
         return (self.steps - self.start_step) * self.accumulation
 
 
-class SeededDataset(Dataset[tuple[Any, int]]):
+class SeededDataset(LabelledImages):
     """Applies ``transform`` to ``dataset[i]``. Indexed with ``(i, seed)`` (as
     :class:`StepSampler` does), the transform runs under that seed, which depends only on the
     sample and the epoch, so random augmentation does not depend on how batches are split."""
 
-    def __init__(self, dataset: Dataset[tuple[Any, int]],
+    def __init__(self, dataset: LabelledImages,
                  transform: Callable[[Any], Any] | None = None) -> None:
         self.dataset, self.transform = dataset, transform
 

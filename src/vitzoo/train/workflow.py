@@ -9,10 +9,9 @@ from typing import Any, cast
 
 import torch
 from torch import nn
-from torch.utils.data import Dataset
 
 from ..config import ViTConfig
-from ..data import create_transform, open_dataset, resolve_data_config
+from ..data import LabelledImages, create_transform, open_dataset, resolve_data_config
 from ..errors import VitzooError
 from ..factory import open_model
 from ..models import VisionTransformer, build_model
@@ -106,7 +105,7 @@ def _teacher(name: str, num_classes: int) -> nn.Module:
     return model
 
 
-def _write_examples(dataset: Dataset[tuple[Any, int]], directory: Path, *, seed: int,
+def _write_examples(dataset: LabelledImages, directory: Path, *, seed: int,
                     count: int = 4) -> None:
     """A few evaluation images as PNG files, to try ``vitzoo predict`` on.
 

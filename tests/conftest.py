@@ -102,17 +102,18 @@ def server(monkeypatch) -> Iterator[FileServer]:
     s.close()
 
 
-def hf_cache_with(name: str, state: dict[str, torch.Tensor]) -> Path:
-    """Write ``timm/<name>``'s model.safetensors in huggingface_hub's cache layout."""
+def hf_cache_with(repo_id: str, state: dict[str, torch.Tensor]) -> Path:
+    """Write ``repo_id``'s model.safetensors in huggingface_hub's cache layout (blobs, refs,
+    snapshots), as a download leaves it."""
     hub = Path(os.environ["HF_HOME"]) / "hub"
-    repo = hub / f"models--timm--{name}"
+    repo = hub / ("models--" + repo_id.replace("/", "--"))
     tmp = repo / "tmp.safetensors"
     repo.mkdir(parents=True, exist_ok=True)
     save_file(state, str(tmp), metadata={"format": "pt"})
     digest = hashlib.sha256(tmp.read_bytes()).hexdigest()
     (repo / "blobs").mkdir(exist_ok=True)
     tmp.rename(repo / "blobs" / digest)
-    commit = hashlib.sha1(name.encode()).hexdigest()
+    commit = hashlib.sha1(repo_id.encode()).hexdigest()
     (repo / "refs").mkdir(exist_ok=True)
     (repo / "refs" / "main").write_text(commit)
     snapshot = repo / "snapshots" / commit

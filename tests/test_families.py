@@ -16,12 +16,13 @@ from pathlib import Path
 
 import pytest
 import torch
-from safetensors.torch import save_file
 
 import vitzoo
 from vitzoo.models.archs import FAMILIES
 from vitzoo.models.archs.siglip import TIMM_ERF_GELU
 from vitzoo.pretrained import get_entry, tags_for
+
+from conftest import hf_cache_with
 
 TIMM = json.loads((Path(__file__).parent / "data" / "timm_family_keys.json").read_text())
 LAYOUTS = TIMM["layouts"]
@@ -128,23 +129,6 @@ def test_quickgelu_follows_the_weights(name, quick_gelu):
     assert (cfg.act_layer == "quick_gelu") == quick_gelu
 
 
-def _hf_cache_with(repo_id: str, state: dict[str, torch.Tensor]) -> None:
-    """``repo_id``'s model.safetensors in huggingface_hub's cache layout (blobs, refs,
-    snapshots), as a download leaves it."""
-    repo = Path(os.environ["HF_HOME"]) / "hub" / ("models--" + repo_id.replace("/", "--"))
-    (repo / "blobs").mkdir(parents=True)
-    tmp = repo / "blobs" / "incoming"
-    save_file(state, str(tmp), metadata={"format": "pt"})
-    digest = hashlib.sha256(tmp.read_bytes()).hexdigest()
-    tmp.rename(repo / "blobs" / digest)
-    commit = hashlib.sha1(repo_id.encode()).hexdigest()
-    (repo / "refs").mkdir()
-    (repo / "refs" / "main").write_text(commit)
-    snapshot = repo / "snapshots" / commit
-    snapshot.mkdir(parents=True)
-    (snapshot / "model.safetensors").symlink_to(f"../../blobs/{digest}")
-
-
 @pytest.mark.parametrize("name", [
     "vit_small_patch14_reg4_dinov2.lvd142m",
     "vit_xsmall_patch16_clip_224.tinyclip_yfcc15m",
@@ -157,7 +141,7 @@ def test_pretrained_offline_from_a_prepared_hub_cache(name):
     with torch.no_grad():
         for p in source.parameters():
             p.add_(torch.randn_like(p) * 0.02)
-    _hf_cache_with(entry.hf_hub_id, {k: v.contiguous() for k, v in source.state_dict().items()})
+    hf_cache_with(entry.hf_hub_id, {k: v.contiguous() for k, v in source.state_dict().items()})
     model = vitzoo.create_model(name, pretrained=True)
     assert model.pretrained_cfg["tag"] == tag and model.load_report.ok
     side = 112 if model.cfg.dynamic_img_size else entry.img_size  # DINOv2 takes any size

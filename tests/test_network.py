@@ -122,7 +122,7 @@ def test_a_cached_hub_file_still_serves_when_the_hub_is_unreachable(online, monk
     name = "vit_tiny_patch16_224.augreg_in21k_ft_in1k"
     state = {k: v.contiguous() for k, v in
              random_weights(vitzoo.create_model("vit_tiny_patch16_224")).state_dict().items()}
-    path = hf_cache_with(name, state)
+    path = hf_cache_with(f"timm/{name}", state)
     monkeypatch.setattr("huggingface_hub.constants.ENDPOINT", f"http://127.0.0.1:{_closed_port()}")
     entry = vitzoo.pretrained.get_entry("vit_tiny_patch16_224", "augreg_in21k_ft_in1k")
     assert resolve_weights(entry, source="hub", progress=False).resolve() == path.resolve()

@@ -121,7 +121,7 @@ def cached_ti16():
     name = "vit_tiny_patch16_224.augreg_in21k_ft_in1k"
     model = random_weights(vitzoo.create_model("vit_tiny_patch16_224"), scale=0.05)
     state = {k: v.contiguous() for k, v in model.state_dict().items()}
-    return hf_cache_with(name, state), state
+    return hf_cache_with(f"timm/{name}", state), state
 
 
 def test_pretrained_loads_exactly_the_cached_tensors_offline(cached_ti16):

@@ -25,6 +25,7 @@ from .pos_embed import (
 )
 from .std_conv import MaxPool2dSame, StdConv2dSame
 from .weight_init import INIT_MODES, check_init_mode, init_linear_, lecun_normal_
+from .workspace import release_workspace, set_workspace_limit, workspace_bytes
 
 __all__ = [
     "ATTN_IMPLS",
@@ -56,11 +57,14 @@ __all__ = [
     "layer_norm",
     "lecun_normal_",
     "patch_grid",
+    "release_workspace",
     "resample_patch_kernel",
     "resample_pos_embed",
     "scaled_dot_product",
+    "set_workspace_limit",
     "sincos_2d_pos_embed",
     "sincos_pos_embed_for",
     "stem_layers",
     "to_2tuple",
+    "workspace_bytes",
 ]

@@ -9,7 +9,7 @@ import torch
 from torch import nn
 from torch.nn.modules import module as _module
 
-__all__ = ["is_square", "layer_norm", "overwritable", "patch_grid", "to_2tuple"]
+__all__ = ["is_square", "layer_norm", "no_pre_hooks", "overwritable", "patch_grid", "to_2tuple"]
 
 
 def to_2tuple(value: int | Sequence[int]) -> tuple[int, int]:
@@ -67,3 +67,11 @@ def overwritable(*producers: nn.Module) -> bool:
     if torch.is_grad_enabled() or _tracing() or _module._global_forward_hooks:
         return False
     return not any(m._forward_hooks for m in producers)
+
+
+def no_pre_hooks(*modules: nn.Module) -> bool:
+    """Whether no forward pre-hook, of these modules' or a global one, is set: a path that
+    skips a module's ``__call__`` (computing its arithmetic directly) may skip nothing else."""
+    if _module._global_forward_pre_hooks:
+        return False
+    return not any(m._forward_pre_hooks for m in modules)

@@ -12,8 +12,9 @@ from collections.abc import Callable
 import torch
 from torch import nn
 
-from .helpers import overwritable
+from .helpers import no_pre_hooks, overwritable
 from .weight_init import init_linear_
+from .workspace import scratch
 
 __all__ = ["Mlp", "QuickGELU", "SwiGLU"]
 
@@ -65,10 +66,41 @@ class Mlp(nn.Module):
         # nobody else can see it (the same values, one buffer fewer).
         if not torch.jit.is_scripting():  # TorchScript compiles none of this branch
             if self._act_may_overwrite():
-                out = self.fc2(self._act_in_place(self.fc1(x)))
-                return out
+                return self._forward_in_place(x)
         out = self.fc2(self.act(self.fc1(x)))
         return out
+
+    def _forward_in_place(self, x: torch.Tensor) -> torch.Tensor:
+        """The evaluation forward without autograd. ``fc1`` writes into the thread's scratch
+        buffer (:mod:`~vitzoo.layers.workspace`) when it may: the same ``addmm`` that
+        ``nn.Linear`` runs on a contiguous 2-D or 3-D input, so the same values, without a
+        fresh ``tokens x hidden`` buffer per block. The activation then overwrites it and
+        ``fc2`` reads it; nothing else sees it."""
+        fc1 = self.fc1
+        rows = x.numel() // fc1.in_features if x.dim() in (2, 3) else 0
+        buf = scratch(rows * fc1.out_features, x) if rows and self._may_use_scratch(x) else None
+        if buf is None:
+            out: torch.Tensor = self.fc2(self._act_in_place(fc1(x)))
+            return out
+        hidden = buf.view(rows, fc1.out_features)
+        flat = x.view(rows, fc1.in_features)
+        if fc1.bias is None:
+            torch.mm(flat, fc1.weight.t(), out=hidden)
+        else:
+            torch.addmm(fc1.bias, flat, fc1.weight.t(), out=hidden)
+        out = self.fc2(self._act_in_place(hidden))
+        return out.view(*x.shape[:-1], out.shape[-1])
+
+    def _may_use_scratch(self, x: torch.Tensor) -> bool:
+        """Whether ``fc1`` may be computed into the scratch buffer: both Linears are plain
+        ``nn.Linear`` with no pre-hook (``fc2``'s hooks, which would see the buffer, are ruled
+        out with ``fc1``'s by the caller's :func:`overwritable` and here), ``x`` is a plain
+        contiguous tensor of the weights' dtype, and no autocast is on."""
+        fc1, fc2 = self.fc1, self.fc2
+        return (type(fc1) is nn.Linear and type(fc2) is nn.Linear and type(x) is torch.Tensor
+                and x.is_contiguous() and x.dtype == fc1.weight.dtype
+                and not torch.is_autocast_enabled(x.device.type)
+                and not fc2._forward_hooks and no_pre_hooks(self, fc1, fc2))
 
     def _act_may_overwrite(self) -> bool:
         return type(self.act) in _IN_PLACE_ACTS and isinstance(self.fc1, nn.Linear) \

@@ -115,10 +115,14 @@ def _child(script: str, job: Mapping[str, Any], env: Mapping[str, str]) -> dict[
 
 def _measure(script: str, jobs: Mapping[tuple[str, str], Mapping[str, Any]],
              env: Mapping[str, str], repeats: int) -> dict[tuple[str, str], dict[str, Any]]:
-    """Median seconds and peak of each job, one fresh process of each per round."""
+    """Median seconds and peak of each job, one fresh process of each per round. Each starts
+    after ``os.sync()``: the dirty pages of the files written before it (the test files, the
+    previous child's output) are on disk, so no child pays for another's writeback."""
     results: dict[tuple[str, str], list[dict[str, Any]]] = {k: [] for k in jobs}
+    sync = getattr(os, "sync", lambda: None)  # not on Windows
     for _ in range(repeats):
         for key, job in jobs.items():
+            sync()
             results[key].append(_child(script, job, env))
     summary = {}
     for key, runs in results.items():

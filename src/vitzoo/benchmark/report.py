@@ -236,7 +236,9 @@ def performance_page(rows: Sequence[Mapping[str, Any]], machine: Mapping[str, st
              "vitzoo against timm and Hugging Face transformers, measured side by side in one "
              "run: identical weights, threads pinned, interleaved rounds in shuffled order, "
              "ratios taken round by round and their medians over repeats, "
-             "`torch.inference_mode`. What vitzoo does to be fast, and how to tune a machine "
+             "`torch.inference_mode`; loading and conversion in fresh processes, one per way "
+             "and round, each started after `os.sync()` so that none pays for the writeback "
+             "of files written before it. What vitzoo does to be fast, and how to tune a machine "
              "(the allocator, threads), is in [speed.md](speed.md). Regenerate this page "
              "with:", "", "```bash",
              command, "```", "", "## Machine", "", "| | |", "|---|---|"]

@@ -87,6 +87,22 @@ def test_a_forward_hook_sees_the_values_the_plain_path_computes(where):
     assert torch.equal(seen.pop(), expected), f"the output hooked at {where} was overwritten"
 
 
+@pytest.mark.parametrize("kind", ["gelu", "quick_gelu", "swiglu"])
+def test_a_pre_hook_on_the_activation_still_runs_and_sees_the_plain_values(kind):
+    block = _block(kind)
+    x = torch.randn(2, 5, 32)
+    seen: list[torch.Tensor] = []
+    handle = block.mlp.act.register_forward_pre_hook(lambda m, args: seen.append(args[0]))
+    plain = block(x)
+    expected = seen.pop().detach().clone()
+    with torch.no_grad():
+        out = block(x)
+    handle.remove()
+    assert torch.equal(out, plain)
+    assert len(seen) == 1, "the in-place path skipped the activation's pre-hook"
+    assert torch.equal(seen[0], expected), "what the pre-hook kept was overwritten"
+
+
 def test_a_global_forward_hook_turns_the_in_place_path_off():
     block = _block("gelu")
     x = torch.randn(2, 5, 32)

@@ -126,7 +126,7 @@ def test_each_thread_has_its_own_buffer_and_the_results_stay_right():
     assert ws.workspace_bytes() == 0, "a finished thread's buffer was kept"
 
 
-@pytest.mark.parametrize("where", ["fc2_pre", "fc2_post", "fc1_pre", "mlp_pre", "global_pre"])
+@pytest.mark.parametrize("where", ["fc2_pre", "fc2_post", "fc1_pre", "act_pre", "global_pre"])
 def test_a_hook_that_could_see_the_buffer_turns_the_scratch_path_off(where):
     mlp = _mlp()
     x = torch.randn(2, 4, 16)
@@ -137,8 +137,8 @@ def test_a_hook_that_could_see_the_buffer_turns_the_scratch_path_off(where):
         handle = mlp.fc2.register_forward_hook(lambda m, args, out: seen.append(args[0]))
     elif where == "fc1_pre":
         handle = mlp.fc1.register_forward_pre_hook(lambda m, args: seen.append(args[0]))
-    elif where == "mlp_pre":
-        handle = mlp.register_forward_pre_hook(lambda m, args: seen.append(args[0]))
+    elif where == "act_pre":
+        handle = mlp.act.register_forward_pre_hook(lambda m, args: seen.append(args[0]))
     else:
         handle = nn.modules.module.register_module_forward_pre_hook(
             lambda m, args: seen.append(args[0]) if m is mlp.fc2 else None)
@@ -154,6 +154,30 @@ def test_a_hook_that_could_see_the_buffer_turns_the_scratch_path_off(where):
     assert len(seen) == 2, "the hook did not run on every call"
     assert torch.equal(seen[0], first), "what the hook kept was overwritten by a later call"
     assert _own_bytes() == 0
+
+
+def test_a_hook_on_the_mlp_itself_sees_its_input_and_output_untouched():
+    mlp = _mlp()
+    x = torch.randn(2, 4, 16)
+    plain = mlp(x).detach()
+    seen: list[torch.Tensor] = []
+    handles = [mlp.register_forward_pre_hook(lambda m, args: seen.append(args[0])),
+               mlp.register_forward_hook(lambda m, args, out: seen.append(out))]
+    try:
+        with torch.no_grad():
+            out = mlp(x)
+            mlp(torch.randn(2, 4, 16))
+    finally:
+        for handle in handles:
+            handle.remove()
+    assert _own_bytes() == 8 * 48 * 4, "a hook on the MLP alone need not turn the buffer off"
+    assert seen[0] is x and torch.equal(seen[1], plain) and torch.equal(out, plain)
+
+
+def test_a_wrong_width_gets_linears_own_error():
+    mlp = _mlp()
+    with torch.no_grad(), pytest.raises(RuntimeError, match="shapes cannot be multiplied"):
+        mlp(torch.randn(2, 3, 15))
 
 
 def test_inputs_it_cannot_take_go_the_plain_way():

@@ -93,18 +93,20 @@ class Mlp(nn.Module):
 
     def _may_use_scratch(self, x: torch.Tensor) -> bool:
         """Whether ``fc1`` may be computed into the scratch buffer: both Linears are plain
-        ``nn.Linear`` with no pre-hook (``fc2``'s hooks, which would see the buffer, are ruled
-        out with ``fc1``'s by the caller's :func:`overwritable` and here), ``x`` is a plain
-        contiguous tensor of the weights' dtype, and no autocast is on."""
+        ``nn.Linear``; ``fc1``, whose call is skipped, has no pre-hook (its forward hooks are
+        ruled out by the caller's :func:`overwritable`) and ``fc2``, whose input is the
+        buffer, no hook at all; ``x`` is a plain contiguous ``(..., in_features)`` tensor of
+        the weights' dtype; no autocast is on."""
         fc1, fc2 = self.fc1, self.fc2
         return (type(fc1) is nn.Linear and type(fc2) is nn.Linear and type(x) is torch.Tensor
-                and x.is_contiguous() and x.dtype == fc1.weight.dtype
-                and not torch.is_autocast_enabled(x.device.type)
-                and not fc2._forward_hooks and no_pre_hooks(self, fc1, fc2))
+                and x.is_contiguous() and x.shape[-1] == fc1.in_features
+                and x.dtype == fc1.weight.dtype and not torch.is_autocast_enabled(x.device.type)
+                and not fc2._forward_hooks and no_pre_hooks(fc1, fc2))
 
     def _act_may_overwrite(self) -> bool:
+        """The activation's call is skipped (computed in place), so it may have no hook."""
         return type(self.act) in _IN_PLACE_ACTS and isinstance(self.fc1, nn.Linear) \
-            and overwritable(self.fc1, self.act)
+            and overwritable(self.fc1, self.act) and no_pre_hooks(self.act)
 
     def _act_in_place(self, x: torch.Tensor) -> torch.Tensor:
         """``act(x)`` written into ``x``, bit for bit the values ``act`` returns."""
@@ -161,5 +163,6 @@ class SwiGLU(nn.Module):
         return out
 
     def _gate_may_overwrite(self) -> bool:
+        """The activation's call is skipped (computed in place), so it may have no hook."""
         return type(self.act) is nn.SiLU and isinstance(self.fc1, nn.Linear) \
-            and overwritable(self.fc1, self.act)
+            and overwritable(self.fc1, self.act) and no_pre_hooks(self.act)

@@ -70,19 +70,31 @@ def test_a_whole_model_is_unchanged_and_its_input_untouched():
     assert torch.equal(x, kept)
 
 
+def _hooked_runs(block: Block, register) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor,
+                                                   list[torch.Tensor]]:
+    """``block(x)`` with autograd on (the plain path), then under ``no_grad``, with the hook
+    ``register(keep)`` installs appending what it sees to ``keep``: the plain output, the
+    no_grad output, a copy of what the hook kept on the plain run, and what it kept after."""
+    x = torch.randn(2, 5, 32)
+    seen: list[torch.Tensor] = []
+    handle = register(seen)
+    try:
+        plain = block(x)
+        expected = seen.pop().detach().clone()
+        with torch.no_grad():
+            out = block(x)
+    finally:
+        handle.remove()
+    return plain, out, expected, seen
+
+
 @pytest.mark.parametrize("where", ["mlp.fc1", "mlp.act", "attn", "attn.proj", "mlp",
                                    "mlp.fc2"])
 def test_a_forward_hook_sees_the_values_the_plain_path_computes(where):
     block = _block("gelu")
-    x = torch.randn(2, 5, 32)
-    seen: list[torch.Tensor] = []
-    handle = block.get_submodule(where).register_forward_hook(
-        lambda module, args, out: seen.append(out))
-    plain = block(x)
-    expected = seen.pop().detach().clone()
-    with torch.no_grad():
-        out = block(x)
-    handle.remove()
+    plain, out, expected, seen = _hooked_runs(
+        block, lambda keep: block.get_submodule(where).register_forward_hook(
+            lambda module, args, out: keep.append(out)))
     assert torch.equal(out, plain)
     assert torch.equal(seen.pop(), expected), f"the output hooked at {where} was overwritten"
 
@@ -90,14 +102,9 @@ def test_a_forward_hook_sees_the_values_the_plain_path_computes(where):
 @pytest.mark.parametrize("kind", ["gelu", "quick_gelu", "swiglu"])
 def test_a_pre_hook_on_the_activation_still_runs_and_sees_the_plain_values(kind):
     block = _block(kind)
-    x = torch.randn(2, 5, 32)
-    seen: list[torch.Tensor] = []
-    handle = block.mlp.act.register_forward_pre_hook(lambda m, args: seen.append(args[0]))
-    plain = block(x)
-    expected = seen.pop().detach().clone()
-    with torch.no_grad():
-        out = block(x)
-    handle.remove()
+    plain, out, expected, seen = _hooked_runs(
+        block, lambda keep: block.mlp.act.register_forward_pre_hook(
+            lambda m, args: keep.append(args[0])))
     assert torch.equal(out, plain)
     assert len(seen) == 1, "the in-place path skipped the activation's pre-hook"
     assert torch.equal(seen[0], expected), "what the pre-hook kept was overwritten"

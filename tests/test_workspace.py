@@ -126,22 +126,27 @@ def test_each_thread_has_its_own_buffer_and_the_results_stay_right():
     assert ws.workspace_bytes() == 0, "a finished thread's buffer was kept"
 
 
-@pytest.mark.parametrize("where", ["fc2_pre", "fc2_post", "fc1_pre", "act_pre", "global_pre"])
+# each hook keeps its module's input: (the module's path, None for a global pre-hook that
+# watches fc2; whether it is a pre-hook)
+HOOKS = {"fc2_pre": ("fc2", True), "fc2_post": ("fc2", False), "fc1_pre": ("fc1", True),
+         "act_pre": ("act", True), "global_pre": (None, True)}
+
+
+@pytest.mark.parametrize("where", sorted(HOOKS))
 def test_a_hook_that_could_see_the_buffer_turns_the_scratch_path_off(where):
     mlp = _mlp()
     x = torch.randn(2, 4, 16)
     seen: list[torch.Tensor] = []
-    if where == "fc2_pre":
-        handle = mlp.fc2.register_forward_pre_hook(lambda m, args: seen.append(args[0]))
-    elif where == "fc2_post":
-        handle = mlp.fc2.register_forward_hook(lambda m, args, out: seen.append(args[0]))
-    elif where == "fc1_pre":
-        handle = mlp.fc1.register_forward_pre_hook(lambda m, args: seen.append(args[0]))
-    elif where == "act_pre":
-        handle = mlp.act.register_forward_pre_hook(lambda m, args: seen.append(args[0]))
-    else:
+    path, pre = HOOKS[where]
+    if path is None:
         handle = nn.modules.module.register_module_forward_pre_hook(
             lambda m, args: seen.append(args[0]) if m is mlp.fc2 else None)
+    elif pre:
+        handle = mlp.get_submodule(path).register_forward_pre_hook(
+            lambda m, args: seen.append(args[0]))
+    else:
+        handle = mlp.get_submodule(path).register_forward_hook(
+            lambda m, args, out: seen.append(args[0]))
     try:
         plain = mlp(x).detach()
         first = seen.pop().detach().clone()
